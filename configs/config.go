@@ -1,0 +1,186 @@
+// Package configs holds marketcast's configuration: the embedded default
+// file, the Config it decodes into, environment overrides and validation.
+package configs
+
+import (
+	_ "embed"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+)
+
+// Default is the embedded default configuration file.
+//
+//go:embed marketcast.yaml
+var Default []byte
+
+// DevSecret is the secret of the default file, announced loudly when used.
+const DevSecret = "marketcast-development-secret-do-not-use-in-production"
+
+// Config mirrors marketcast.yaml.
+type Config struct {
+	Listen  string `yaml:"listen"`
+	DevMode bool   `yaml:"dev_mode"`
+	Auth    struct {
+		JWTSecret   string   `yaml:"jwt_secret"`
+		Timeout     Duration `yaml:"timeout"`
+		DevTokenTTL Duration `yaml:"dev_token_ttl"`
+	} `yaml:"auth"`
+	Limits struct {
+		MaxSubscriptions int `yaml:"max_subscriptions"`
+		MaxFrameBytes    int `yaml:"max_frame_bytes"`
+		RatePerMinute    int `yaml:"rate_per_minute"`
+		RateBurst        int `yaml:"rate_burst"`
+		RateStrikes      int `yaml:"rate_strikes"`
+	} `yaml:"limits"`
+	Keepalive struct {
+		PingInterval Duration `yaml:"ping_interval"`
+	} `yaml:"keepalive"`
+	Delivery struct {
+		Deflate          bool     `yaml:"deflate"`
+		DeflateThreshold int      `yaml:"deflate_threshold"`
+		MaxPendingBytes  int      `yaml:"max_pending_bytes"`
+		WriteTimeout     Duration `yaml:"write_timeout"`
+	} `yaml:"delivery"`
+	History struct {
+		Size int      `yaml:"size"`
+		TTL  Duration `yaml:"ttl"`
+	} `yaml:"history"`
+	Feed struct {
+		Kind string `yaml:"kind"`
+		Sim  struct {
+			Rate        float64  `yaml:"rate"`
+			Levels      int      `yaml:"levels"`
+			Symbols     []string `yaml:"symbols"`
+			SymbolCount int      `yaml:"symbol_count"`
+		} `yaml:"sim"`
+	} `yaml:"feed"`
+	Shutdown struct {
+		Grace Duration `yaml:"grace"`
+	} `yaml:"shutdown"`
+	Log struct {
+		Level  string `yaml:"level"`
+		Format string `yaml:"format"`
+	} `yaml:"log"`
+}
+
+// Duration is a time.Duration written as "5s" or "250ms". A value that does
+// not parse is kept and reported by Validate, which knows the key's name.
+type Duration struct {
+	time.Duration
+	bad string
+}
+
+// UnmarshalYAML implements yaml.BytesUnmarshaler.
+func (d *Duration) UnmarshalYAML(b []byte) error {
+	s := strings.Trim(strings.TrimSpace(string(b)), `"'`)
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		*d = Duration{bad: s}
+		return nil
+	}
+	*d = Duration{Duration: v}
+	return nil
+}
+
+// Load decodes the default file, then file (if not empty) over it, then the
+// environment overrides, and validates the result. Keys a file does not set
+// keep their default; unknown keys are errors.
+func Load(file string, getenv func(string) string) (*Config, error) {
+	var c Config
+	if err := yaml.UnmarshalWithOptions(Default, &c, yaml.Strict()); err != nil {
+		return nil, fmt.Errorf("config: embedded default: %w", err)
+	}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		if err := yaml.UnmarshalWithOptions(b, &c, yaml.Strict()); err != nil {
+			return nil, fmt.Errorf("config: %s: %s", file, yaml.FormatError(err, false, true))
+		}
+	}
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	if v := getenv("MARKETCAST_LISTEN"); v != "" {
+		c.Listen = v
+	}
+	if v := getenv("MARKETCAST_JWT_SECRET"); v != "" {
+		c.Auth.JWTSecret = v
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Validate checks every value and names the key of the first bad one.
+func (c *Config) Validate() error {
+	bad := func(key string, val any, want string) error {
+		return fmt.Errorf("config: %s: %s, got %v", key, want, val)
+	}
+	for key, d := range map[string]Duration{
+		"auth.timeout": c.Auth.Timeout, "auth.dev_token_ttl": c.Auth.DevTokenTTL,
+		"keepalive.ping_interval": c.Keepalive.PingInterval, "delivery.write_timeout": c.Delivery.WriteTimeout,
+		"history.ttl": c.History.TTL, "shutdown.grace": c.Shutdown.Grace,
+	} {
+		if d.bad != "" {
+			return bad(key, fmt.Sprintf("%q", d.bad), "want a duration such as 5s or 250ms")
+		}
+	}
+	switch {
+	case c.Listen == "" || !strings.Contains(c.Listen, ":"):
+		return bad("listen", fmt.Sprintf("%q", c.Listen), "want host:port such as :8000")
+	case len(c.Auth.JWTSecret) < 16:
+		return bad("auth.jwt_secret", fmt.Sprintf("%d characters", len(c.Auth.JWTSecret)), "want at least 16 characters")
+	case c.Auth.Timeout.Duration <= 0:
+		return bad("auth.timeout", c.Auth.Timeout.Duration, "want > 0")
+	case c.DevMode && c.Auth.DevTokenTTL.Duration <= 0:
+		return bad("auth.dev_token_ttl", c.Auth.DevTokenTTL.Duration, "want > 0 in dev_mode")
+	case c.Limits.MaxSubscriptions <= 0:
+		return bad("limits.max_subscriptions", c.Limits.MaxSubscriptions, "want > 0")
+	case c.Limits.MaxFrameBytes < 128:
+		return bad("limits.max_frame_bytes", c.Limits.MaxFrameBytes, "want >= 128")
+	case c.Limits.RatePerMinute <= 0:
+		return bad("limits.rate_per_minute", c.Limits.RatePerMinute, "want > 0")
+	case c.Limits.RateBurst <= 0:
+		return bad("limits.rate_burst", c.Limits.RateBurst, "want > 0")
+	case c.Limits.RateStrikes <= 0:
+		return bad("limits.rate_strikes", c.Limits.RateStrikes, "want > 0")
+	case c.Keepalive.PingInterval.Duration < time.Second:
+		return bad("keepalive.ping_interval", c.Keepalive.PingInterval.Duration, "want >= 1s")
+	case c.Delivery.DeflateThreshold < 0:
+		return bad("delivery.deflate_threshold", c.Delivery.DeflateThreshold, "want >= 0")
+	case c.Delivery.MaxPendingBytes < 64<<10:
+		return bad("delivery.max_pending_bytes", c.Delivery.MaxPendingBytes, "want >= 65536")
+	case c.Delivery.WriteTimeout.Duration <= 0:
+		return bad("delivery.write_timeout", c.Delivery.WriteTimeout.Duration, "want > 0")
+	case c.History.Size <= 0:
+		return bad("history.size", c.History.Size, "want > 0")
+	case c.History.TTL.Duration <= 0:
+		return bad("history.ttl", c.History.TTL.Duration, "want > 0")
+	case c.Feed.Kind != "sim" && c.Feed.Kind != "none":
+		return bad("feed.kind", fmt.Sprintf("%q", c.Feed.Kind), `want "sim" or "none"`)
+	case c.Feed.Sim.Rate <= 0 || c.Feed.Sim.Rate > 1000:
+		return bad("feed.sim.rate", c.Feed.Sim.Rate, "want in (0, 1000]")
+	case c.Feed.Sim.Levels < 1 || c.Feed.Sim.Levels > 20:
+		return bad("feed.sim.levels", c.Feed.Sim.Levels, "want in [1, 20]")
+	case c.Feed.Sim.SymbolCount < 0 || c.Feed.Sim.SymbolCount > 100000:
+		return bad("feed.sim.symbol_count", c.Feed.Sim.SymbolCount, "want in [0, 100000]")
+	case c.Shutdown.Grace.Duration <= 0:
+		return bad("shutdown.grace", c.Shutdown.Grace.Duration, "want > 0")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return bad("log.level", fmt.Sprintf("%q", c.Log.Level), "want debug, info, warn or error")
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		return bad("log.format", fmt.Sprintf("%q", c.Log.Format), "want text or json")
+	}
+	return nil
+}

@@ -1,0 +1,75 @@
+package configs
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func noEnv(string) string { return "" }
+
+func TestDefaultLoads(t *testing.T) {
+	c, err := Load("", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != ":8000" || c.Auth.Timeout.Duration != 5*time.Second || c.Limits.RatePerMinute != 100 ||
+		c.Keepalive.PingInterval.Duration != 25*time.Second || c.History.TTL.Duration != 5*time.Minute || !c.DevMode {
+		t.Fatalf("unexpected defaults: %+v", c)
+	}
+	if c.Auth.JWTSecret != DevSecret {
+		t.Fatalf("default secret %q; want DevSecret", c.Auth.JWTSecret)
+	}
+}
+
+func TestEnvOverridesWin(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(file, []byte("listen: \"127.0.0.1:7000\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"MARKETCAST_LISTEN": "127.0.0.1:9001", "MARKETCAST_JWT_SECRET": "0123456789abcdef-secret"}
+	c, err := Load(file, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:9001" || c.Auth.JWTSecret != env["MARKETCAST_JWT_SECRET"] {
+		t.Fatalf("got listen %q secret %q; want the environment's", c.Listen, c.Auth.JWTSecret)
+	}
+	c, err = Load(file, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:7000" || c.Limits.MaxSubscriptions != 1024 {
+		t.Fatalf("file value or kept default wrong: %+v", c)
+	}
+}
+
+func TestErrorsNameKeyAndValue(t *testing.T) {
+	f := func(yamlText, want string) {
+		t.Helper()
+		file := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(file, []byte(yamlText), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Load(file, noEnv)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("config %q: got error %v; want it to contain %q", yamlText, err, want)
+		}
+	}
+	f("limits:\n  rate_per_minute: -5\n", "limits.rate_per_minute: want > 0, got -5")
+	f("feed:\n  kind: kafka\n", `feed.kind: want "sim" or "none", got "kafka"`)
+	f("auth:\n  jwt_secret: short\n", "auth.jwt_secret")
+	f("keepalive:\n  ping_interval: 10ms\n", "keepalive.ping_interval: want >= 1s, got 10ms")
+	f("log:\n  level: loud\n", `log.level: want debug, info, warn or error, got "loud"`)
+	f("listen: nowhere\n", `listen: want host:port such as :8000, got "nowhere"`)
+	f("limtis:\n  x: 1\n", "limtis") // unknown key
+	f("auth:\n  timeout: soon\n", `auth.timeout: want a duration such as 5s or 250ms, got "soon"`)
+	f("feed:\n  sim:\n    rate: 0\n", "feed.sim.rate") // zero rate
+	_, err := Load(filepath.Join(t.TempDir(), "missing.yaml"), noEnv)
+	if err == nil || !strings.Contains(err.Error(), "missing.yaml") {
+		t.Fatalf("missing file: got %v; want an error naming the file", err)
+	}
+}

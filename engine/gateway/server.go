@@ -1,0 +1,320 @@
+// Package gateway is the network face of the engine: the HTTP mux, the
+// WebSocket upgrade (gws), sessions with their auth handshake, request
+// handling and limits, the publish API, health, stats and metrics.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/lxzan/gws"
+
+	"github.com/marketcast/marketcast/engine"
+	"github.com/marketcast/marketcast/engine/auth"
+	"github.com/marketcast/marketcast/engine/frame"
+)
+
+// Config tunes a Server. Zero values mean the documented defaults.
+type Config struct {
+	// MaxSubscriptions is the topic limit per connection. Zero means 1024.
+	MaxSubscriptions int
+	// MaxFrameBytes is the largest client frame; larger closes with 1009.
+	// Zero means 64 KiB.
+	MaxFrameBytes int
+	// RatePerMinute is the sustained client message rate. Zero means 100.
+	RatePerMinute int
+	// RateBurst is how many messages may arrive at once. Zero means 30.
+	RateBurst int
+	// RateStrikes is how many rate-limited messages in a row close the
+	// connection with 4029. Zero means 10.
+	RateStrikes int
+	// AuthTimeout is how long a connection may stay unauthenticated.
+	// Zero means 5s.
+	AuthTimeout time.Duration
+	// PingInterval is the WebSocket ping period; a connection silent for
+	// two periods is closed. Zero means 25s.
+	PingInterval time.Duration
+	// DisableDeflate turns permessage-deflate negotiation off.
+	DisableDeflate bool
+	// TickFields are the keys a tick subscription's "fields" may name.
+	TickFields []string
+	// DevTokenTTL, when set, enables GET /dev/token, which signs a token for
+	// anyone who asks: development configurations only.
+	DevTokenTTL time.Duration
+	// DevSecret signs development tokens.
+	DevSecret []byte
+	// Index is served at "/" when set (the demo terminal).
+	Index http.Handler
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxSubscriptions <= 0 {
+		c.MaxSubscriptions = 1024
+	}
+	if c.MaxFrameBytes <= 0 {
+		c.MaxFrameBytes = 64 << 10
+	}
+	if c.RatePerMinute <= 0 {
+		c.RatePerMinute = 100
+	}
+	if c.RateBurst <= 0 {
+		c.RateBurst = 30
+	}
+	if c.RateStrikes <= 0 {
+		c.RateStrikes = 10
+	}
+	if c.AuthTimeout <= 0 {
+		c.AuthTimeout = 5 * time.Second
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 25 * time.Second
+	}
+}
+
+// Server serves WebSocket clients and the HTTP API.
+type Server struct {
+	cfg      Config
+	hub      *engine.Hub
+	verifier *auth.Verifier
+	log      *slog.Logger
+	upgrader *gws.Upgrader
+	started  time.Time
+
+	sessions  sync.Map // *session → struct{}
+	draining  atomic.Bool
+	feedReady atomic.Bool
+	stop      chan struct{}
+	stopOnce  sync.Once
+	wg        sync.WaitGroup
+
+	set        *metrics.Set
+	connsTotal *metrics.Counter
+	connsOpen  *metrics.Gauge
+	received   *metrics.Counter
+	answers    *metrics.Counter
+	errorsAll  *metrics.Counter
+	published  *metrics.Counter
+}
+
+// New returns a server for hub. It starts the keepalive loop; Shutdown
+// stops it.
+func New(cfg Config, hub *engine.Hub, verifier *auth.Verifier, log *slog.Logger) *Server {
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := &Server{
+		cfg:      cfg,
+		hub:      hub,
+		verifier: verifier,
+		log:      log,
+		started:  time.Now(),
+		stop:     make(chan struct{}),
+		set:      metrics.NewSet(),
+	}
+	s.connsTotal = s.set.NewCounter("marketcast_connections_total")
+	s.connsOpen = s.set.NewGauge("marketcast_connections", nil)
+	s.received = s.set.NewCounter("marketcast_messages_received_total")
+	s.answers = s.set.NewCounter("marketcast_answers_sent_total")
+	s.errorsAll = s.set.NewCounter("marketcast_errors_total")
+	s.published = s.set.NewCounter("marketcast_api_published_total")
+
+	s.upgrader = gws.NewUpgrader(&events{s}, &gws.ServerOption{
+		ReadMaxPayloadSize: cfg.MaxFrameBytes,
+		ReadBufferSize:     1024,
+		HandshakeTimeout:   5 * time.Second,
+		CheckUtf8Enabled:   true,
+		PermessageDeflate: gws.PermessageDeflate{
+			Enabled: !cfg.DisableDeflate,
+			// Frames are compressed once and shared, which only works
+			// when no message depends on the ones before it.
+			ServerContextTakeover: false,
+			ClientContextTakeover: false,
+			PoolSize:              4,
+		},
+		NewSession: func() gws.SessionStorage { return new(sessionSlot) },
+		Recovery:   gws.Recovery,
+		Logger:     slogAdapter{log},
+	})
+	s.wg.Add(1)
+	go s.keepalive()
+	return s
+}
+
+// SetFeedReady marks whether the market feed runs; /readyz reports it.
+func (s *Server) SetFeedReady(ok bool) { s.feedReady.Store(ok) }
+
+// Handler returns the HTTP routes of PROTOCOL.md.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ws", s.serveWS)
+	mux.HandleFunc("GET /metrics", s.serveMetrics)
+	mux.HandleFunc("GET /ws/stats", s.serveStats)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", s.serveReady)
+	mux.HandleFunc("POST /api/v1/publish", s.servePublish)
+	if s.cfg.DevTokenTTL > 0 {
+		mux.HandleFunc("GET /dev/token", s.serveDevToken)
+	}
+	if s.cfg.Index != nil {
+		mux.Handle("GET /", s.cfg.Index)
+	}
+	return mux
+}
+
+func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	switch {
+	case s.draining.Load():
+		http.Error(w, "draining", http.StatusServiceUnavailable)
+	case !s.feedReady.Load():
+		http.Error(w, "feed not connected", http.StatusServiceUnavailable)
+	default:
+		_, _ = io.WriteString(w, "ready\n")
+	}
+}
+
+func (s *Server) serveMetrics(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	s.set.WritePrometheus(w)
+	s.hub.Metrics().WritePrometheus(w)
+	metrics.WriteProcessMetrics(w)
+}
+
+// tokenFromRequest returns a token offered in the handshake: ?token= or an
+// Authorization: Bearer header.
+func tokenFromRequest(r *http.Request) string {
+	if t := r.URL.Query().Get("token"); t != "" {
+		return t
+	}
+	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return h[7:]
+	}
+	return ""
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		http.Error(w, "server is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	// gws decides deflate the same way: enabled here and offered there.
+	deflate := !s.cfg.DisableDeflate &&
+		strings.Contains(r.Header.Get("Sec-WebSocket-Extensions"), "permessage-deflate")
+	socket, err := s.upgrader.Upgrade(w, r)
+	if err != nil {
+		s.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	sess := &session{
+		srv:    s,
+		conn:   socket,
+		out:    s.hub.NewSubscriber(socket.NetConn(), deflate),
+		remote: r.RemoteAddr,
+		token:  tokenFromRequest(r),
+		subs:   make(map[string]*engine.Subscription),
+		bucket: newBucket(s.cfg.RatePerMinute, s.cfg.RateBurst),
+	}
+	socket.Session().Store("", sess)
+	// The handler returns so net/http can free the request; the read loop
+	// is the connection's only goroutine.
+	go socket.ReadLoop()
+}
+
+// keepalive pings every connection each interval. One goroutine serves all
+// connections, so an idle connection costs no goroutine of its own.
+func (s *Server) keepalive() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		s.sessions.Range(func(k, _ any) bool {
+			k.(*session).out.Send(frame.Ping)
+			return true
+		})
+	}
+}
+
+// ActiveConnections is the number of open WebSocket connections.
+func (s *Server) ActiveConnections() int { return int(s.connsOpen.Get()) }
+
+// Shutdown drains: new connections and publishes are refused, every client
+// is closed with 1001, and Shutdown waits until they are gone or ctx ends,
+// then closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	s.stopOnce.Do(func() { close(s.stop) })
+	s.sessions.Range(func(k, _ any) bool {
+		k.(*session).out.Close(CloseGoingAway, "server shutting down")
+		return true
+	})
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for s.ActiveConnections() > 0 {
+		select {
+		case <-ctx.Done():
+			s.sessions.Range(func(k, _ any) bool {
+				_ = k.(*session).conn.NetConn().Close()
+				return true
+			})
+			s.wg.Wait()
+			return fmt.Errorf("gateway: shutdown: %d connections left: %w", s.ActiveConnections(), ctx.Err())
+		case <-t.C:
+		}
+	}
+	s.wg.Wait()
+	return nil
+}
+
+// countError records an error answer by code.
+func (s *Server) countError(code string) {
+	s.errorsAll.Inc()
+	s.set.GetOrCreateCounter(`marketcast_errors_by_code_total{code="` + code + `"}`).Inc()
+}
+
+func (s *Server) countClose(code uint16) {
+	s.set.GetOrCreateCounter(fmt.Sprintf(`marketcast_closes_total{code="%d"}`, code)).Inc()
+}
+
+// sessionSlot is a one-value gws.SessionStorage: a connection needs only its
+// session, and gws's default map costs far more per connection.
+type sessionSlot struct{ v any }
+
+func (s *sessionSlot) Len() int {
+	if s.v == nil {
+		return 0
+	}
+	return 1
+}
+func (s *sessionSlot) Load(string) (any, bool)  { return s.v, s.v != nil }
+func (s *sessionSlot) Delete(string)            { s.v = nil }
+func (s *sessionSlot) Store(_ string, v any)    { s.v = v }
+func (s *sessionSlot) Range(f func(string, any) bool) {
+	if s.v != nil {
+		f("", s.v)
+	}
+}
+
+// slogAdapter routes gws's log lines into slog.
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Error(v ...any) { a.l.Error(fmt.Sprint(v...), "component", "gws") }
+
+var errClosed = errors.New("gateway: connection closed")

@@ -1,0 +1,261 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/lxzan/gws"
+
+	"github.com/marketcast/marketcast/engine"
+	"github.com/marketcast/marketcast/engine/auth"
+	"github.com/marketcast/marketcast/engine/frame"
+)
+
+// session is one WebSocket connection. Requests are handled one at a time on
+// the connection's read loop; mu guards what timers touch too.
+type session struct {
+	srv    *Server
+	conn   *gws.Conn
+	out    *engine.Subscriber
+	remote string
+	token  string // offered in the handshake, verified in OnOpen
+
+	// Owned by the read loop.
+	subs    map[string]*engine.Subscription // topic key → subscription
+	bucket  bucket
+	strikes int
+
+	mu          sync.Mutex
+	ident       *auth.Identity
+	authTimer   *time.Timer
+	expiryTimer *time.Timer
+	gone        bool
+}
+
+func (ss *session) identity() *auth.Identity {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.ident
+}
+
+// send queues a direct answer.
+func (ss *session) send(b []byte) {
+	ss.srv.answers.Inc()
+	ss.out.Send(b)
+}
+
+func (ss *session) sendError(id []byte, code, message string) {
+	ss.srv.countError(code)
+	ss.send(errorFrame(id, code, message))
+}
+
+// close queues a close frame after what is queued; the flusher closes the
+// socket once it is written, which ends the read loop.
+func (ss *session) close(code uint16, reason string) {
+	ss.srv.countClose(code)
+	ss.srv.log.Debug("closing connection", "remote", ss.remote, "code", code, "reason", reason)
+	ss.out.Close(code, reason)
+}
+
+// events adapts gws callbacks to sessions.
+type events struct{ srv *Server }
+
+func sessionOf(c *gws.Conn) *session {
+	v, _ := c.Session().Load("")
+	return v.(*session)
+}
+
+func (e *events) OnOpen(c *gws.Conn) {
+	ss := sessionOf(c)
+	s := e.srv
+	s.sessions.Store(ss, struct{}{})
+	s.connsTotal.Inc()
+	s.connsOpen.Inc()
+	_ = c.SetReadDeadline(time.Now().Add(2 * s.cfg.PingInterval))
+	if ss.token != "" {
+		ss.authenticate(nil, ss.token)
+		return
+	}
+	ss.mu.Lock()
+	ss.authTimer = time.AfterFunc(s.cfg.AuthTimeout, func() {
+		if ss.identity() == nil {
+			ss.send(encodeAnswer(&answer{Type: "auth_response", Data: authData{
+				Status: "error", Code: CodeNotAuthenticated, Message: "no auth message within " + s.cfg.AuthTimeout.String()}}))
+			ss.close(CloseAuthFailed, "authentication timeout")
+		}
+	})
+	ss.mu.Unlock()
+}
+
+func (e *events) OnClose(c *gws.Conn, err error) {
+	ss := sessionOf(c)
+	s := e.srv
+	ss.mu.Lock()
+	ss.gone = true
+	if ss.authTimer != nil {
+		ss.authTimer.Stop()
+	}
+	if ss.expiryTimer != nil {
+		ss.expiryTimer.Stop()
+	}
+	ss.mu.Unlock()
+	ss.out.Detach()
+	for k, sub := range ss.subs {
+		s.hub.Unsubscribe(sub)
+		delete(ss.subs, k)
+	}
+	_ = c.NetConn().Close()
+	s.sessions.Delete(ss)
+	s.connsOpen.Dec()
+	var ce *gws.CloseError
+	if errors.As(err, &ce) {
+		s.log.Debug("connection closed by client", "remote", ss.remote, "code", ce.Code)
+	} else {
+		s.log.Debug("connection closed", "remote", ss.remote, "err", err, "code", ss.out.CloseCode())
+	}
+}
+
+func (e *events) OnPing(c *gws.Conn, payload []byte) {
+	ss := sessionOf(c)
+	_ = c.SetReadDeadline(time.Now().Add(2 * e.srv.cfg.PingInterval))
+	// The pong goes through the session's queue, never around it, so it can
+	// neither block the read loop nor interleave with a half-written batch.
+	ss.out.Send(frame.Pong(payload))
+}
+
+func (e *events) OnPong(c *gws.Conn, _ []byte) {
+	_ = c.SetReadDeadline(time.Now().Add(2 * e.srv.cfg.PingInterval))
+}
+
+func (e *events) OnMessage(c *gws.Conn, msg *gws.Message) {
+	defer msg.Close()
+	ss := sessionOf(c)
+	_ = c.SetReadDeadline(time.Now().Add(2 * e.srv.cfg.PingInterval))
+	ss.handle(msg.Bytes())
+}
+
+// handle answers one client frame.
+func (ss *session) handle(b []byte) {
+	s := ss.srv
+	s.received.Inc()
+	if !ss.bucket.allow(time.Now()) {
+		ss.strikes++
+		if ss.strikes >= s.cfg.RateStrikes {
+			ss.sendError(nil, CodeRateLimited, "rate limit exceeded persistently; closing")
+			ss.close(CloseRateLimited, "rate limit exceeded")
+			return
+		}
+		ss.sendError(peekID(b), CodeRateLimited,
+			fmt.Sprintf("more than %d messages per minute; slow down", s.cfg.RatePerMinute))
+		return
+	}
+	ss.strikes = 0
+
+	req, err := DecodeRequest(b)
+	if err != nil {
+		var rerr *requestError
+		if errors.As(err, &rerr) {
+			ss.sendError(rerr.id, rerr.code, rerr.message)
+		}
+		return
+	}
+	switch req.Type {
+	case "auth":
+		ss.authenticate(req.ID, req.authToken())
+	case "ping":
+		ss.send(encodeAnswer(&answer{Type: "pong", ID: req.ID, Data: pongData{ClientTimestamp: req.Timestamp}}))
+	case "subscribe", "unsubscribe":
+		if ss.identity() == nil {
+			ss.sendError(req.ID, CodeNotAuthenticated, "authenticate first: send {\"type\":\"auth\",\"data\":{\"token\":\"...\"}}")
+			return
+		}
+		if req.Type == "subscribe" {
+			ss.subscribe(req)
+		} else {
+			ss.unsubscribe(req)
+		}
+	default:
+		ss.sendError(req.ID, CodeUnknownType, fmt.Sprintf("unknown type %q", req.Type))
+	}
+}
+
+// authenticate verifies a token from the handshake or an auth message. A
+// connection may re-authenticate with a fresh token for the same user
+// before its token expires; it keeps its subscriptions.
+func (ss *session) authenticate(id []byte, token string) {
+	s := ss.srv
+	ident, err := s.verifier.Verify(token)
+	if err != nil {
+		code, msg := CodeAuthFailed, "invalid token"
+		switch {
+		case errors.Is(err, auth.ErrMissing):
+			code, msg = CodeNotAuthenticated, "token missing"
+		case errors.Is(err, auth.ErrExpired):
+			code, msg = CodeTokenExpired, "token expired"
+		}
+		s.countError(code)
+		s.log.Info("authentication failed", "remote", ss.remote, "err", err)
+		ss.send(encodeAnswer(&answer{Type: "auth_response", ID: id, Data: authData{Status: "error", Code: code, Message: msg}}))
+		ss.close(CloseAuthFailed, "authentication failed")
+		return
+	}
+	ss.mu.Lock()
+	if ss.gone {
+		ss.mu.Unlock()
+		return
+	}
+	if ss.ident != nil && ss.ident.UserID != ident.UserID {
+		ss.mu.Unlock()
+		s.countError(CodeForbidden)
+		ss.send(encodeAnswer(&answer{Type: "auth_response", ID: id, Data: authData{Status: "error", Code: CodeForbidden,
+			Message: "a connection cannot change user; open a new connection"}}))
+		return
+	}
+	ss.ident = ident
+	if ss.authTimer != nil {
+		ss.authTimer.Stop()
+	}
+	if ss.expiryTimer != nil {
+		ss.expiryTimer.Stop()
+	}
+	ss.expiryTimer = time.AfterFunc(time.Until(ident.ExpiresAt), func() {
+		ss.mu.Lock()
+		expired := ss.ident == ident // not replaced by a re-auth meanwhile
+		ss.mu.Unlock()
+		if expired {
+			ss.close(CloseTokenExpired, "token expired")
+		}
+	})
+	// Queue the answer before releasing mu so a concurrent expiry cannot
+	// close the connection between the check and the answer.
+	ss.send(encodeAnswer(&answer{Type: "auth_response", ID: id, Data: authData{
+		Status: "success", UserID: ident.UserID, Permissions: ident.Permissions,
+		ExpiresAt: wireTime(ident.ExpiresAt),
+	}}))
+	ss.mu.Unlock()
+}
+
+// bucket is a token bucket: rate per minute sustained, burst at once. It is
+// used by the read loop alone, so it needs no lock.
+type bucket struct {
+	tokens, burst, perSec float64
+	last                  time.Time
+}
+
+func newBucket(perMinute, burst int) bucket {
+	return bucket{tokens: float64(burst), burst: float64(burst), perSec: float64(perMinute) / 60}
+}
+
+func (b *bucket) allow(now time.Time) bool {
+	if !b.last.IsZero() {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.perSec)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}

@@ -34,7 +34,7 @@ type Subscriber struct {
 	queue     []entry
 	spare     []entry // the flusher's last batch, reused
 	gen       uint64  // bumped whenever queue is handed to the flusher
-	bytes     int     // bytes queued
+	bytes     int     // bytes of live frames queued
 	conflated int     // replacements since the last flush, for metrics
 	flushing  bool
 	state     subState
@@ -85,8 +85,20 @@ func (h *Hub) NewSubscriber(conn net.Conn, deflate bool) *Subscriber {
 // Deflate reports whether the subscriber receives compressed frames.
 func (s *Subscriber) Deflate() bool { return s.deflate }
 
-// enqueue queues one event frame for sub.
+// enqueue queues one live event frame for sub.
 func (s *Subscriber) enqueue(sub *Subscription, b []byte, mode Mode, ev *Event) {
+	s.enqueueFrame(sub, b, mode, ev, false)
+}
+
+// enqueueReplay queues a snapshot or a history replay. Its bytes are not
+// counted against MaxPendingBytes: they belong to events the topic holds
+// anyway, so the queue only adds a reference, and a resume of a long backlog
+// must not trip the slow-consumer limit by itself.
+func (s *Subscriber) enqueueReplay(sub *Subscription, b []byte, ev *Event) {
+	s.enqueueFrame(sub, b, Reliable, ev, true)
+}
+
+func (s *Subscriber) enqueueFrame(sub *Subscription, b []byte, mode Mode, ev *Event, replay bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.state != stateOpen {
@@ -103,13 +115,17 @@ func (s *Subscriber) enqueue(sub *Subscription, b []byte, mode Mode, ev *Event) 
 		}
 	}
 	replaceable := mode == Conflated && !ev.final
-	if !replaceable && s.bytes+len(b) > s.hub.cfg.MaxPendingBytes {
+	if !replaceable && !replay && s.bytes+len(b) > s.hub.cfg.MaxPendingBytes {
 		s.closeLocked(CloseSlowConsumer, "slow consumer")
 		s.hub.metrics.slowConsumers.Inc()
 		return
 	}
-	s.queue = append(s.queue, entry{b: b, sub: sub, at: ev.env.Timestamp, replaceable: replaceable})
-	s.bytes += len(b)
+	e := entry{b: b, sub: sub, replaceable: replaceable}
+	if !replay { // replays are old by nature: they would skew the lag metric
+		e.at = ev.env.Timestamp
+		s.bytes += len(b)
+	}
+	s.queue = append(s.queue, e)
 	if mode == Conflated {
 		sub.pendGen, sub.pendIdx = s.gen, len(s.queue)-1
 	}
@@ -153,12 +169,9 @@ func (s *Subscriber) closeLocked(code uint16, reason string) {
 		s.gen++
 	}
 	s.queue = append(s.queue, entry{b: frame.Close(code, reason), close: true})
+	// A flusher blocked on a peer that reads nothing gives up after the
+	// write timeout; the backlog is already dropped, so memory stays bounded.
 	s.kickLocked()
-	// A flusher stuck on a peer that reads nothing must not hold the
-	// connection for a full write timeout once we have decided to close it.
-	if code == CloseSlowConsumer {
-		_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
-	}
 }
 
 // CloseCode is the code of the close frame queued by Close, or 0.
@@ -225,7 +238,7 @@ func (s *Subscriber) flush() {
 			size += len(e.b)
 			if e.sub != nil {
 				n++
-				if oldest.IsZero() || e.at.Before(oldest) {
+				if !e.at.IsZero() && (oldest.IsZero() || e.at.Before(oldest)) {
 					oldest = e.at
 				}
 			}

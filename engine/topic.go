@@ -119,7 +119,7 @@ func (h *Hub) Subscribe(s *Subscriber, key string, mode Mode, proj *frame.Projec
 	}
 	for _, ev := range replay {
 		// Replayed events keep their original envelope; a snapshot is marked.
-		s.enqueue(sub, ev.Frame(proj, s.deflate, snapshot), Reliable, ev)
+		s.enqueueReplay(sub, ev.Frame(proj, s.deflate, snapshot), ev)
 	}
 	t.subs = append(slices.Clip(t.subs), sub)
 	h.metrics.subscriptions.Inc()

@@ -1,0 +1,208 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/marketcast/marketcast/bench/wsclient"
+	"github.com/marketcast/marketcast/engine"
+	"github.com/marketcast/marketcast/engine/auth"
+	"github.com/marketcast/marketcast/engine/gateway"
+	"github.com/marketcast/marketcast/feed"
+)
+
+const testSecret = "test-secret-0123456789abcdef"
+
+var allPerms = []string{auth.PermReadMarketData, auth.PermReadSignals, auth.PermPublish}
+
+const wait = 5 * time.Second // generous: only a broken server takes this long
+
+type testServer struct {
+	t    *testing.T
+	hub  *engine.Hub
+	srv  *gateway.Server
+	http *httptest.Server
+	ws   string // ws://127.0.0.1:port/ws
+}
+
+var testSymbols = []string{"SHFE.rb2405", "SHFE.hc2405", "DCE.m2405"}
+
+// newTestServer starts a real gateway on a loopback port with a hub that
+// knows testSymbols and has one tick and one book for each.
+func newTestServer(t *testing.T, tune func(*gateway.Config, *engine.Config)) *testServer {
+	t.Helper()
+	gcfg := gateway.Config{TickFields: feed.TickFields, AuthTimeout: time.Second}
+	ecfg := engine.Config{}
+	if tune != nil {
+		tune(&gcfg, &ecfg)
+	}
+	hub := engine.NewHub(ecfg)
+	srv := gateway.New(gcfg, hub, auth.NewVerifier([]byte(testSecret)), nil)
+	srv.SetFeedReady(true)
+	hs := httptest.NewServer(srv.Handler())
+	ts := &testServer{t: t, hub: hub, srv: srv, http: hs, ws: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"}
+	for i, sym := range testSymbols {
+		hub.AddSymbol(sym)
+		ts.publishTick(sym, fmt.Sprintf("%d.0", 4000+i))
+		ts.publishDepth(sym)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		hs.Close()
+	})
+	return ts
+}
+
+func (ts *testServer) token(user string, perms ...string) string {
+	ts.t.Helper()
+	return mustToken(ts.t, user, perms, time.Hour)
+}
+
+func mustToken(t *testing.T, user string, perms []string, ttl time.Duration) string {
+	t.Helper()
+	tok, err := auth.Issue([]byte(testSecret), user, perms, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func (ts *testServer) publishTick(sym, last string) engine.Published {
+	ts.t.Helper()
+	p, err := ts.hub.Publish(feed.TickMessage(&feed.Tick{Symbol: sym, LastPrice: last, BidPrice: last, AskPrice: last,
+		BidVolume: "1", AskVolume: "2", Volume: "100", Turnover: "4000000.0", OpenInterest: "5000",
+		Change: "1.0", ChangePercent: "0.03"}))
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	return p
+}
+
+func (ts *testServer) publishDepth(sym string) {
+	ts.t.Helper()
+	if _, err := ts.hub.Publish(feed.DepthMessage(&feed.Depth{Symbol: sym, Levels: 1,
+		Bids: [][2]string{{"3999.0", "10"}}, Asks: [][2]string{{"4001.0", "15"}}})); err != nil {
+		ts.t.Fatal(err)
+	}
+}
+
+// dial connects without authenticating.
+func (ts *testServer) dial(o wsclient.Options) *wsclient.Client {
+	ts.t.Helper()
+	return dialURL(ts.t, ts.ws, o)
+}
+
+func dialURL(t *testing.T, url string, o wsclient.Options) *wsclient.Client {
+	t.Helper()
+	c, _, err := wsclient.Dial(url, o)
+	if err != nil {
+		t.Fatalf("dial %s: %v", url, err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// login connects with a token for user in the query and waits for success.
+func (ts *testServer) login(user string, perms ...string) *wsclient.Client {
+	ts.t.Helper()
+	if perms == nil {
+		perms = allPerms
+	}
+	c := dialURL(ts.t, ts.ws+"?token="+ts.token(user, perms...), wsclient.Options{})
+	m := mustNext(ts.t, c)
+	if m.Type != "auth_response" || m.DataMap()["status"] != "success" {
+		ts.t.Fatalf("login: got %s", m.Raw)
+	}
+	return c
+}
+
+func mustNext(t *testing.T, c *wsclient.Client) *wsclient.Message {
+	t.Helper()
+	m, err := c.Next(wait)
+	if err != nil {
+		t.Fatalf("waiting for a message: %v", err)
+	}
+	return m
+}
+
+func mustType(t *testing.T, c *wsclient.Client, typ string) *wsclient.Message {
+	t.Helper()
+	m, err := c.WaitType(wait, typ)
+	if err != nil {
+		t.Fatalf("waiting for %s: %v", typ, err)
+	}
+	return m
+}
+
+func mustSend(t *testing.T, c *wsclient.Client, v any) {
+	t.Helper()
+	var err error
+	if s, ok := v.(string); ok {
+		err = c.SendRaw([]byte(s))
+	} else {
+		err = c.Send(v)
+	}
+	if err != nil {
+		t.Fatalf("send: %v", err)
+	}
+}
+
+// expectError sends req and expects an error answer with code; it then
+// checks the connection still answers a ping.
+func expectError(t *testing.T, c *wsclient.Client, req any, code string) *wsclient.Message {
+	t.Helper()
+	mustSend(t, c, req)
+	m := mustNext(t, c)
+	if m.Type != "error" {
+		t.Fatalf("request %v: got %s; want an error %s", req, m.Raw, code)
+	}
+	d := m.DataMap()
+	if d["code"] != code || d["message"] == "" {
+		t.Fatalf("request %v: got error %s; want code %s with a message", req, m.Raw, code)
+	}
+	mustSend(t, c, map[string]any{"type": "ping", "id": "alive"})
+	if p := mustNext(t, c); p.Type != "pong" {
+		t.Fatalf("after error %s the connection did not answer ping: %s", code, p.Raw)
+	}
+	return m
+}
+
+func expectClose(t *testing.T, c *wsclient.Client, code uint16) {
+	t.Helper()
+	got, err := c.WaitClose(wait)
+	if err != nil {
+		t.Fatalf("waiting for close %d: %v", code, err)
+	}
+	if got != code {
+		t.Fatalf("close code %d (%v); want %d", got, c.CloseErr(), code)
+	}
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func decode(t *testing.T, b []byte) map[string]any {
+	t.Helper()
+	var v map[string]any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("decode %s: %v", b, err)
+	}
+	return v
+}

@@ -64,8 +64,8 @@ type claims struct {
 // names. The error wraps ErrMissing, ErrExpired or ErrInvalid.
 func (v *Verifier) Verify(token string) (*Identity, error) {
 	token = strings.TrimSpace(token)
-	if len(token) >= 7 && strings.EqualFold(token[:7], "bearer ") {
-		token = strings.TrimSpace(token[7:])
+	if len(token) >= 6 && strings.EqualFold(token[:6], "bearer") && (len(token) == 6 || token[6] == ' ') {
+		token = strings.TrimSpace(token[6:])
 	}
 	if token == "" {
 		return nil, ErrMissing

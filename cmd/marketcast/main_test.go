@@ -1,0 +1,334 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/marketcast/marketcast/bench/wsclient"
+	"github.com/marketcast/marketcast/configs"
+	"github.com/marketcast/marketcast/engine/auth"
+	"github.com/marketcast/marketcast/engine/gateway"
+	"github.com/marketcast/marketcast/feed/kline"
+)
+
+const wait = 10 * time.Second
+
+var (
+	decimal  = regexp.MustCompile(`^-?\d+(\.\d+)?$`)
+	wireTime = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$`)
+)
+
+// startServer runs Serve with the embedded default config on a free
+// loopback port, the way `make run` does, and stops it at cleanup.
+func startServer(t *testing.T) (string, *configs.Config) {
+	t.Helper()
+	cfg, err := configs.Load("", func(k string) string {
+		if k == "MARKETCAST_LISTEN" {
+			return "127.0.0.1:0"
+		}
+		return ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Feed.Sim.Rate = 20 // livelier than the default, so a test sees many ticks quickly
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), ready) }()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return addr, cfg
+}
+
+func login(t *testing.T, addr string, cfg *configs.Config, deflate bool) *wsclient.Client {
+	t.Helper()
+	tok, err := auth.Issue([]byte(cfg.Auth.JWTSecret), "1", []string{auth.PermReadMarketData}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := wsclient.Dial("ws://"+addr+"/ws", wsclient.Options{Deflate: deflate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	// The seed's client shape, verbatim.
+	if err := c.Send(map[string]any{"type": "auth", "token": tok}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.Next(wait)
+	if err != nil || m.Type != "auth_response" || m.DataMap()["status"] != "success" {
+		t.Fatalf("auth: %v %v", err, m)
+	}
+	return c
+}
+
+// TestSimulatorEndToEnd subscribes to the seed's own examples and checks the
+// shapes of what the built-in feed produces.
+func TestSimulatorEndToEnd(t *testing.T) {
+	addr, cfg := startServer(t)
+	for _, deflate := range []bool{false, true} {
+		t.Run(fmt.Sprintf("deflate=%v", deflate), func(t *testing.T) {
+			c := login(t, addr, cfg, deflate)
+			_ = c.Send(map[string]any{"type": "subscribe", "channel": "market_data",
+				"symbols": []string{"SHFE.rb2405", "SHFE.hc2405"}, "fields": []string{"last_price", "volume", "bid", "ask"}})
+			_ = c.Send(map[string]any{"type": "subscribe", "channel": "depth", "symbols": []string{"SHFE.rb2405"}})
+			_ = c.Send(map[string]any{"type": "subscribe", "channel": "kline_1m", "symbols": []string{"SHFE.rb2405"}})
+
+			lastSeq := map[string]uint64{}
+			var ticks, books, bars, live int
+			deadline := time.Now().Add(wait)
+			for (ticks < 6 || books < 2 || bars < 2 || live < 4) && time.Now().Before(deadline) {
+				m, err := c.Next(wait)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if strings.HasSuffix(m.Type, "_response") {
+					continue
+				}
+				if !wireTime.MatchString(m.Timestamp) {
+					t.Fatalf("timestamp %q", m.Timestamp)
+				}
+				key := m.Channel + ":" + m.Symbol
+				if m.Sequence <= lastSeq[key] {
+					t.Fatalf("%s: sequence %d after %d", key, m.Sequence, lastSeq[key])
+				}
+				lastSeq[key] = m.Sequence
+				if !m.Snapshot {
+					live++
+				}
+				d := m.DataMap()
+				switch m.Type {
+				case "market_data":
+					ticks++
+					if len(d) != 4 {
+						t.Fatalf("projected tick has %d keys: %s", len(d), m.Raw)
+					}
+					for _, k := range []string{"last_price", "volume", "bid_price", "ask_price"} {
+						if s, ok := d[k].(string); !ok || !decimal.MatchString(s) {
+							t.Fatalf("%s = %v: want a decimal string", k, d[k])
+						}
+					}
+					if bid, ask := d["bid_price"].(string), d["ask_price"].(string); bid >= ask && len(bid) == len(ask) {
+						t.Fatalf("crossed quote bid %s ask %s", bid, ask)
+					}
+				case "depth":
+					books++
+					if d["levels"].(float64) != 5 || len(d["bids"].([]any)) != 5 || len(d["asks"].([]any)) != 5 {
+						t.Fatalf("book: %s", m.Raw)
+					}
+				case "kline":
+					bars++
+					for _, k := range []string{"open", "high", "low", "close", "volume", "turnover"} {
+						if !decimal.MatchString(d[k].(string)) {
+							t.Fatalf("bar %s = %v", k, d[k])
+						}
+					}
+					st, _ := time.Parse(time.RFC3339, d["start_time"].(string))
+					en, _ := time.Parse(time.RFC3339, d["end_time"].(string))
+					if en.Sub(st) != time.Minute || !st.Equal(kline.BarStart(st, time.Minute)) {
+						t.Fatalf("bar window %v..%v", st, en)
+					}
+				default:
+					t.Fatalf("unexpected %s", m.Raw)
+				}
+			}
+			if ticks < 6 || books < 2 || bars < 2 || live < 4 {
+				t.Fatalf("in %v: %d ticks, %d books, %d bars (%d live)", wait, ticks, books, bars, live)
+			}
+		})
+	}
+}
+
+// TestKlineChannelsMatchFeed keeps the gateway's protocol table and the
+// feed's bar intervals in step.
+func TestKlineChannelsMatchFeed(t *testing.T) {
+	if len(kline.Intervals) != len(gateway.KlineChannels) {
+		t.Fatalf("feed has %d intervals, gateway %d channels", len(kline.Intervals), len(gateway.KlineChannels))
+	}
+	for i, iv := range kline.Intervals {
+		if iv.Channel != gateway.KlineChannels[i] {
+			t.Fatalf("interval %d: feed %s, gateway %s", i, iv.Channel, gateway.KlineChannels[i])
+		}
+	}
+}
+
+var binary string
+
+// syncBuffer collects a child's log while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) WriteString(p string) { _, _ = s.Write([]byte(p)) }
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "marketcast-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "marketcast")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestBinarySIGTERM runs the real binary, connects a client, sends SIGTERM
+// and expects close 1001 and exit status 0.
+func TestBinarySIGTERM(t *testing.T) {
+	addr := freePort(t)
+	cmd := exec.Command(binary)
+	cmd.Env = append(os.Environ(), "MARKETCAST_LISTEN="+addr, "MARKETCAST_JWT_SECRET=sigterm-test-secret-0123456789")
+	var logs syncBuffer
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		logs.WriteString(sc.Text() + "\n")
+		if strings.Contains(sc.Text(), "marketcast listening") {
+			break
+		}
+	}
+	go func() { _, _ = io.Copy(&logs, stderr) }()
+	if strings.Contains(logs.String(), "DEVELOPMENT JWT SECRET") {
+		t.Fatal("warned about the development secret although MARKETCAST_JWT_SECRET was set")
+	}
+	cfg := &configs.Config{}
+	cfg.Auth.JWTSecret = "sigterm-test-secret-0123456789"
+	c := login(t, addr, cfg, false)
+
+	start := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	code, err := c.WaitClose(wait)
+	if err != nil || code != gateway.CloseGoingAway {
+		t.Fatalf("close %d %v; want 1001", code, err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- cmd.Wait() }()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, logs.String())
+		}
+	case <-time.After(wait):
+		t.Fatal("did not exit after SIGTERM")
+	}
+	t.Logf("drained and exited in %v", time.Since(start))
+}
+
+func TestBinaryAnnouncesDevSecretAndToken(t *testing.T) {
+	addr := freePort(t)
+	cmd := exec.Command(binary)
+	cmd.Env = append(os.Environ(), "MARKETCAST_LISTEN="+addr)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	var warned bool
+	var token string
+	sc := bufio.NewScanner(stderr)
+	for token == "" && sc.Scan() {
+		line := sc.Text()
+		warned = warned || strings.Contains(line, "DEVELOPMENT JWT SECRET")
+		if _, rest, ok := strings.Cut(line, " token="); ok {
+			token, _, _ = strings.Cut(rest, " ")
+		}
+	}
+	if !warned || token == "" {
+		t.Fatalf("warned=%v token=%q", warned, token)
+	}
+	c, _, err := wsclient.Dial("ws://"+addr+"/ws?token="+token, wsclient.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if m, err := c.Next(wait); err != nil || m.DataMap()["status"] != "success" {
+		t.Fatalf("printed token does not authenticate: %v %v", err, m)
+	}
+}
+
+func TestTokenCommand(t *testing.T) {
+	out, err := exec.Command(binary, "token", "-user", "42", "-permissions", "read:market_data,publish", "-ttl", "2h").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := auth.NewVerifier([]byte(configs.DevSecret)).Verify(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.UserID != "42" || !id.Has("publish") || time.Until(id.ExpiresAt) < 119*time.Minute {
+		t.Fatalf("token identity %+v", id)
+	}
+	f := func(want string, args ...string) {
+		t.Helper()
+		out, err := exec.Command(binary, args...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), want) {
+			t.Fatalf("%v: got %v %q; want failure mentioning %q", args, err, out, want)
+		}
+	}
+	f("-user is required", "token")
+	f("-ttl must be > 0", "token", "-user", "1", "-ttl", "-1h")
+	f(`unknown command "serv"`, "serv")
+	f("missing.yaml", "-config", "missing.yaml")
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	_ = os.WriteFile(bad, []byte("limits:\n  max_subscriptions: 0\n"), 0o600)
+	f("limits.max_subscriptions: want > 0, got 0", "-config", bad)
+}

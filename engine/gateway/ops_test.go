@@ -1,0 +1,142 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/marketcast/marketcast/bench/wsclient"
+	"github.com/marketcast/marketcast/engine"
+	"github.com/marketcast/marketcast/engine/gateway"
+	"github.com/marketcast/marketcast/feed"
+)
+
+// TestStalledReaderDoesNotHoldOthers: one subscriber stops reading while a
+// large book is published many times; another subscriber of the same topic
+// still receives the final book, and the stalled one is conflated rather
+// than buffered.
+func TestStalledReaderDoesNotHoldOthers(t *testing.T) {
+	ts := newTestServer(t, nil)
+	stalled, healthy := ts.login("1"), ts.login("2")
+	for _, c := range []*wsclient.Client{stalled, healthy} {
+		mustSend(t, c, map[string]any{"type": "subscribe", "channel": "depth", "symbols": []string{"SHFE.rb2405"}})
+		mustType(t, c, "subscribe_response")
+		mustNext(t, c) // snapshot
+	}
+	stalled.Stall()
+	big := &feed.Depth{Symbol: "SHFE.rb2405", Levels: 2000}
+	for i := 0; i < 2000; i++ {
+		big.Bids = append(big.Bids, [2]string{fmt.Sprintf("%d.0", 4000-i), "10"})
+	}
+	var last uint64
+	for i := 0; i < 400; i++ { // ~16 MB in all: far beyond socket buffers
+		p, err := ts.hub.Publish(feed.DepthMessage(big))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = p.Sequence
+	}
+	m, err := healthy.WaitFor(wait, func(m *wsclient.Message) bool { return m.Sequence == last })
+	if err != nil {
+		t.Fatalf("healthy subscriber never got book %d while another stalled: %v", last, err)
+	}
+	if m.Type != "depth" {
+		t.Fatalf("got %s", m.Type)
+	}
+	if ts.hub.Stats().Conflated == 0 {
+		t.Fatal("the stalled subscriber's books were not conflated")
+	}
+}
+
+func TestHealthStatsMetrics(t *testing.T) {
+	ts := newTestServer(t, nil)
+	c := ts.login("1")
+	mustSend(t, c, map[string]any{"type": "subscribe", "channel": "tick", "symbols": []string{"SHFE.rb2405"}})
+	mustType(t, c, "subscribe_response")
+	mustNext(t, c)
+	expectError(t, c, `{"type":"nope"}`, "UNKNOWN_TYPE")
+	ts.publishTick("SHFE.rb2405", "4321.0")
+	mustNext(t, c) // a live delivery feeds the publish→flush histogram
+
+	if code, body := httpGet(t, ts.http.URL+"/healthz"); code != 200 || body != "ok\n" {
+		t.Fatalf("healthz %d %q", code, body)
+	}
+	if code, _ := httpGet(t, ts.http.URL+"/readyz"); code != 200 {
+		t.Fatalf("readyz %d", code)
+	}
+	ts.srv.SetFeedReady(false)
+	if code, body := httpGet(t, ts.http.URL+"/readyz"); code != 503 || !strings.Contains(body, "feed") {
+		t.Fatalf("readyz without feed %d %q", code, body)
+	}
+	ts.srv.SetFeedReady(true)
+
+	code, body := httpGet(t, ts.http.URL+"/ws/stats")
+	st := decode(t, []byte(body))
+	if code != 200 || st["active_connections"].(float64) != 1 || st["total_connections"].(float64) != 1 ||
+		st["messages_received"].(float64) < 3 || st["messages_sent"].(float64) < 4 || st["errors"].(float64) < 1 ||
+		st["subscriptions"].(float64) != 1 {
+		t.Fatalf("stats %d %s", code, body)
+	}
+
+	_, body = httpGet(t, ts.http.URL+"/metrics")
+	for _, name := range []string{
+		"marketcast_connections 1", "marketcast_connections_total", "marketcast_subscriptions 1",
+		"marketcast_messages_sent_total", "marketcast_bytes_sent_total", "marketcast_flush_batch_frames_bucket",
+		"marketcast_publish_to_flush_seconds_bucket", `marketcast_errors_by_code_total{code="UNKNOWN_TYPE"} 1`,
+		"marketcast_slow_consumer_closes_total", "marketcast_deflate_bytes_in_total", "process_resident_memory_bytes",
+	} {
+		if !strings.Contains(body, name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+}
+
+func TestShutdownClosesClientsWith1001(t *testing.T) {
+	ts := newTestServer(t, nil)
+	a, b := ts.login("1"), ts.dial(wsclient.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := ts.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	expectClose(t, a, gateway.CloseGoingAway)
+	expectClose(t, b, gateway.CloseGoingAway)
+	if code, _ := httpGet(t, ts.http.URL+"/readyz"); code != 503 {
+		t.Fatalf("readyz while draining: %d", code)
+	}
+	if _, _, err := wsclient.Dial(ts.ws, wsclient.Options{}); err == nil {
+		t.Fatal("a draining server accepted a connection")
+	}
+	if status, _ := ts.post(ts.publisher(), `{"channel":"orders","user_id":"1","data":{}}`); status != 503 {
+		t.Fatalf("publish while draining: %d", status)
+	}
+}
+
+func TestKeepalivePingsAndIdleClose(t *testing.T) {
+	ts := newTestServer(t, func(g *gateway.Config, _ *engine.Config) { g.PingInterval = 100 * time.Millisecond })
+	// A client that answers pings (gws does) stays connected across many intervals.
+	c := ts.login("1")
+	time.Sleep(500 * time.Millisecond)
+	mustSend(t, c, map[string]any{"type": "ping"})
+	if m := mustNext(t, c); m.Type != "pong" {
+		t.Fatalf("got %s", m.Raw)
+	}
+	// A client that goes silent (reads nothing, so answers no ping) is
+	// dropped after two intervals.
+	s := ts.login("2")
+	s.Stall()
+	mustSend(t, s, map[string]any{"type": "ping"}) // its pong freezes the read loop
+	deadline := time.Now().Add(wait)
+	for ts.srv.ActiveConnections() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("silent client not dropped: %d connections", ts.srv.ActiveConnections())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mustSend(t, c, map[string]any{"type": "ping"})
+	if m := mustNext(t, c); m.Type != "pong" {
+		t.Fatalf("the live client was dropped too: %s", m.Raw)
+	}
+}

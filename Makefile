@@ -1,7 +1,7 @@
 # marketcast — the two commands that matter: `make run` and `make test`.
 GO ?= go
 
-.PHONY: run test vet test-go build bench bench-go fuzz clean
+.PHONY: run test vet test-go build bench fuzz clean
 
 ## run: start the server with the embedded default config and the simulator
 run:
@@ -19,6 +19,11 @@ test-go:
 ## build: binaries into bin/
 build:
 	$(GO) build -o bin/marketcast ./cmd/marketcast
+	$(GO) build -o bin/mcbench ./cmd/mcbench
+
+## bench: the benchmark set of BENCHMARKS.md (go test -bench, then load scenarios vs Centrifugo); < 15 min
+bench:
+	bash bench/run.sh
 
 ## fuzz: fuzz the client request decoder for a minute
 fuzz:

@@ -24,6 +24,7 @@ const DevSecret = "marketcast-development-secret-do-not-use-in-production"
 type Config struct {
 	Listen  string `yaml:"listen"`
 	DevMode bool   `yaml:"dev_mode"`
+	Pprof   bool   `yaml:"pprof"`
 	Auth    struct {
 		JWTSecret   string   `yaml:"jwt_secret"`
 		Timeout     Duration `yaml:"timeout"`
@@ -44,6 +45,7 @@ type Config struct {
 		DeflateThreshold int      `yaml:"deflate_threshold"`
 		MaxPendingBytes  int      `yaml:"max_pending_bytes"`
 		WriteTimeout     Duration `yaml:"write_timeout"`
+		FlushDelay       Duration `yaml:"flush_delay"`
 	} `yaml:"delivery"`
 	History struct {
 		Size int      `yaml:"size"`
@@ -125,7 +127,7 @@ func (c *Config) Validate() error {
 	}
 	for key, d := range map[string]Duration{
 		"auth.timeout": c.Auth.Timeout, "auth.dev_token_ttl": c.Auth.DevTokenTTL,
-		"keepalive.ping_interval": c.Keepalive.PingInterval, "delivery.write_timeout": c.Delivery.WriteTimeout,
+		"keepalive.ping_interval": c.Keepalive.PingInterval, "delivery.write_timeout": c.Delivery.WriteTimeout, "delivery.flush_delay": c.Delivery.FlushDelay,
 		"history.ttl": c.History.TTL, "shutdown.grace": c.Shutdown.Grace,
 	} {
 		if d.bad != "" {
@@ -159,6 +161,8 @@ func (c *Config) Validate() error {
 		return bad("delivery.max_pending_bytes", c.Delivery.MaxPendingBytes, "want >= 65536")
 	case c.Delivery.WriteTimeout.Duration <= 0:
 		return bad("delivery.write_timeout", c.Delivery.WriteTimeout.Duration, "want > 0")
+	case c.Delivery.FlushDelay.Duration < 0 || c.Delivery.FlushDelay.Duration > 100*time.Millisecond:
+		return bad("delivery.flush_delay", c.Delivery.FlushDelay.Duration, "want in [0, 100ms]")
 	case c.History.Size <= 0:
 		return bad("history.size", c.History.Size, "want > 0")
 	case c.History.TTL.Duration <= 0:

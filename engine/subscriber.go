@@ -40,7 +40,8 @@ type Subscriber struct {
 	state     subState
 	closeCode uint16
 
-	iov net.Buffers // owned by the running flusher
+	iov      net.Buffers // owned by the running flusher
+	deadline time.Time   // the write deadline set last, owned by the flusher
 }
 
 type subState uint8
@@ -68,6 +69,7 @@ type Subscription struct {
 	// pendGen equals s.gen. Guarded by s.mu.
 	pendGen uint64
 	pendIdx int
+	idx     int // position in the topic's subscriber list, guarded by the topic's mu
 }
 
 // Topic is the subscribed topic's key.
@@ -200,10 +202,45 @@ func (s *Subscriber) Pending() (frames, bytes int) {
 	return len(s.queue), s.bytes
 }
 
-// kickLocked starts a flusher if none runs. s.mu is held on entry.
+// kickLocked starts a flusher if none runs, at once or after the hub's
+// flush delay. s.mu is held on entry.
 func (s *Subscriber) kickLocked() {
 	if !s.flushing && len(s.queue) > 0 {
 		s.flushing = true
+		if s.hub.delayed.delay > 0 {
+			s.hub.delayed.add(s)
+			return
+		}
+		go s.flush()
+	}
+}
+
+// delayedFlushes starts the flushers of every subscriber kicked during one
+// delay window together, from one timer, so a flush delay costs a timer per
+// window rather than one per subscriber.
+type delayedFlushes struct {
+	delay   time.Duration
+	mu      sync.Mutex
+	pending []*Subscriber
+	armed   bool
+}
+
+func (d *delayedFlushes) add(s *Subscriber) {
+	d.mu.Lock()
+	d.pending = append(d.pending, s)
+	if !d.armed {
+		d.armed = true
+		time.AfterFunc(d.delay, d.fire)
+	}
+	d.mu.Unlock()
+}
+
+func (d *delayedFlushes) fire() {
+	d.mu.Lock()
+	due := d.pending
+	d.pending, d.armed = nil, false
+	d.mu.Unlock()
+	for _, s := range due {
 		go s.flush()
 	}
 }
@@ -248,8 +285,13 @@ func (s *Subscriber) flush() {
 			}
 		}
 		s.iov = iov[:0]
+		// Moving the deadline costs a runtime timer update per write; a
+		// deadline still at least half the timeout away is good enough.
 		now := time.Now()
-		_ = s.conn.SetWriteDeadline(now.Add(s.hub.cfg.WriteTimeout))
+		if s.deadline.Sub(now) < s.hub.cfg.WriteTimeout/2 {
+			s.deadline = now.Add(s.hub.cfg.WriteTimeout)
+			_ = s.conn.SetWriteDeadline(s.deadline)
+		}
 		_, err := iov.WriteTo(s.conn)
 
 		m.framesOut.Add(len(batch))

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"slices"
 	"sync"
 	"time"
 
@@ -20,7 +19,7 @@ type topic struct {
 	seq     uint64
 	last    *Event
 	history *history // reliable topics only
-	subs    []*Subscription
+	subs    []*Subscription // guarded by mu, like everything above
 }
 
 func newTopic(key string, mode Mode, ttl time.Duration) *topic {
@@ -47,7 +46,7 @@ func (t *topic) publish(h *Hub, m *Message) *Event {
 	defer t.mu.Unlock()
 	t.seq++
 	ev := &Event{
-		env: frameEnvelope(m, t.seq, h.now()),
+		env:   frameEnvelope(m, t.seq, h.now()),
 		data:  m.Data,
 		final: m.Final,
 		hub:   h,
@@ -98,7 +97,7 @@ func (h *Hub) Subscribe(s *Subscriber, key string, mode Mode, proj *frame.Projec
 	if err != nil {
 		return nil, err
 	}
-	sub := &Subscription{s: s, t: t, proj: proj, pendIdx: -1}
+	sub := &Subscription{s: s, t: t, proj: proj, pendIdx: -1, idx: -1}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 
@@ -121,20 +120,27 @@ func (h *Hub) Subscribe(s *Subscriber, key string, mode Mode, proj *frame.Projec
 		// Replayed events keep their original envelope; a snapshot is marked.
 		s.enqueueReplay(sub, ev.Frame(proj, s.deflate, snapshot), ev)
 	}
-	t.subs = append(slices.Clip(t.subs), sub)
+	sub.idx = len(t.subs)
+	t.subs = append(t.subs, sub)
 	h.metrics.subscriptions.Inc()
 	return sub, nil
 }
 
-// Unsubscribe removes sub from its topic. It is safe to call twice.
+// Unsubscribe removes sub from its topic in O(1): the last subscriber takes
+// its slot (order does not matter). It is safe to call twice.
 func (h *Hub) Unsubscribe(sub *Subscription) {
 	t := sub.t
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	i := slices.Index(t.subs, sub)
-	if i < 0 {
+	i := sub.idx
+	if i < 0 || i >= len(t.subs) || t.subs[i] != sub {
 		return
 	}
-	t.subs = slices.Delete(slices.Clone(t.subs), i, i+1)
+	last := len(t.subs) - 1
+	t.subs[i] = t.subs[last]
+	t.subs[i].idx = i
+	t.subs[last] = nil
+	t.subs = t.subs[:last]
+	sub.idx = -1
 	h.metrics.subscriptions.Dec()
 }

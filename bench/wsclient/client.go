@@ -48,6 +48,9 @@ type Options struct {
 	Buffer int
 	// OnMessage, when set, receives messages instead of the channel.
 	OnMessage func(*Message)
+	// OnRaw, when set, receives each frame's bytes undecoded instead (valid
+	// only during the call); load generators use it to stay cheap.
+	OnRaw func(c *Client, b []byte)
 	// ReadBuffer, when set, is the socket's receive buffer size, so a
 	// stalled client fills up quickly in tests.
 	ReadBuffer int
@@ -61,6 +64,7 @@ type Client struct {
 	Conn     *gws.Conn
 	Messages chan *Message
 	onMsg    func(*Message)
+	onRaw    func(*Client, []byte)
 
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -78,7 +82,7 @@ func Dial(url string, o Options) (*Client, *http.Response, error) {
 	if o.Buffer == 0 {
 		o.Buffer = 4096
 	}
-	c := &Client{Messages: make(chan *Message, o.Buffer), onMsg: o.OnMessage, closed: make(chan struct{})}
+	c := &Client{Messages: make(chan *Message, o.Buffer), onMsg: o.OnMessage, onRaw: o.OnRaw, closed: make(chan struct{})}
 	conn, resp, err := gws.NewClient(handler{c}, &gws.ClientOption{
 		NewDialer:          func() (gws.Dialer, error) { return dialer{o}, nil },
 		Addr:               url,
@@ -250,6 +254,10 @@ func (h handler) OnMessage(conn *gws.Conn, msg *gws.Message) {
 		case <-gate:
 		case <-h.c.closed:
 		}
+	}
+	if h.c.onRaw != nil {
+		h.c.onRaw(h.c, msg.Bytes())
+		return
 	}
 	raw := append([]byte(nil), msg.Bytes()...)
 	m := &Message{Raw: raw, Received: time.Now()}

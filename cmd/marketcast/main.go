@@ -13,8 +13,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -93,6 +95,12 @@ func newLogger(cfg *configs.Config, w io.Writer) *slog.Logger {
 }
 
 func serve(args []string, stderr io.Writer) error {
+	if os.Getenv("GOGC") == "" {
+		// Per-connection state dominates the heap and steady-state garbage
+		// is per event, not per delivery, so a smaller GC headroom trims
+		// RSS per connection (measured: 13.4 → 12.5 KB) for little CPU.
+		debug.SetGCPercent(50)
+	}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	file := fs.String("config", "", "config file (default: embedded)")
 	if err := fs.Parse(args); err != nil {
@@ -121,6 +129,7 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 		DeflateThreshold: cfg.Delivery.DeflateThreshold,
 		MaxPendingBytes:  cfg.Delivery.MaxPendingBytes,
 		WriteTimeout:     cfg.Delivery.WriteTimeout.Duration,
+		FlushDelay:       cfg.Delivery.FlushDelay.Duration,
 	})
 	gcfg := gateway.Config{
 		MaxSubscriptions: cfg.Limits.MaxSubscriptions,
@@ -142,7 +151,18 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
-	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	handler := srv.Handler()
+	if cfg.Pprof {
+		mux := http.NewServeMux()
+		mux.Handle("/", handler)
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		handler = mux
+		log.Warn("profiler enabled at /debug/pprof/")
+	}
+	httpSrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 

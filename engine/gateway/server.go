@@ -130,7 +130,7 @@ func New(cfg Config, hub *engine.Hub, verifier *auth.Verifier, log *slog.Logger)
 
 	s.upgrader = gws.NewUpgrader(&events{s}, &gws.ServerOption{
 		ReadMaxPayloadSize: cfg.MaxFrameBytes,
-		ReadBufferSize:     1024,
+		ReadBufferSize:     512, // client requests are small; this buffer lives as long as the connection
 		HandshakeTimeout:   5 * time.Second,
 		CheckUtf8Enabled:   true,
 		PermessageDeflate: gws.PermessageDeflate{
@@ -303,9 +303,9 @@ func (s *sessionSlot) Len() int {
 	}
 	return 1
 }
-func (s *sessionSlot) Load(string) (any, bool)  { return s.v, s.v != nil }
-func (s *sessionSlot) Delete(string)            { s.v = nil }
-func (s *sessionSlot) Store(_ string, v any)    { s.v = v }
+func (s *sessionSlot) Load(string) (any, bool) { return s.v, s.v != nil }
+func (s *sessionSlot) Delete(string)           { s.v = nil }
+func (s *sessionSlot) Store(_ string, v any)   { s.v = v }
 func (s *sessionSlot) Range(f func(string, any) bool) {
 	if s.v != nil {
 		f("", s.v)

@@ -1,0 +1,517 @@
+// Command mcbench is marketcast's load generator and latency probe. It
+// starts the server under test as a real process (marketcast, or Centrifugo
+// for comparison), opens many WebSocket subscribers over several 127.0.0.x
+// source addresses, publishes through the server's HTTP API on a fixed
+// schedule with the scheduled send time inside each message (so a stall
+// shows up as latency instead of hiding as a slower send rate), and records
+// every delivery's latency in an HDR histogram.
+//
+//	mcbench -scenario fanout  -target marketcast|centrifugo   1,000 subscribers of one symbol, rate stepped up
+//	mcbench -scenario fleet   [-deflate]                      10,000 terminals × 10 of 500 simulated symbols
+//	mcbench -scenario memory  -target marketcast|centrifugo   19,000 idle subscribed connections
+//	mcbench -scenario slow                                    1 of 1,000 subscribers stops reading
+//	mcbench -scenario private                                 order updates to 10,000 users
+//
+// Results go to stdout as benchstat-readable lines; progress goes to stderr.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/marketcast/marketcast/bench/load"
+)
+
+type options struct {
+	scenario, target, bin, centrifugo string
+	subs, conns, users, symbols       int
+	channel                           string
+	rates                             []int
+	step, duration                    time.Duration
+	deflate                           bool
+	payload                           int
+	p99Limit                          float64
+	name                              string
+	extraConfig                       string
+}
+
+func main() {
+	var o options
+	var rates string
+	flag.StringVar(&o.scenario, "scenario", "fanout", "fanout, fleet, memory, slow or private")
+	flag.StringVar(&o.target, "target", "marketcast", "marketcast or centrifugo")
+	flag.StringVar(&o.bin, "bin", "bin/marketcast", "marketcast binary")
+	flag.StringVar(&o.centrifugo, "centrifugo-bin", "bin/centrifugo", "Centrifugo binary (bench/centrifugo.sh installs it)")
+	flag.IntVar(&o.subs, "subs", 1000, "subscribers (fanout, slow)")
+	flag.StringVar(&o.channel, "channel", "strategy_signals", "fanout/slow channel: strategy_signals (every message delivered, as Centrifugo does) or tick (conflated)")
+	flag.IntVar(&o.conns, "conns", 0, "connections (fleet: 10000, memory: 19000)")
+	flag.IntVar(&o.users, "users", 10000, "users (private)")
+	flag.IntVar(&o.symbols, "symbols", 500, "simulated symbols (fleet)")
+	flag.StringVar(&rates, "rates", "", "publish rates in messages/s, comma-separated (fanout steps through them)")
+	flag.DurationVar(&o.step, "step", 8*time.Second, "duration of each rate step")
+	flag.DurationVar(&o.duration, "duration", 15*time.Second, "measurement time (fleet, private, each slow phase)")
+	flag.BoolVar(&o.deflate, "deflate", false, "negotiate permessage-deflate")
+	flag.IntVar(&o.payload, "payload", 200, "approximate data bytes per published message")
+	flag.Float64Var(&o.p99Limit, "p99-limit", 10, "fanout stops stepping once p99 passes this many ms")
+	flag.StringVar(&o.extraConfig, "server-config", "", "YAML appended to marketcast's scenario config, e.g. $'delivery:\\n  flush_delay: 2ms'")
+	pin := flag.Bool("pin", true, "run the server on CPU 0 and the load generator on CPU 1 (each GOMAXPROCS=1)")
+	flag.Parse()
+	if *pin && runtime.NumCPU() >= 2 {
+		load.PinServerCPU = 0
+		var set unix.CPUSet
+		set.Set(1)
+		if err := unix.SchedSetaffinity(0, &set); err == nil {
+			runtime.GOMAXPROCS(1)
+		}
+	}
+	for _, r := range strings.Split(rates, ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(r)); err == nil && n > 0 {
+			o.rates = append(o.rates, n)
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "mcbench:", err)
+		os.Exit(1)
+	}
+}
+
+func newTarget(o options, cfg string) (load.Target, error) {
+	switch o.target {
+	case "marketcast":
+		return &load.Marketcast{Bin: o.bin, Config: cfg + o.extraConfig + "\n"}, nil
+	case "centrifugo":
+		return &load.Centrifugo{Bin: o.centrifugo}, nil
+	}
+	return nil, fmt.Errorf("unknown target %q", o.target)
+}
+
+func run(ctx context.Context, o options) error {
+	switch o.scenario {
+	case "fanout":
+		return fanout(ctx, o)
+	case "fleet":
+		return fleet(ctx, o)
+	case "memory":
+		return memory(ctx, o)
+	case "slow":
+		return slow(ctx, o)
+	case "private":
+		return private(ctx, o)
+	}
+	return fmt.Errorf("unknown scenario %q", o.scenario)
+}
+
+// bench wires a started target to a recorder and its connections.
+type bench struct {
+	o       options
+	t       load.Target
+	rec     *load.Recorder
+	clients []*load.RawConn
+	counts  []atomic.Int64 // deliveries per connection
+	stalled atomic.Int64   // index+1 of a connection whose deliveries are ignored
+}
+
+func start(ctx context.Context, o options, cfg string) (*bench, error) {
+	t, err := newTarget(o, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.Start(ctx); err != nil {
+		return nil, err
+	}
+	return &bench{o: o, t: t, rec: load.NewRecorder()}, nil
+}
+
+// sourceIP spreads connections over 127.0.0.1..n so no source address runs
+// out of ephemeral ports.
+func sourceIP(i int) string { return fmt.Sprintf("127.0.0.%d", 1+i/10000) }
+
+// connect opens n connections; topics(i) says what connection i subscribes.
+func (b *bench) connect(ctx context.Context, n int, topics func(i int) []load.Topic) error {
+	b.clients = make([]*load.RawConn, n)
+	b.counts = make([]atomic.Int64, n)
+	want := int64(0)
+	var mu sync.Mutex
+	var firstErr error
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < 32; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				tp := topics(i)
+				c, err := b.t.Dial(sourceIP(i), "u"+strconv.Itoa(i), tp, b.o.deflate, b.onData(i))
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = fmt.Errorf("dial %d: %w", i, err)
+				}
+				b.clients[i] = c
+				want += int64(len(tp))
+				mu.Unlock()
+			}
+		}()
+	}
+	begin := time.Now()
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		if i > 0 && i%2000 == 0 {
+			progress("connecting: %d/%d", i, n)
+		}
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for b.t.Ready() < want {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("only %d of %d subscriptions confirmed", b.t.Ready(), want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	progress("%d connections, %d subscriptions ready in %v", n, want, time.Since(begin).Round(time.Millisecond))
+	return nil
+}
+
+func (b *bench) onData(i int) func([]byte) {
+	return func(msg []byte) {
+		if b.stalled.Load() == int64(i+1) {
+			return
+		}
+		if sent, ok := load.SentAt(msg); ok {
+			b.rec.Record(i, time.Since(sent))
+		}
+		b.counts[i].Add(1)
+	}
+}
+
+func (b *bench) close() {
+	for _, c := range b.clients {
+		if c != nil {
+			c.Close()
+		}
+	}
+	b.t.Stop()
+}
+
+// payload builds a message's data with its scheduled send time.
+func payload(sent time.Time, n, size int) []byte {
+	pad := max(0, size-60)
+	return fmt.Appendf(nil, `{"last_price":"4000.0","n":"%d","sent":"%d","pad":"%s"}`, n, sent.UnixNano(), strings.Repeat("x", pad))
+}
+
+// publish sends rate messages per second for d, spread over topics
+// round-robin, each stamped with its scheduled time. Batches go out from
+// several goroutines so one slow HTTP round trip does not delay the
+// schedule. It returns how many messages were published per topic.
+func (b *bench) publish(ctx context.Context, rate int, d time.Duration, topics []load.Topic) (map[load.Topic]int, error) {
+	const tick = 5 * time.Millisecond
+	perTick := float64(rate) * tick.Seconds()
+	batches := make(chan []load.Outgoing, 1024)
+	var errOnce sync.Once
+	var pubErr error
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for batch := range batches {
+				if err := b.t.Publish(batch); err != nil {
+					errOnce.Do(func() { pubErr = err })
+				}
+			}
+		}()
+	}
+	sent := map[load.Topic]int{}
+	begin := time.Now()
+	var owed float64
+	n := 0
+	ticker := time.NewTicker(tick)
+	defer ticker.Stop()
+	for k := 0; ; k++ {
+		slot := begin.Add(time.Duration(k) * tick)
+		if slot.Sub(begin) >= d || ctx.Err() != nil {
+			break
+		}
+		owed += perTick
+		var batch []load.Outgoing
+		for ; owed >= 1; owed-- {
+			t := topics[n%len(topics)]
+			// Every message of a slot is due at the slot's start: it is
+			// never stamped later than it could have been sent.
+			batch = append(batch, load.Outgoing{Topic: t, Data: payload(slot, n, b.o.payload)})
+			sent[t]++
+			n++
+		}
+		if len(batch) > 0 {
+			batches <- batch
+		}
+		<-ticker.C
+	}
+	close(batches)
+	wg.Wait()
+	return sent, pubErr
+}
+
+// measure runs fn while sampling the server: CPU seconds, RSS and live
+// progress every second. The recorder is reset at the start.
+type sample struct {
+	elapsed   time.Duration
+	cpu       time.Duration
+	loadCPU   time.Duration // the load generator's own CPU time
+	rss       int64
+	delivered int64
+	q         load.Quantiles
+}
+
+func (b *bench) measure(label string, fn func() error) (sample, error) {
+	b.rec.Snapshot(true)
+	d0 := b.rec.Delivered()
+	cpu0, _ := load.CPUTime(b.t.PID())
+	self0, _ := load.CPUTime(os.Getpid())
+	begin := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	tk := time.NewTicker(time.Second)
+	defer tk.Stop()
+	var err error
+loop:
+	for {
+		select {
+		case err = <-done:
+			break loop
+		case <-tk.C:
+			q := load.Summarise(b.rec.Snapshot(false))
+			progress("%s t=%ds delivered=%d %s", label, int(time.Since(begin).Seconds()), b.rec.Delivered()-d0, q)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // let the last deliveries land
+	cpu1, _ := load.CPUTime(b.t.PID())
+	self1, _ := load.CPUTime(os.Getpid())
+	rss, _ := load.RSS(b.t.PID())
+	s := sample{elapsed: time.Since(begin), cpu: cpu1 - cpu0, loadCPU: self1 - self0, rss: rss, delivered: b.rec.Delivered() - d0,
+		q: load.Summarise(b.rec.Snapshot(false))}
+	return s, err
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+format+"\n", args...)
+}
+
+// report prints one benchstat line.
+func report(name string, s sample, expected int64, extra ...string) {
+	perCPU := 0.0
+	if s.cpu > 0 {
+		perCPU = float64(s.delivered) / s.cpu.Seconds()
+	}
+	loss := 0.0
+	if expected > 0 {
+		loss = 100 * float64(expected-s.delivered) / float64(expected)
+	}
+	fmt.Printf("Benchmark%s 1 %.0f deliveries/s %.0f deliveries/cpu-s %.3f p50-ms %.3f p99-ms %.3f p99.9-ms %.3f max-ms %.3f server-cpu-s %.3f loadgen-cpu-s %.1f rss-MiB %.3f loss-%% %s\n",
+		name, float64(s.delivered)/s.elapsed.Seconds(), perCPU, s.q.P50, s.q.P99, s.q.P999, s.q.Max,
+		s.cpu.Seconds(), s.loadCPU.Seconds(), float64(s.rss)/(1<<20), loss, strings.Join(extra, " "))
+}
+
+func fanout(ctx context.Context, o options) error {
+	if len(o.rates) == 0 {
+		o.rates = []int{100, 200, 400, 800, 1600}
+	}
+	b, err := start(ctx, o, load.BaseConfig(0, 0))
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	topic := load.Topic{Channel: o.channel, ID: "BENCH.x1"}
+	if err := b.t.Publish([]load.Outgoing{{Topic: topic, Data: payload(time.Now(), 0, o.payload)}}); err != nil {
+		return err // creates the symbol on marketcast
+	}
+	if err := b.connect(ctx, o.subs, func(int) []load.Topic { return []load.Topic{topic} }); err != nil {
+		return err
+	}
+	time.Sleep(500 * time.Millisecond) // snapshots drain before measuring
+	for _, rate := range o.rates {
+		var published int
+		s, err := b.measure(fmt.Sprintf("[fanout %s rate=%d]", o.target, rate), func() error {
+			sent, err := b.publish(ctx, rate, o.step, []load.Topic{topic})
+			published = sent[topic]
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		report(fmt.Sprintf("Fanout/target=%s/channel=%s/subs=%d/rate=%d", o.target, o.channel, o.subs, rate), s, int64(published*o.subs))
+		if s.q.P99 > o.p99Limit || ctx.Err() != nil {
+			progress("p99 %.2f ms passed %.0f ms at %d msg/s: stopping", s.q.P99, o.p99Limit, rate)
+			break
+		}
+	}
+	return nil
+}
+
+func memory(ctx context.Context, o options) error {
+	if o.conns == 0 {
+		o.conns = 19000
+	}
+	b, err := start(ctx, o, load.BaseConfig(0, 0))
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	topic := load.Topic{Channel: "tick", ID: "BENCH.x1"}
+	if err := b.t.Publish([]load.Outgoing{{Topic: topic, Data: payload(time.Now(), 0, 100)}}); err != nil {
+		return err
+	}
+	time.Sleep(time.Second)
+	before, _ := load.RSS(b.t.PID())
+	if err := b.connect(ctx, o.conns, func(int) []load.Topic { return []load.Topic{topic} }); err != nil {
+		return err
+	}
+	time.Sleep(3 * time.Second) // let pools and buffers settle
+	after, _ := load.RSS(b.t.PID())
+	per := float64(after-before) / float64(o.conns)
+	fmt.Printf("BenchmarkMemory/target=%s/conns=%d 1 %.0f bytes/conn %.1f rss-before-MiB %.1f rss-after-MiB\n",
+		o.target, o.conns, per, float64(before)/(1<<20), float64(after)/(1<<20))
+	return nil
+}
+
+func slow(ctx context.Context, o options) error {
+	rate := 200
+	if len(o.rates) > 0 {
+		rate = o.rates[0]
+	}
+	b, err := start(ctx, o, load.BaseConfig(0, 0))
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	topic := load.Topic{Channel: o.channel, ID: "BENCH.x1"}
+	_ = b.t.Publish([]load.Outgoing{{Topic: topic, Data: payload(time.Now(), 0, o.payload)}})
+	if err := b.connect(ctx, o.subs, func(int) []load.Topic { return []load.Topic{topic} }); err != nil {
+		return err
+	}
+	time.Sleep(500 * time.Millisecond)
+	phase := func(name string) (sample, error) {
+		var published int
+		s, err := b.measure("[slow "+name+"]", func() error {
+			sent, err := b.publish(ctx, rate, o.duration, []load.Topic{topic})
+			published = sent[topic]
+			return err
+		})
+		report(fmt.Sprintf("Slow/target=%s/subs=%d/rate=%d/phase=%s", o.target, o.subs, rate, name), s,
+			int64(published*(o.subs-int(min(b.stalled.Load(), 1)))))
+		return s, err
+	}
+	base, err := phase("all-reading")
+	if err != nil {
+		return err
+	}
+	b.stalled.Store(1)
+	b.clients[0].Stall()
+	stalled, err := phase("one-stalled")
+	if err != nil {
+		return err
+	}
+	progress("p99 moved %+.3f ms, RSS moved %+.1f MiB with one subscriber stalled",
+		stalled.q.P99-base.q.P99, float64(stalled.rss-base.rss)/(1<<20))
+	return nil
+}
+
+func private(ctx context.Context, o options) error {
+	rate := 5000
+	if len(o.rates) > 0 {
+		rate = o.rates[0]
+	}
+	b, err := start(ctx, o, load.BaseConfig(0, 0))
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	topics := make([]load.Topic, o.users)
+	for i := range topics {
+		topics[i] = load.Topic{Channel: "orders", ID: "u" + strconv.Itoa(i)}
+	}
+	if err := b.connect(ctx, o.users, func(i int) []load.Topic { return []load.Topic{topics[i]} }); err != nil {
+		return err
+	}
+	var sent map[load.Topic]int
+	s, err := b.measure(fmt.Sprintf("[private %s rate=%d]", o.target, rate), func() error {
+		var err error
+		sent, err = b.publish(ctx, rate, o.duration, topics)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	time.Sleep(2 * time.Second)
+	var expected, missing int64
+	for i, t := range topics {
+		expected += int64(sent[t])
+		if got := b.counts[i].Load(); got < int64(sent[t]) {
+			missing += int64(sent[t]) - got
+		}
+	}
+	report(fmt.Sprintf("Private/target=%s/users=%d/rate=%d", o.target, o.users, rate), s, expected,
+		fmt.Sprintf("%d missing", missing))
+	if missing > 0 {
+		return fmt.Errorf("%d of %d order updates never arrived", missing, expected)
+	}
+	return nil
+}
+
+func fleet(ctx context.Context, o options) error {
+	if o.conns == 0 {
+		o.conns = 10000
+	}
+	if o.target != "marketcast" {
+		return fmt.Errorf("fleet runs the built-in simulator: marketcast only")
+	}
+	b, err := start(ctx, o, load.BaseConfig(o.symbols, 2))
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	symbols := simSymbols(o.symbols)
+	rng := rand.New(rand.NewPCG(1, 2))
+	err = b.connect(ctx, o.conns, func(int) []load.Topic {
+		var tp []load.Topic
+		for _, k := range rng.Perm(len(symbols))[:10] {
+			tp = append(tp, load.Topic{Channel: "tick", ID: symbols[k]}, load.Topic{Channel: "depth", ID: symbols[k]})
+		}
+		return tp
+	})
+	if err != nil {
+		return err
+	}
+	time.Sleep(2 * time.Second)
+	s, err := b.measure(fmt.Sprintf("[fleet deflate=%v]", o.deflate), func() error {
+		select {
+		case <-time.After(o.duration):
+		case <-ctx.Done():
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	report(fmt.Sprintf("Fleet/conns=%d/symbols=%d/deflate=%v", o.conns, o.symbols, o.deflate), s, 0,
+		"(latency from envelope timestamps: ms resolution)")
+	return nil
+}

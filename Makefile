@@ -1,20 +1,36 @@
 # marketcast — the two commands that matter: `make run` and `make test`.
 GO ?= go
 
-.PHONY: run test vet test-go build bench fuzz clean
+.PHONY: run test vet test-go test-js test-browser build bench fuzz clean FORCE
 
 ## run: start the server with the embedded default config and the simulator
 run:
 	$(GO) run ./cmd/marketcast
 
-## test: every test (vet, then go test -race)
-test: vet test-go
+## test: every test: go vet, go test -race, the JavaScript client against the real
+## binary (Node's test runner), and the demo page in headless Chromium
+test: vet test-go test-js test-browser
 
 vet:
 	$(GO) vet ./...
 
 test-go:
 	$(GO) test -race -count=1 ./...
+
+test-js: bin/marketcast
+	cd clients/js && node --experimental-websocket --test --test-concurrency=1 test/
+
+test-browser: bin/marketcast web/node_modules
+	cd web && node --test --test-concurrency=1 test/
+
+web/node_modules: web/package.json
+	cd web && npm install --no-audit --no-fund
+	touch web/node_modules
+
+bin/marketcast: FORCE
+	$(GO) build -o bin/marketcast ./cmd/marketcast
+
+FORCE:
 
 ## build: binaries into bin/
 build:

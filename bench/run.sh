@@ -23,4 +23,4 @@ run -scenario memory -target centrifugo -conns 19000
 run -scenario slow -target marketcast -subs 1000 -rates 100 -duration 10s
 run -scenario private -target marketcast -users 10000 -rates 5000 -duration 15s
 run -scenario fleet -conns 10000 -symbols 500 -duration 15s
-run -scenario fleet -conns 10000 -symbols 500 -duration 15s -deflate
+run -scenario fleet -conns 10000 -symbols 500 -duration 15s -deflate -server-config "$(printf 'delivery:\n  deflate_threshold: 128')"

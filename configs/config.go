@@ -25,6 +25,7 @@ type Config struct {
 	Listen  string `yaml:"listen"`
 	DevMode bool   `yaml:"dev_mode"`
 	Pprof   bool   `yaml:"pprof"`
+	Web     bool   `yaml:"web"`
 	Auth    struct {
 		JWTSecret   string   `yaml:"jwt_secret"`
 		Timeout     Duration `yaml:"timeout"`

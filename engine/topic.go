@@ -18,7 +18,7 @@ type topic struct {
 	mu      sync.Mutex
 	seq     uint64
 	last    *Event
-	history *history // reliable topics only
+	history *history        // reliable topics only
 	subs    []*Subscription // guarded by mu, like everything above
 }
 

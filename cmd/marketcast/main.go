@@ -27,6 +27,7 @@ import (
 	"github.com/marketcast/marketcast/engine/gateway"
 	"github.com/marketcast/marketcast/feed"
 	"github.com/marketcast/marketcast/feed/sim"
+	"github.com/marketcast/marketcast/web"
 )
 
 func main() {
@@ -145,6 +146,9 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 	if cfg.DevMode {
 		gcfg.DevTokenTTL, gcfg.DevSecret = cfg.Auth.DevTokenTTL.Duration, secret
 	}
+	if cfg.Web {
+		gcfg.Index = web.Handler()
+	}
 	srv := gateway.New(gcfg, hub, auth.NewVerifier(secret), log)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -193,6 +197,9 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 	addr := ln.Addr().String()
 	log.Info("marketcast listening", "addr", addr, "ws", "ws://"+hostPort(addr)+"/ws",
 		"metrics", "http://"+hostPort(addr)+"/metrics")
+	if cfg.Web {
+		log.Info("demo terminal", "open", "http://"+hostPort(addr)+"/")
+	}
 	if cfg.DevMode {
 		tok, err := auth.Issue(secret, "1", []string{auth.PermReadMarketData, auth.PermReadSignals, auth.PermPublish},
 			cfg.Auth.DevTokenTTL.Duration)

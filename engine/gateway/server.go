@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -165,6 +166,7 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", s.serveReady)
 	mux.HandleFunc("POST /api/v1/publish", s.servePublish)
+	mux.HandleFunc("GET /api/v1/symbols", s.serveSymbols)
 	if s.cfg.DevTokenTTL > 0 {
 		mux.HandleFunc("GET /dev/token", s.serveDevToken)
 	}
@@ -184,6 +186,14 @@ func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 	default:
 		_, _ = io.WriteString(w, "ready\n")
 	}
+}
+
+// serveSymbols lists the market universe, sorted, so a terminal can build
+// its watch list without hard-coding symbols.
+func (s *Server) serveSymbols(w http.ResponseWriter, _ *http.Request) {
+	syms := s.hub.Symbols()
+	slices.Sort(syms)
+	writeJSON(w, http.StatusOK, map[string]any{"symbols": syms})
 }
 
 func (s *Server) serveMetrics(w http.ResponseWriter, _ *http.Request) {

@@ -1,0 +1,428 @@
+// marketcast JavaScript client: a dependency-free ES module for browsers and
+// Node (native WebSocket). It authenticates, subscribes, dispatches messages
+// by type and channel, keeps the connection alive, reconnects with
+// exponential backoff and jitter, resubscribes, resumes private channels
+// from the last sequence it saw, detects sequence gaps and refreshes its
+// token before it expires. Protocol: docs/PROTOCOL.md.
+
+/** Channels whose messages are never conflated: resumable with `since`. */
+export const PRIVATE_CHANNELS = new Set(['orders', 'positions', 'account', 'notifications', 'strategy_signals']);
+
+/** Close codes after which reconnecting cannot help without a new token. */
+const AUTH_CLOSE = 4001;
+const NORMAL_CLOSE = 1000;
+
+/** An error answered by the server: `code` is the protocol's error code. */
+export class MarketcastError extends Error {
+  constructor(code, message, details) {
+    super(message || code);
+    this.name = 'MarketcastError';
+    this.code = code;
+    if (details !== undefined) this.details = details;
+  }
+}
+
+/**
+ * Reconnect delay for attempt n (0-based): exponential growth capped at
+ * maxDelay, with "equal jitter" — half fixed, half random — so clients that
+ * lost the same server do not come back in lockstep.
+ */
+export function backoffDelay(attempt, { initialDelay = 500, maxDelay = 30000, factor = 2 } = {}, random = Math.random) {
+  const base = Math.min(maxDelay, initialDelay * Math.pow(factor, attempt));
+  return Math.round(base / 2 + random() * (base / 2));
+}
+
+/** The push channel a subscribe channel delivers on. */
+function pushChannel(channel) {
+  if (channel === 'market_data') return 'tick';
+  if (channel === 'strategy_signals') return 'signals';
+  return channel;
+}
+
+/** The sequence-tracking key of a pushed message. */
+function topicKey(msg) {
+  if (msg.symbol) return `${msg.channel}:${msg.symbol}`;
+  if (msg.strategy_id) return `${msg.channel}:${msg.strategy_id}`;
+  return msg.channel;
+}
+
+export class MarketcastClient {
+  /**
+   * @param {object} options
+   * @param {string} options.url            ws://host:8000/ws
+   * @param {string} [options.token]        a JWT
+   * @param {() => (string|Promise<string>)} [options.getToken] called for every (re)connect and refresh
+   */
+  constructor(options = {}) {
+    if (!options.url) throw new TypeError('marketcast: url is required');
+    this.options = {
+      authTimeout: 5000,
+      requestTimeout: 10000,
+      heartbeatInterval: 25000,
+      heartbeatTimeout: 10000,
+      refreshBeforeExpiry: 60000,
+      reconnect: true,
+      initialDelay: 500,
+      maxDelay: 30000,
+      factor: 2,
+      maxAttempts: Infinity,
+      ...options,
+    };
+    this.WebSocket = options.WebSocket || globalThis.WebSocket;
+    if (!this.WebSocket) throw new TypeError('marketcast: no WebSocket implementation (Node 20: --experimental-websocket)');
+    this.ws = null;
+    this.state = 'idle'; // idle | connecting | open | reconnecting | closed
+    this.user = null;
+    this.handlers = new Map();
+    this.pending = new Map(); // request id → {resolve, reject, timer}
+    this.subscriptions = new Map(); // key → {channel, options}
+    this.sequences = new Map(); // topic key → last sequence seen
+    this.attempt = 0;
+    this.nextId = 1;
+    this.timers = { heartbeat: null, pong: null, refresh: null, reconnect: null };
+    this.closedByUser = false;
+    this.random = options.random || Math.random;
+  }
+
+  // ---- events -------------------------------------------------------------
+
+  /** Listen to a message type ('market_data', 'order_update'…), a channel ('tick', 'orders'…) or a lifecycle event ('open', 'auth', 'close', 'reconnecting', 'gap', 'resume_failed', 'error'). */
+  on(event, handler) {
+    if (!this.handlers.has(event)) this.handlers.set(event, new Set());
+    this.handlers.get(event).add(handler);
+    return () => this.off(event, handler);
+  }
+
+  once(event, handler) {
+    const wrapped = (...args) => {
+      this.off(event, wrapped);
+      handler(...args);
+    };
+    return this.on(event, wrapped);
+  }
+
+  off(event, handler) {
+    const set = this.handlers.get(event);
+    if (set) set.delete(handler);
+  }
+
+  emit(event, ...args) {
+    const set = this.handlers.get(event);
+    if (!set) return;
+    for (const h of [...set]) {
+      try {
+        h(...args);
+      } catch (err) {
+        if (event !== 'error') this.emit('error', err);
+      }
+    }
+  }
+
+  // ---- connection ---------------------------------------------------------
+
+  /** Connects and authenticates. Resolves with the auth data; rejects with a MarketcastError. */
+  connect() {
+    this.closedByUser = false;
+    return this.open();
+  }
+
+  async token() {
+    if (this.options.getToken) return await this.options.getToken();
+    return this.options.token;
+  }
+
+  open() {
+    this.state = this.state === 'reconnecting' ? 'reconnecting' : 'connecting';
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const fail = (err) => {
+        if (!settled) {
+          settled = true;
+          reject(err);
+        }
+      };
+      let ws;
+      try {
+        ws = new this.WebSocket(this.options.url);
+      } catch (err) {
+        fail(err);
+        return;
+      }
+      this.ws = ws;
+      ws.onopen = async () => {
+        this.emit('open');
+        try {
+          const data = await this.authenticate();
+          settled = true;
+          this.afterAuth(data);
+          resolve(data);
+        } catch (err) {
+          fail(err);
+        }
+      };
+      ws.onmessage = (ev) => this.receive(ev.data);
+      // A socket ends once: by its close event, or by an error before it
+      // opened (Node's WebSocket sends no close event after a failed connect).
+      let ended = false;
+      const end = (ev, err) => {
+        if (ended) return;
+        ended = true;
+        fail(err);
+        this.handleClose(ws, ev);
+      };
+      ws.onerror = () => {
+        if (ws.readyState === this.WebSocket.CONNECTING || ws.readyState === this.WebSocket.CLOSED) {
+          end({ code: 1006, reason: 'connection failed' }, new MarketcastError('CONNECT_FAILED', `cannot connect to ${this.options.url}`));
+        }
+      };
+      ws.onclose = (ev) => {
+        end(ev, new MarketcastError('CLOSED', `connection closed (${ev.code}${ev.reason ? ' ' + ev.reason : ''})`, { code: ev.code }));
+      };
+    });
+  }
+
+  async authenticate() {
+    const token = await this.token();
+    if (!token) throw new MarketcastError('NOT_AUTHENTICATED', 'no token: pass token or getToken');
+    const res = await this.request({ type: 'auth', data: { token } }, this.options.authTimeout, 'auth_response');
+    if (res.data.status !== 'success') {
+      throw new MarketcastError(res.data.code || 'AUTH_FAILED', res.data.message || 'authentication failed');
+    }
+    return res.data;
+  }
+
+  afterAuth(data) {
+    const wasReconnect = this.attempt > 0 || this.state === 'reconnecting';
+    this.state = 'open';
+    this.user = data;
+    this.attempt = 0;
+    this.emit('auth', data);
+    this.startHeartbeat();
+    this.scheduleRefresh(data.expires_at);
+    if (wasReconnect) this.emit('reconnected', data);
+    this.resubscribe();
+  }
+
+  /** Re-authenticates in place with a fresh token (subscriptions are kept). */
+  async refreshToken() {
+    const data = await this.authenticate();
+    this.user = data;
+    this.scheduleRefresh(data.expires_at);
+    this.emit('auth', data);
+    return data;
+  }
+
+  scheduleRefresh(expiresAt) {
+    clearTimeout(this.timers.refresh);
+    if (!this.options.getToken || !expiresAt) return;
+    const wait = Date.parse(expiresAt) - Date.now() - this.options.refreshBeforeExpiry;
+    this.timers.refresh = setTimeout(() => {
+      this.refreshToken().catch((err) => this.emit('error', err));
+    }, Math.max(0, wait));
+  }
+
+  startHeartbeat() {
+    this.stopHeartbeat();
+    this.timers.heartbeat = setInterval(() => {
+      this.request({ type: 'ping', timestamp: new Date().toISOString() }, this.options.heartbeatTimeout, 'pong').catch(() => {
+        // No pong in time: the connection is dead even if the socket does not know yet.
+        if (this.ws) this.ws.close(4000, 'heartbeat timeout');
+      });
+    }, this.options.heartbeatInterval);
+  }
+
+  stopHeartbeat() {
+    clearInterval(this.timers.heartbeat);
+    this.timers.heartbeat = null;
+  }
+
+  handleClose(ws, ev) {
+    if (ws !== this.ws) return;
+    this.stopHeartbeat();
+    clearTimeout(this.timers.refresh);
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.reject(new MarketcastError('CLOSED', `connection closed (${ev.code})`, { code: ev.code }));
+      this.pending.delete(id);
+    }
+    this.emit('close', { code: ev.code, reason: ev.reason });
+    if (this.closedByUser || !this.options.reconnect) {
+      this.state = 'closed';
+      return;
+    }
+    if (ev.code === AUTH_CLOSE && !this.options.getToken) {
+      // The same token will fail again.
+      this.state = 'closed';
+      this.emit('error', new MarketcastError('AUTH_FAILED', 'authentication failed; not reconnecting without getToken'));
+      return;
+    }
+    this.scheduleReconnect();
+  }
+
+  scheduleReconnect() {
+    if (this.attempt >= this.options.maxAttempts) {
+      this.state = 'closed';
+      this.emit('error', new MarketcastError('RECONNECT_FAILED', `gave up after ${this.attempt} attempts`));
+      return;
+    }
+    const delay = backoffDelay(this.attempt, this.options, this.random);
+    this.attempt++;
+    this.state = 'reconnecting';
+    this.emit('reconnecting', { attempt: this.attempt, delay });
+    clearTimeout(this.timers.reconnect);
+    this.timers.reconnect = setTimeout(() => {
+      if (this.closedByUser) return;
+      this.open().catch(() => {
+        // onclose already scheduled the next attempt
+      });
+    }, delay);
+  }
+
+  /** Closes with 1000 and stops reconnecting. */
+  close() {
+    this.closedByUser = true;
+    this.state = 'closed';
+    clearTimeout(this.timers.reconnect);
+    clearTimeout(this.timers.refresh);
+    this.stopHeartbeat();
+    if (this.ws && this.ws.readyState <= 1) this.ws.close(NORMAL_CLOSE, 'client closed');
+  }
+
+  // ---- requests -----------------------------------------------------------
+
+  send(msg) {
+    if (!this.ws || this.ws.readyState !== this.WebSocket.OPEN) {
+      throw new MarketcastError('NOT_CONNECTED', 'not connected');
+    }
+    this.ws.send(JSON.stringify(msg));
+  }
+
+  request(msg, timeout = this.options.requestTimeout, answerType) {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new MarketcastError('TIMEOUT', `no ${answerType || 'answer'} within ${timeout} ms`));
+      }, timeout);
+      this.pending.set(id, { resolve, reject, timer });
+      try {
+        this.send({ ...msg, id });
+      } catch (err) {
+        clearTimeout(timer);
+        this.pending.delete(id);
+        reject(err);
+      }
+    });
+  }
+
+  subKey(channel, options) {
+    const o = { ...options };
+    delete o.since;
+    return channel + ' ' + JSON.stringify(o, Object.keys(o).sort());
+  }
+
+  /**
+   * Subscribes and resolves with the server's answer data (status, symbols,
+   * recovered…). Remembered, so it is renewed after every reconnect; private
+   * channels then resume from the last sequence seen.
+   */
+  async subscribe(channel, options = {}) {
+    this.subscriptions.set(this.subKey(channel, options), { channel, options });
+    if (this.state !== 'open') return { status: 'pending', channel };
+    return this.sendSubscribe(channel, options);
+  }
+
+  async sendSubscribe(channel, options) {
+    const msg = { type: 'subscribe', channel, ...options };
+    if (PRIVATE_CHANNELS.has(channel) && msg.since === undefined) {
+      const seq = this.sequences.get(this.privateKey(channel, options));
+      if (seq !== undefined) msg.since = seq;
+    }
+    const res = await this.request(msg);
+    if (res.type === 'error') throw new MarketcastError(res.data.code, res.data.message);
+    if (msg.since !== undefined) {
+      const detail = { channel, since: msg.since, recovered: res.data.recovered };
+      this.emit(res.data.recovered ? 'resumed' : 'resume_failed', detail);
+      if (!res.data.recovered) this.sequences.delete(this.privateKey(channel, options));
+    }
+    return res.data;
+  }
+
+  privateKey(channel, options) {
+    const ch = pushChannel(channel);
+    return channel === 'strategy_signals' ? `${ch}:${options.strategy_id}` : ch;
+  }
+
+  async unsubscribe(channel, options = {}) {
+    this.subscriptions.delete(this.subKey(channel, options));
+    if (this.state !== 'open') return { status: 'success', channel };
+    const res = await this.request({ type: 'unsubscribe', channel, ...options });
+    if (res.type === 'error') throw new MarketcastError(res.data.code, res.data.message);
+    return res.data;
+  }
+
+  resubscribe() {
+    for (const { channel, options } of this.subscriptions.values()) {
+      this.sendSubscribe(channel, options).catch((err) => this.emit('error', err));
+    }
+  }
+
+  // ---- messages -----------------------------------------------------------
+
+  receive(raw) {
+    let msg;
+    try {
+      msg = JSON.parse(typeof raw === 'string' ? raw : new TextDecoder().decode(raw));
+    } catch (err) {
+      this.emit('error', new MarketcastError('INVALID_JSON', 'server sent invalid JSON'));
+      return;
+    }
+    this.handleMessage(msg);
+  }
+
+  handleMessage(msg) {
+    if (msg.id !== undefined && this.pending.has(msg.id)) {
+      const p = this.pending.get(msg.id);
+      this.pending.delete(msg.id);
+      clearTimeout(p.timer);
+      if (msg.type === 'error') p.reject(new MarketcastError(msg.data.code, msg.data.message));
+      else p.resolve(msg);
+      return;
+    }
+    if (msg.type === 'error') {
+      this.emit('error', new MarketcastError(msg.data.code, msg.data.message));
+      return;
+    }
+    if (msg.sequence !== undefined && msg.channel) this.track(msg);
+    this.emit(msg.type, msg.data, msg);
+    if (msg.channel && msg.channel !== msg.type) this.emit(msg.channel, msg.data, msg);
+  }
+
+  /** Records the sequence of a pushed message and reports gaps on private topics. */
+  track(msg) {
+    const key = topicKey(msg);
+    const last = this.sequences.get(key);
+    const reliable = !msg.symbol; // market topics conflate: skipped numbers are normal
+    if (last !== undefined && msg.sequence <= last) {
+      if (msg.snapshot) {
+        this.sequences.set(key, msg.sequence);
+      } else if (reliable) {
+        this.emit('duplicate', { topic: key, sequence: msg.sequence, last });
+      } else {
+        this.sequences.set(key, msg.sequence); // a restarted server: numbering starts again
+      }
+      return;
+    }
+    if (reliable && last !== undefined && msg.sequence > last + 1 && !msg.snapshot) {
+      this.emit('gap', { topic: key, expected: last + 1, got: msg.sequence });
+    }
+    this.sequences.set(key, msg.sequence);
+  }
+
+  /** The last sequence seen on a topic key such as 'orders' or 'tick:SHFE.rb2405'. */
+  lastSequence(key) {
+    return this.sequences.get(key);
+  }
+}
+
+export default MarketcastClient;

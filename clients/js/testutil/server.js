@@ -1,0 +1,89 @@
+// Test helpers: run the real marketcast binary (built by `make build`, or
+// MARKETCAST_BIN) on a free loopback port, mint tokens with its own `token`
+// command, publish through its HTTP API.
+import { spawn, execFileSync } from 'node:child_process';
+import { createServer } from 'node:net';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export const BIN = process.env.MARKETCAST_BIN || join(root, 'bin', 'marketcast');
+export const SECRET = 'js-client-test-secret-0123456789';
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Starts the server; resolves when /readyz answers 200. */
+export async function startServer({ port, config = '', dev = false } = {}) {
+  port = port || (await freePort());
+  const dir = mkdtempSync(join(tmpdir(), 'mc-js-'));
+  const cfg = join(dir, 'config.yaml');
+  writeFileSync(cfg, `dev_mode: ${dev}\nfeed:\n  sim:\n    rate: 20\nlog:\n  level: warn\n` + config);
+  const proc = spawn(BIN, ['-config', cfg], {
+    env: { ...process.env, MARKETCAST_LISTEN: `127.0.0.1:${port}`, MARKETCAST_JWT_SECRET: SECRET },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let log = '';
+  proc.stderr.on('data', (d) => { log += d; });
+  const base = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 200; i++) {
+    if (proc.exitCode !== null) throw new Error(`server exited: ${log}`);
+    try {
+      const res = await fetch(base + '/readyz');
+      if (res.status === 200) break;
+    } catch {
+      // not listening yet
+    }
+    await sleep(50);
+  }
+  const stop = () => new Promise((resolve) => {
+    if (proc.exitCode !== null) return resolve(proc.exitCode);
+    proc.once('exit', (code) => resolve(code));
+    proc.kill('SIGTERM');
+  });
+  return { port, base, url: `ws://127.0.0.1:${port}/ws`, proc, stop, log: () => log };
+}
+
+/** A token from the binary's own `token` command. */
+export function token(user, { permissions = 'read:market_data,read:signals', ttl = '1h' } = {}) {
+  return execFileSync(BIN, ['token', '-user', user, '-permissions', permissions, '-ttl', ttl], {
+    env: { ...process.env, MARKETCAST_JWT_SECRET: SECRET },
+  }).toString().trim();
+}
+
+export async function publish(base, body) {
+  const res = await fetch(base + '/api/v1/publish', {
+    method: 'POST',
+    headers: { Authorization: 'Bearer ' + token('backend', { permissions: 'publish' }), 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const json = await res.json();
+  if (res.status !== 200) throw new Error(`publish ${res.status}: ${JSON.stringify(json)}`);
+  return json;
+}
+
+/** Resolves with the first event payload for which match is true. */
+export function waitFor(client, event, match = () => true, timeout = 5000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { off(); reject(new Error(`no ${event} within ${timeout} ms`)); }, timeout);
+    const off = client.on(event, (...args) => {
+      if (match(...args)) {
+        clearTimeout(timer);
+        off();
+        resolve(args);
+      }
+    });
+  });
+}

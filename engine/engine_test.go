@@ -271,3 +271,28 @@ func TestUnsubscribeStopsDelivery(t *testing.T) {
 		t.Fatalf("got %v; want ErrMissingTopic", err)
 	}
 }
+
+func TestSweepForgetsIdleReliableTopics(t *testing.T) {
+	h := engine.NewHub(engine.Config{HistoryTTL: time.Minute})
+	publish(t, h, engine.Message{Topic: "orders:gone", Mode: engine.Reliable, Type: "order_update", Channel: "orders", Data: []byte(`{}`)})
+	publish(t, h, engine.Message{Topic: "orders:watched", Mode: engine.Reliable, Type: "order_update", Channel: "orders", Data: []byte(`{}`)})
+	publish(t, h, tick("A", 1))
+	s, _ := newPair(t, h, false)
+	if _, err := h.Subscribe(s, "orders:watched", engine.Reliable, nil, engine.SubscribeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.Sweep(time.Now()); n != 0 {
+		t.Fatalf("swept %d topics with fresh history", n)
+	}
+	if n := h.Sweep(time.Now().Add(2 * time.Minute)); n != 1 {
+		t.Fatalf("swept %d; want only the idle, unsubscribed topic", n)
+	}
+	if h.Last("orders:gone") != nil || h.Last("orders:watched") == nil || h.Last("tick:A") == nil {
+		t.Fatal("swept the wrong topics")
+	}
+	// A forgotten topic starts again: a resume from its old sequence is not recovered.
+	p := publish(t, h, engine.Message{Topic: "orders:gone", Mode: engine.Reliable, Type: "order_update", Channel: "orders", Data: []byte(`{}`)})
+	if p.Sequence != 1 {
+		t.Fatalf("sequence %d after sweep; want 1", p.Sequence)
+	}
+}

@@ -147,11 +147,14 @@ func (h *Hub) Publish(m Message) (Published, error) {
 	if m.Topic == "" {
 		return Published{}, ErrMissingTopic
 	}
-	t, err := h.topic(m.Topic, m.Mode)
-	if err != nil {
-		return Published{}, err
+	var ev *Event
+	for ev == nil { // nil: the topic was swept between lookup and lock
+		t, err := h.topic(m.Topic, m.Mode)
+		if err != nil {
+			return Published{}, err
+		}
+		ev = t.publish(h, &m)
 	}
-	ev := t.publish(h, &m)
 	h.metrics.published.Inc()
 	return Published{Topic: m.Topic, Sequence: ev.env.Sequence, Timestamp: ev.env.Timestamp}, nil
 }

@@ -18,6 +18,7 @@ type hubMetrics struct {
 	slowConsumers *metrics.Counter
 	resumes       *metrics.Counter
 	resumeMisses  *metrics.Counter
+	swept         *metrics.Counter
 	topics        *metrics.Gauge
 	subscriptions *metrics.Gauge
 	batchSize     *metrics.Histogram
@@ -40,6 +41,7 @@ func newHubMetrics() *hubMetrics {
 		slowConsumers: s.NewCounter("marketcast_slow_consumer_closes_total"),
 		resumes:       s.NewCounter("marketcast_resumes_total"),
 		resumeMisses:  s.NewCounter("marketcast_resumes_unrecovered_total"),
+		swept:         s.NewCounter("marketcast_topics_swept_total"),
 		topics:        s.NewGauge("marketcast_topics", nil),
 		subscriptions: s.NewGauge("marketcast_subscriptions", nil),
 		batchSize:     s.NewHistogram("marketcast_flush_batch_frames"),

@@ -20,6 +20,7 @@ type topic struct {
 	last    *Event
 	history *history        // reliable topics only
 	subs    []*Subscription // guarded by mu, like everything above
+	dead    bool            // removed from the registry by Sweep
 }
 
 func newTopic(key string, mode Mode, ttl time.Duration) *topic {
@@ -41,9 +42,14 @@ func frameEnvelope(m *Message, seq uint64, now time.Time) frame.Envelope {
 	}
 }
 
+// publish records and fans out m. It returns nil if the topic was swept
+// meanwhile; the caller then looks the topic up again.
 func (t *topic) publish(h *Hub, m *Message) *Event {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.dead {
+		return nil
+	}
 	t.seq++
 	ev := &Event{
 		env:   frameEnvelope(m, t.seq, h.now()),
@@ -93,13 +99,20 @@ type SubscribeOptions struct {
 // Subscribe adds s to the topic key. The topic is created when it does not
 // exist yet.
 func (h *Hub) Subscribe(s *Subscriber, key string, mode Mode, proj *frame.Projection, opts SubscribeOptions) (*Subscription, error) {
-	t, err := h.topic(key, mode)
-	if err != nil {
-		return nil, err
+	var t *topic
+	for {
+		var err error
+		if t, err = h.topic(key, mode); err != nil {
+			return nil, err
+		}
+		t.mu.Lock()
+		if !t.dead {
+			break
+		}
+		t.mu.Unlock() // swept while we looked: find its successor
 	}
-	sub := &Subscription{s: s, t: t, proj: proj, pendIdx: -1, idx: -1}
-	t.mu.Lock()
 	defer t.mu.Unlock()
+	sub := &Subscription{s: s, t: t, proj: proj, pendIdx: -1, idx: -1}
 
 	var replay []*Event
 	recovered, snapshot := false, false

@@ -28,6 +28,7 @@ type Centrifugo struct {
 	counter
 }
 
+func (c *Centrifugo) Endpoint() (string, string) { return c.addr, c.secret }
 func (c *Centrifugo) Name() string { return "centrifugo" }
 func (c *Centrifugo) PID() int     { return c.proc.cmd.Process.Pid }
 func (c *Centrifugo) Stop()        { c.proc.stop() }

@@ -24,6 +24,7 @@ type Marketcast struct {
 	counter
 }
 
+func (m *Marketcast) Endpoint() (string, string) { return m.addr, m.secret }
 func (m *Marketcast) Name() string { return "marketcast" }
 func (m *Marketcast) PID() int     { return m.proc.cmd.Process.Pid }
 func (m *Marketcast) Stop()        { m.proc.stop() }

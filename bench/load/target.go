@@ -31,6 +31,20 @@ type Target interface {
 	Publish(msgs []Outgoing) error
 	// Ready reports how many subscriptions the server confirmed.
 	Ready() int64
+	// Endpoint is the address and secret a worker process needs to dial.
+	Endpoint() (addr, secret string)
+}
+
+// Attach returns a dial-only target for a server another process started:
+// load-generator workers use it to open their share of connections.
+func Attach(kind, addr, secret string) (Target, error) {
+	switch kind {
+	case "marketcast":
+		return &Marketcast{addr: addr, secret: secret}, nil
+	case "centrifugo":
+		return &Centrifugo{addr: addr, secret: secret}, nil
+	}
+	return nil, fmt.Errorf("unknown target %q", kind)
 }
 
 // Topic is one subscription: a channel and an id (symbol or user).

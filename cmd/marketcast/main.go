@@ -150,6 +150,9 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 		gcfg.Index = web.Handler()
 	}
 	srv := gateway.New(gcfg, hub, auth.NewVerifier(secret), log)
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	defer stopSweep()
+	go hub.RunSweeper(sweepCtx, time.Minute)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

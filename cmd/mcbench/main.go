@@ -19,8 +19,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"math/rand/v2"
 	"os"
+	"math/rand/v2"
 	"os/signal"
 	"runtime"
 	"strconv"
@@ -30,6 +30,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/HdrHistogram/hdrhistogram-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/marketcast/marketcast/bench/load"
@@ -68,7 +69,20 @@ func main() {
 	flag.Float64Var(&o.p99Limit, "p99-limit", 10, "fanout stops stepping once p99 passes this many ms")
 	flag.StringVar(&o.extraConfig, "server-config", "", "YAML appended to marketcast's scenario config, e.g. $'delivery:\\n  flush_delay: 2ms'")
 	pin := flag.Bool("pin", true, "run the server on CPU 0 and the load generator on CPU 1 (each GOMAXPROCS=1)")
+	// A worker is a child process holding a share of the connections.
+	isWorker := flag.Bool("worker", false, "internal: run as a worker process of another mcbench")
+	addr := flag.String("addr", "", "internal (worker): server address")
+	secret := flag.String("secret", "", "internal (worker): JWT secret")
+	first := flag.Int("first", 0, "internal (worker): first connection index")
+	count := flag.Int("count", 0, "internal (worker): connections to hold")
 	flag.Parse()
+	if *isWorker {
+		if err := runWorker(o, *addr, *secret, *first, *count); err != nil {
+			fmt.Fprintln(os.Stderr, "mcbench worker:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *pin && runtime.NumCPU() >= 2 {
 		load.PinServerCPU = 0
 		var set unix.CPUSet
@@ -121,9 +135,10 @@ type bench struct {
 	o       options
 	t       load.Target
 	rec     *load.Recorder
-	clients []*load.RawConn
-	counts  []atomic.Int64 // deliveries per connection
-	stalled atomic.Int64   // index+1 of a connection whose deliveries are ignored
+	clients []*load.RawConn // this process's share; nil beyond it
+	counts  []atomic.Int64  // deliveries per connection
+	stalled atomic.Int64    // index+1 of a connection whose deliveries are ignored
+	workers []*worker       // child processes holding the rest
 }
 
 func start(ctx context.Context, o options, cfg string) (*bench, error) {
@@ -141,10 +156,18 @@ func start(ctx context.Context, o options, cfg string) (*bench, error) {
 // out of ephemeral ports.
 func sourceIP(i int) string { return fmt.Sprintf("127.0.0.%d", 1+i/10000) }
 
-// connect opens n connections; topics(i) says what connection i subscribes.
-func (b *bench) connect(ctx context.Context, n int, topics func(i int) []load.Topic) error {
+// connect opens n connections, each subscribed to topicsFor(i). This
+// process holds up to perProcess of them; worker processes hold the rest.
+func (b *bench) connect(ctx context.Context, n int) error {
 	b.clients = make([]*load.RawConn, n)
 	b.counts = make([]atomic.Int64, n)
+	if n > perProcess {
+		if err := b.spawnWorkers(n); err != nil {
+			return err
+		}
+		n = perProcess
+	}
+	topics := func(i int) []load.Topic { return topicsFor(b.o, i) }
 	want := int64(0)
 	var mu sync.Mutex
 	var firstErr error
@@ -203,6 +226,7 @@ func (b *bench) onData(i int) func([]byte) {
 }
 
 func (b *bench) close() {
+	b.stopWorkers()
 	for _, c := range b.clients {
 		if c != nil {
 			c.Close()
@@ -276,6 +300,8 @@ type sample struct {
 	elapsed   time.Duration
 	cpu       time.Duration
 	loadCPU   time.Duration // the load generator's own CPU time
+	// The server's own publish→flush lag (marketcast only), in ms.
+	serverP50, serverP99 float64
 	rss       int64
 	delivered int64
 	q         load.Quantiles
@@ -283,7 +309,12 @@ type sample struct {
 
 func (b *bench) measure(label string, fn func() error) (sample, error) {
 	b.rec.Snapshot(true)
+	b.collect(hdrhistogram.New(1, 60_000_000, 3)) // reset the workers' share too
 	d0 := b.rec.Delivered()
+	var lag0 load.LagBuckets
+	if b.o.target == "marketcast" {
+		lag0, _ = load.ScrapeLag(b.metricsURL())
+	}
 	cpu0, _ := load.CPUTime(b.t.PID())
 	self0, _ := load.CPUTime(os.Getpid())
 	begin := time.Now()
@@ -306,9 +337,21 @@ loop:
 	cpu1, _ := load.CPUTime(b.t.PID())
 	self1, _ := load.CPUTime(os.Getpid())
 	rss, _ := load.RSS(b.t.PID())
-	s := sample{elapsed: time.Since(begin), cpu: cpu1 - cpu0, loadCPU: self1 - self0, rss: rss, delivered: b.rec.Delivered() - d0,
-		q: load.Summarise(b.rec.Snapshot(false))}
+	hist := b.rec.Snapshot(false)
+	remote := b.collect(hist) // workers' share, if any
+	s := sample{elapsed: time.Since(begin), cpu: cpu1 - cpu0, loadCPU: self1 - self0, rss: rss,
+		delivered: b.rec.Delivered() - d0 + remote, q: load.Summarise(hist)}
+	if lag0 != nil {
+		if lag1, err := load.ScrapeLag(b.metricsURL()); err == nil {
+			s.serverP50, s.serverP99 = lag1.Quantile(lag0, 0.5), lag1.Quantile(lag0, 0.99)
+		}
+	}
 	return s, err
+}
+
+func (b *bench) metricsURL() string {
+	addr, _ := b.t.Endpoint()
+	return "http://" + addr + "/metrics"
 }
 
 func progress(format string, args ...any) {
@@ -325,9 +368,9 @@ func report(name string, s sample, expected int64, extra ...string) {
 	if expected > 0 {
 		loss = 100 * float64(expected-s.delivered) / float64(expected)
 	}
-	fmt.Printf("Benchmark%s 1 %.0f deliveries/s %.0f deliveries/cpu-s %.3f p50-ms %.3f p99-ms %.3f p99.9-ms %.3f max-ms %.3f server-cpu-s %.3f loadgen-cpu-s %.1f rss-MiB %.3f loss-%% %s\n",
+	fmt.Printf("Benchmark%s 1 %.0f deliveries/s %.0f deliveries/cpu-s %.3f p50-ms %.3f p99-ms %.3f p99.9-ms %.3f max-ms %.3f server-lag-p50-ms %.3f server-lag-p99-ms %.3f server-cpu-s %.3f loadgen-cpu-s %.1f rss-MiB %.3f loss-%% %s\n",
 		name, float64(s.delivered)/s.elapsed.Seconds(), perCPU, s.q.P50, s.q.P99, s.q.P999, s.q.Max,
-		s.cpu.Seconds(), s.loadCPU.Seconds(), float64(s.rss)/(1<<20), loss, strings.Join(extra, " "))
+		s.serverP50, s.serverP99, s.cpu.Seconds(), s.loadCPU.Seconds(), float64(s.rss)/(1<<20), loss, strings.Join(extra, " "))
 }
 
 func fanout(ctx context.Context, o options) error {
@@ -339,11 +382,11 @@ func fanout(ctx context.Context, o options) error {
 		return err
 	}
 	defer b.close()
-	topic := load.Topic{Channel: o.channel, ID: "BENCH.x1"}
+	topic := topicsFor(o, 0)[0]
 	if err := b.t.Publish([]load.Outgoing{{Topic: topic, Data: payload(time.Now(), 0, o.payload)}}); err != nil {
 		return err // creates the symbol on marketcast
 	}
-	if err := b.connect(ctx, o.subs, func(int) []load.Topic { return []load.Topic{topic} }); err != nil {
+	if err := b.connect(ctx, o.subs); err != nil {
 		return err
 	}
 	time.Sleep(500 * time.Millisecond) // snapshots drain before measuring
@@ -375,13 +418,13 @@ func memory(ctx context.Context, o options) error {
 		return err
 	}
 	defer b.close()
-	topic := load.Topic{Channel: "tick", ID: "BENCH.x1"}
+	topic := topicsFor(o, 0)[0]
 	if err := b.t.Publish([]load.Outgoing{{Topic: topic, Data: payload(time.Now(), 0, 100)}}); err != nil {
 		return err
 	}
 	time.Sleep(time.Second)
 	before, _ := load.RSS(b.t.PID())
-	if err := b.connect(ctx, o.conns, func(int) []load.Topic { return []load.Topic{topic} }); err != nil {
+	if err := b.connect(ctx, o.conns); err != nil {
 		return err
 	}
 	time.Sleep(3 * time.Second) // let pools and buffers settle
@@ -402,9 +445,9 @@ func slow(ctx context.Context, o options) error {
 		return err
 	}
 	defer b.close()
-	topic := load.Topic{Channel: o.channel, ID: "BENCH.x1"}
+	topic := topicsFor(o, 0)[0]
 	_ = b.t.Publish([]load.Outgoing{{Topic: topic, Data: payload(time.Now(), 0, o.payload)}})
-	if err := b.connect(ctx, o.subs, func(int) []load.Topic { return []load.Topic{topic} }); err != nil {
+	if err := b.connect(ctx, o.subs); err != nil {
 		return err
 	}
 	time.Sleep(500 * time.Millisecond)
@@ -446,9 +489,9 @@ func private(ctx context.Context, o options) error {
 	defer b.close()
 	topics := make([]load.Topic, o.users)
 	for i := range topics {
-		topics[i] = load.Topic{Channel: "orders", ID: "u" + strconv.Itoa(i)}
+		topics[i] = topicsFor(o, i)[0]
 	}
-	if err := b.connect(ctx, o.users, func(i int) []load.Topic { return []load.Topic{topics[i]} }); err != nil {
+	if err := b.connect(ctx, o.users); err != nil {
 		return err
 	}
 	var sent map[load.Topic]int
@@ -461,6 +504,7 @@ func private(ctx context.Context, o options) error {
 		return err
 	}
 	time.Sleep(2 * time.Second)
+	b.collect(hdrhistogram.New(1, 60_000_000, 3)) // the workers' final counts
 	var expected, missing int64
 	for i, t := range topics {
 		expected += int64(sent[t])
@@ -488,16 +532,7 @@ func fleet(ctx context.Context, o options) error {
 		return err
 	}
 	defer b.close()
-	symbols := simSymbols(o.symbols)
-	rng := rand.New(rand.NewPCG(1, 2))
-	err = b.connect(ctx, o.conns, func(int) []load.Topic {
-		var tp []load.Topic
-		for _, k := range rng.Perm(len(symbols))[:10] {
-			tp = append(tp, load.Topic{Channel: "tick", ID: symbols[k]}, load.Topic{Channel: "depth", ID: symbols[k]})
-		}
-		return tp
-	})
-	if err != nil {
+	if err := b.connect(ctx, o.conns); err != nil {
 		return err
 	}
 	time.Sleep(2 * time.Second)
@@ -514,4 +549,24 @@ func fleet(ctx context.Context, o options) error {
 	report(fmt.Sprintf("Fleet/conns=%d/symbols=%d/deflate=%v", o.conns, o.symbols, o.deflate), s, 0,
 		"(latency from envelope timestamps: ms resolution)")
 	return nil
+}
+
+// topicsFor says what connection i subscribes to in o's scenario. It is a
+// pure function of (o, i) so worker processes agree with the parent.
+func topicsFor(o options, i int) []load.Topic {
+	switch o.scenario {
+	case "private":
+		return []load.Topic{{Channel: "orders", ID: "u" + strconv.Itoa(i)}}
+	case "memory":
+		return []load.Topic{{Channel: "tick", ID: "BENCH.x1"}}
+	case "fleet":
+		symbols := simSymbols(o.symbols)
+		rng := rand.New(rand.NewPCG(uint64(i), 2))
+		var tp []load.Topic
+		for _, k := range rng.Perm(len(symbols))[:10] {
+			tp = append(tp, load.Topic{Channel: "tick", ID: symbols[k]}, load.Topic{Channel: "depth", ID: symbols[k]})
+		}
+		return tp
+	}
+	return []load.Topic{{Channel: o.channel, ID: "BENCH.x1"}}
 }

@@ -2,6 +2,7 @@ package frame
 
 import (
 	"bytes"
+	"io"
 	"sync"
 
 	"github.com/klauspost/compress/flate"
@@ -42,12 +43,23 @@ func Deflated(payload []byte) []byte {
 	return Seal(out, true)
 }
 
+// Readers hold a 32 KiB window each: pooled, as messages stand alone.
+var readerPool = sync.Pool{New: func() any { return flate.NewReader(bytes.NewReader(nil)) }}
+
+// finalBlock ends the stream after a message: the sync-flush tail the
+// sender stripped, then an empty final stored block.
+var finalBlock = []byte{0, 0, 0xff, 0xff, 1, 0, 0, 0xff, 0xff}
+
 // Inflate reverses Deflated's payload compression. Tests and the load
 // generator use it to read compressed frames.
 func Inflate(compressed []byte) ([]byte, error) {
-	r := flate.NewReader(bytes.NewReader(append(append([]byte(nil), compressed...), 0, 0, 0xff, 0xff, 1, 0, 0, 0xff, 0xff)))
-	defer r.Close()
-	var out bytes.Buffer
+	r := readerPool.Get().(io.ReadCloser)
+	defer readerPool.Put(r)
+	src := io.MultiReader(bytes.NewReader(compressed), bytes.NewReader(finalBlock))
+	if err := r.(flate.Resetter).Reset(src, nil); err != nil {
+		return nil, err
+	}
+	out := bytes.NewBuffer(make([]byte, 0, 3*len(compressed)))
 	_, err := out.ReadFrom(r)
 	return out.Bytes(), err
 }

@@ -29,9 +29,9 @@ type Centrifugo struct {
 }
 
 func (c *Centrifugo) Endpoint() (string, string) { return c.addr, c.secret }
-func (c *Centrifugo) Name() string { return "centrifugo" }
-func (c *Centrifugo) PID() int     { return c.proc.cmd.Process.Pid }
-func (c *Centrifugo) Stop()        { c.proc.stop() }
+func (c *Centrifugo) Name() string               { return "centrifugo" }
+func (c *Centrifugo) PID() int                   { return c.proc.cmd.Process.Pid }
+func (c *Centrifugo) Stop()                      { c.proc.stop() }
 
 func (c *Centrifugo) Start(ctx context.Context) error {
 	addr, err := freePort()

@@ -25,9 +25,9 @@ type Marketcast struct {
 }
 
 func (m *Marketcast) Endpoint() (string, string) { return m.addr, m.secret }
-func (m *Marketcast) Name() string { return "marketcast" }
-func (m *Marketcast) PID() int     { return m.proc.cmd.Process.Pid }
-func (m *Marketcast) Stop()        { m.proc.stop() }
+func (m *Marketcast) Name() string               { return "marketcast" }
+func (m *Marketcast) PID() int                   { return m.proc.cmd.Process.Pid }
+func (m *Marketcast) Stop()                      { m.proc.stop() }
 
 func (m *Marketcast) Start(ctx context.Context) error {
 	addr, err := freePort()

@@ -19,8 +19,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
 	"math/rand/v2"
+	"os"
 	"os/signal"
 	"runtime"
 	"strconv"
@@ -297,14 +297,14 @@ func (b *bench) publish(ctx context.Context, rate int, d time.Duration, topics [
 // measure runs fn while sampling the server: CPU seconds, RSS and live
 // progress every second. The recorder is reset at the start.
 type sample struct {
-	elapsed   time.Duration
-	cpu       time.Duration
-	loadCPU   time.Duration // the load generator's own CPU time
+	elapsed time.Duration
+	cpu     time.Duration
+	loadCPU time.Duration // the load generator's own CPU time
 	// The server's own publish→flush lag (marketcast only), in ms.
 	serverP50, serverP99 float64
-	rss       int64
-	delivered int64
-	q         load.Quantiles
+	rss                  int64
+	delivered            int64
+	q                    load.Quantiles
 }
 
 func (b *bench) measure(label string, fn func() error) (sample, error) {

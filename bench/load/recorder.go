@@ -45,7 +45,10 @@ func (r *Recorder) Record(conn int, d time.Duration) {
 	r.delivered.Add(1)
 }
 
-// Delivered is the number of recorded deliveries.
+// Count adds a delivery whose latency was not sampled.
+func (r *Recorder) Count() { r.delivered.Add(1) }
+
+// Delivered is the number of deliveries, sampled or not.
 func (r *Recorder) Delivered() int64 { return r.delivered.Load() }
 
 // Snapshot merges the shards and resets them.

@@ -68,6 +68,7 @@ func main() {
 	flag.IntVar(&o.payload, "payload", 200, "approximate data bytes per published message")
 	flag.Float64Var(&o.p99Limit, "p99-limit", 10, "fanout stops stepping once p99 passes this many ms")
 	flag.StringVar(&o.extraConfig, "server-config", "", "YAML appended to marketcast's scenario config, e.g. $'delivery:\\n  flush_delay: 2ms'")
+	flag.IntVar(&load.InflateEvery, "inflate-every", 16, "with -deflate: inflate one compressed frame in this many for latency, count the rest")
 	pin := flag.Bool("pin", true, "run the server on CPU 0 and the load generator on CPU 1 (each GOMAXPROCS=1)")
 	// A worker is a child process holding a share of the connections.
 	isWorker := flag.Bool("worker", false, "internal: run as a worker process of another mcbench")
@@ -220,6 +221,8 @@ func (b *bench) onData(i int) func([]byte) {
 		}
 		if sent, ok := load.SentAt(msg); ok {
 			b.rec.Record(i, time.Since(sent))
+		} else {
+			b.rec.Count() // a frame left compressed (-inflate-every)
 		}
 		b.counts[i].Add(1)
 	}
@@ -435,11 +438,16 @@ func memory(ctx context.Context, o options) error {
 	return nil
 }
 
-func slow(ctx context.Context, o options) error {
-	rate := 200
+// firstRate is the scenario's publish rate: the first of -rates, or def.
+func firstRate(o options, def int) int {
 	if len(o.rates) > 0 {
-		rate = o.rates[0]
+		return o.rates[0]
 	}
+	return def
+}
+
+func slow(ctx context.Context, o options) error {
+	rate := firstRate(o, 200)
 	b, err := start(ctx, o, load.BaseConfig(0, 0))
 	if err != nil {
 		return err
@@ -478,10 +486,7 @@ func slow(ctx context.Context, o options) error {
 }
 
 func private(ctx context.Context, o options) error {
-	rate := 5000
-	if len(o.rates) > 0 {
-		rate = o.rates[0]
-	}
+	rate := firstRate(o, 5000)
 	b, err := start(ctx, o, load.BaseConfig(0, 0))
 	if err != nil {
 		return err

@@ -55,7 +55,7 @@ func (b *bench) spawnWorkers(total int) error {
 			"-scenario", b.o.scenario, "-channel", b.o.channel, "-symbols", strconv.Itoa(b.o.symbols),
 			"-first", strconv.Itoa(first), "-count", strconv.Itoa(count), "-pin=false"}
 		if b.o.deflate {
-			args = append(args, "-deflate")
+			args = append(args, "-deflate", "-inflate-every", strconv.Itoa(load.InflateEvery))
 		}
 		cmd := exec.Command(self, args...)
 		cmd.Stderr = os.Stderr
@@ -155,6 +155,8 @@ func runWorker(o options, addr, secret string, first, count int) error {
 		c, err := t.Dial(sourceIP(i), "u"+strconv.Itoa(i), tp, o.deflate, func(msg []byte) {
 			if sent, ok := load.SentAt(msg); ok {
 				rec.Record(k, time.Since(sent))
+			} else {
+				rec.Count()
 			}
 			counts[k].Add(1)
 		})

@@ -80,7 +80,13 @@ func TestHealthStatsMetrics(t *testing.T) {
 		t.Fatalf("stats %d %s", code, body)
 	}
 
-	_, body = httpGet(t, ts.http.URL+"/metrics")
+	// The flusher records its metrics just after the write the client saw.
+	for deadline := time.Now().Add(wait); ; time.Sleep(10 * time.Millisecond) {
+		_, body = httpGet(t, ts.http.URL+"/metrics")
+		if strings.Contains(body, "marketcast_publish_to_flush_seconds_bucket") || time.Now().After(deadline) {
+			break
+		}
+	}
 	for _, name := range []string{
 		"marketcast_connections 1", "marketcast_connections_total", "marketcast_subscriptions 1",
 		"marketcast_messages_sent_total", "marketcast_bytes_sent_total", "marketcast_flush_batch_frames_bucket",
@@ -115,7 +121,7 @@ func TestShutdownClosesClientsWith1001(t *testing.T) {
 }
 
 func TestKeepalivePingsAndIdleClose(t *testing.T) {
-	ts := newTestServer(t, func(g *gateway.Config, _ *engine.Config) { g.PingInterval = 100 * time.Millisecond })
+	ts := newTestServer(t, func(g *gateway.Config, _ *engine.Config) { g.PingInterval = 300 * time.Millisecond })
 	// A client that answers pings (gws does) stays connected across many intervals.
 	c := ts.login("1")
 	time.Sleep(500 * time.Millisecond)
@@ -138,5 +144,32 @@ func TestKeepalivePingsAndIdleClose(t *testing.T) {
 	mustSend(t, c, map[string]any{"type": "ping"})
 	if m := mustNext(t, c); m.Type != "pong" {
 		t.Fatalf("the live client was dropped too: %s", m.Raw)
+	}
+}
+
+func TestSymbolsAndDevToken(t *testing.T) {
+	ts := newTestServer(t, nil)
+	code, body := httpGet(t, ts.http.URL+"/api/v1/symbols")
+	if code != 200 || body != `{"symbols":["DCE.m2405","SHFE.hc2405","SHFE.rb2405"]}`+"\n" {
+		t.Fatalf("symbols %d %s", code, body)
+	}
+	// Without a development TTL the token endpoint does not exist.
+	if code, _ := httpGet(t, ts.http.URL+"/dev/token"); code != 404 {
+		t.Fatalf("dev token endpoint in a non-dev config: %d", code)
+	}
+	dev := newTestServer(t, func(g *gateway.Config, _ *engine.Config) {
+		g.DevTokenTTL, g.DevSecret = time.Hour, []byte(testSecret)
+	})
+	code, body = httpGet(t, dev.http.URL+"/dev/token?user=7")
+	tok, _ := decode(t, []byte(body))["token"].(string)
+	if code != 200 || tok == "" {
+		t.Fatalf("dev token %d %s", code, body)
+	}
+	c := dialURL(t, dev.ws+"?token="+tok, wsclient.Options{})
+	if m := mustNext(t, c); m.DataMap()["user_id"] != "7" {
+		t.Fatalf("dev token does not authenticate: %s", m.Raw)
+	}
+	if code, _ := httpGet(t, dev.http.URL+"/dev/token?user=bad%20user"); code != 400 {
+		t.Fatalf("invalid user: %d", code)
 	}
 }

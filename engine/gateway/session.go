@@ -75,7 +75,9 @@ func (e *events) OnOpen(c *gws.Conn) {
 	s.connsOpen.Inc()
 	_ = c.SetReadDeadline(time.Now().Add(2 * s.cfg.PingInterval))
 	if ss.token != "" {
-		ss.authenticate(nil, ss.token)
+		tok := ss.token
+		ss.token = "" // it pins the request line for the connection's life otherwise
+		ss.authenticate(nil, tok)
 		return
 	}
 	ss.mu.Lock()

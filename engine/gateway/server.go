@@ -5,7 +5,6 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -326,5 +325,3 @@ func (s *sessionSlot) Range(f func(string, any) bool) {
 type slogAdapter struct{ l *slog.Logger }
 
 func (a slogAdapter) Error(v ...any) { a.l.Error(fmt.Sprint(v...), "component", "gws") }
-
-var errClosed = errors.New("gateway: connection closed")

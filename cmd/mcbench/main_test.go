@@ -1,0 +1,51 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestScenariosSmoke runs small versions of the scenarios against the real
+// marketcast binary, so the load generator cannot rot between benchmark
+// runs. The private scenario fails on any lost order update.
+func TestScenariosSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real servers")
+	}
+	bin := filepath.Join(t.TempDir(), "marketcast")
+	if out, err := exec.Command("go", "build", "-o", bin, "../marketcast").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	stdout := os.Stdout
+	devnull, _ := os.Open(os.DevNull)
+	os.Stdout = devnull // result lines are for people and benchstat, not for the test log
+	defer func() { os.Stdout = stdout; devnull.Close() }()
+
+	base := options{target: "marketcast", bin: bin, channel: "strategy_signals", payload: 100, p99Limit: 1e9,
+		step: time.Second, duration: time.Second, symbols: 20}
+	for _, tc := range []struct {
+		name string
+		tune func(*options)
+	}{
+		{"fanout", func(o *options) { o.subs, o.rates = 20, []int{50} }},
+		{"private", func(o *options) { o.users, o.rates = 50, []int{200} }},
+		{"memory", func(o *options) { o.conns = 100 }},
+		{"slow", func(o *options) { o.subs, o.rates = 10, []int{50} }},
+		{"fleet", func(o *options) { o.conns = 20 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := base
+			o.scenario = tc.name
+			tc.tune(&o)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := run(ctx, o); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

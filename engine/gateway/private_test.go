@@ -90,6 +90,8 @@ func TestPublishAPIErrors(t *testing.T) {
 	f(pub, `{"channel":"orders","type":"x","user_id":"1","data":{}}`, 400, "type")
 	f(pub, `{"channel":5}`, 400, "channel")
 
+	f(pub, `{"channel":"orders","user_id":"1","data":{"pad":"`+strings.Repeat("x", 5<<20)+`"}}`, 413, "larger than")
+
 	// A batch with one bad message publishes nothing.
 	f(pub, `[`+order+`,{"channel":"orders","data":{}}]`, 400, "message 1")
 	if ts.hub.Last(engine.TopicKey("orders", "1")) != nil {

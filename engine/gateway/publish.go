@@ -77,7 +77,12 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPublishBody))
 	if err != nil {
-		s.apiFail(w, http.StatusRequestEntityTooLarge, CodeInvalidMessage, fmt.Sprintf("body larger than %d bytes", maxPublishBody))
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			s.apiFail(w, http.StatusRequestEntityTooLarge, CodeInvalidMessage, fmt.Sprintf("body larger than %d bytes", maxPublishBody))
+		} else {
+			s.apiFail(w, http.StatusBadRequest, CodeInvalidMessage, "cannot read body: "+err.Error())
+		}
 		return
 	}
 	items, err := decodePublishBody(body)

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"sync"
-	"time"
 
 	"github.com/marketcast/marketcast/engine/frame"
 )
@@ -27,9 +26,6 @@ type variant struct {
 
 // Sequence is the event's per-topic sequence number.
 func (e *Event) Sequence() uint64 { return e.env.Sequence }
-
-// Timestamp is when the engine accepted the event.
-func (e *Event) Timestamp() time.Time { return e.env.Timestamp }
 
 func variantKey(p *frame.Projection, deflate, snapshot bool) uint64 {
 	var k uint64

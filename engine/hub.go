@@ -90,9 +90,6 @@ func NewHub(cfg Config) *Hub {
 	return h
 }
 
-// Config returns the hub's configuration with defaults filled in.
-func (h *Hub) Config() Config { return h.cfg }
-
 // Metrics is the hub's metric set, for the gateway's /metrics endpoint.
 func (h *Hub) Metrics() *metrics.Set { return h.metrics.set }
 

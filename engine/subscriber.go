@@ -75,17 +75,11 @@ type Subscription struct {
 // Topic is the subscribed topic's key.
 func (sub *Subscription) Topic() string { return sub.t.key }
 
-// Projection is the field projection in use.
-func (sub *Subscription) Projection() *frame.Projection { return sub.proj }
-
 // NewSubscriber returns the outbound side of conn. deflate says whether the
 // peer negotiated permessage-deflate.
 func (h *Hub) NewSubscriber(conn net.Conn, deflate bool) *Subscriber {
 	return &Subscriber{hub: h, conn: conn, deflate: deflate}
 }
-
-// Deflate reports whether the subscriber receives compressed frames.
-func (s *Subscriber) Deflate() bool { return s.deflate }
 
 // enqueue queues one live event frame for sub.
 func (s *Subscriber) enqueue(sub *Subscription, b []byte, mode Mode, ev *Event) {

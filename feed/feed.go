@@ -6,7 +6,6 @@ package feed
 
 import (
 	"context"
-	"time"
 
 	"github.com/bytedance/sonic"
 
@@ -35,18 +34,17 @@ const (
 
 // Tick is a quote: the seed's tick keys, every number a decimal string.
 type Tick struct {
-	Symbol        string    `json:"-"`
-	Time          time.Time `json:"-"`
-	LastPrice     string    `json:"last_price"`
-	BidPrice      string    `json:"bid_price"`
-	AskPrice      string    `json:"ask_price"`
-	BidVolume     string    `json:"bid_volume"`
-	AskVolume     string    `json:"ask_volume"`
-	Volume        string    `json:"volume"`
-	Turnover      string    `json:"turnover"`
-	OpenInterest  string    `json:"open_interest"`
-	Change        string    `json:"change"`
-	ChangePercent string    `json:"change_percent"`
+	Symbol        string `json:"-"`
+	LastPrice     string `json:"last_price"`
+	BidPrice      string `json:"bid_price"`
+	AskPrice      string `json:"ask_price"`
+	BidVolume     string `json:"bid_volume"`
+	AskVolume     string `json:"ask_volume"`
+	Volume        string `json:"volume"`
+	Turnover      string `json:"turnover"`
+	OpenInterest  string `json:"open_interest"`
+	Change        string `json:"change"`
+	ChangePercent string `json:"change_percent"`
 }
 
 // TickFields lists a tick's data keys in wire order; they are what a

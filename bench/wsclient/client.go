@@ -1,13 +1,12 @@
 // Package wsclient is a small synchronous WebSocket client over gws for
-// tests, examples and the load generator: dial, send JSON, and read decoded
-// messages from a channel with timeouts.
+// tests: dial, send JSON, and read decoded messages from a channel with
+// timeouts. (The load generator uses bench/load's leaner raw client.)
 package wsclient
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -46,25 +45,12 @@ type Options struct {
 	// full the read loop blocks, which stalls the connection like a slow
 	// reader would.
 	Buffer int
-	// OnMessage, when set, receives messages instead of the channel.
-	OnMessage func(*Message)
-	// OnRaw, when set, receives each frame's bytes undecoded instead (valid
-	// only during the call); load generators use it to stay cheap.
-	OnRaw func(c *Client, b []byte)
-	// ReadBuffer, when set, is the socket's receive buffer size, so a
-	// stalled client fills up quickly in tests.
-	ReadBuffer int
-	// LocalAddr, when set, is the source IP to dial from (load tests spread
-	// connections over 127.0.0.x).
-	LocalAddr string
 }
 
 // Client is a connected WebSocket client.
 type Client struct {
 	Conn     *gws.Conn
 	Messages chan *Message
-	onMsg    func(*Message)
-	onRaw    func(*Client, []byte)
 
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -82,9 +68,8 @@ func Dial(url string, o Options) (*Client, *http.Response, error) {
 	if o.Buffer == 0 {
 		o.Buffer = 4096
 	}
-	c := &Client{Messages: make(chan *Message, o.Buffer), onMsg: o.OnMessage, onRaw: o.OnRaw, closed: make(chan struct{})}
+	c := &Client{Messages: make(chan *Message, o.Buffer), closed: make(chan struct{})}
 	conn, resp, err := gws.NewClient(handler{c}, &gws.ClientOption{
-		NewDialer:          func() (gws.Dialer, error) { return dialer{o}, nil },
 		Addr:               url,
 		RequestHeader:      o.Header,
 		ReadMaxPayloadSize: 64 << 20,
@@ -209,20 +194,6 @@ func (c *Client) Unstall() {
 	}
 }
 
-type dialer struct{ o Options }
-
-func (d dialer) Dial(network, addr string) (net.Conn, error) {
-	nd := net.Dialer{Timeout: 5 * time.Second}
-	if d.o.LocalAddr != "" {
-		nd.LocalAddr = &net.TCPAddr{IP: net.ParseIP(d.o.LocalAddr)}
-	}
-	conn, err := nd.Dial(network, addr)
-	if err == nil && d.o.ReadBuffer > 0 {
-		_ = conn.(*net.TCPConn).SetReadBuffer(d.o.ReadBuffer)
-	}
-	return conn, err
-}
-
 // Close closes the connection with 1000.
 func (c *Client) Close() {
 	_ = c.Conn.WriteClose(1000, nil)
@@ -255,18 +226,10 @@ func (h handler) OnMessage(conn *gws.Conn, msg *gws.Message) {
 		case <-h.c.closed:
 		}
 	}
-	if h.c.onRaw != nil {
-		h.c.onRaw(h.c, msg.Bytes())
-		return
-	}
 	raw := append([]byte(nil), msg.Bytes()...)
 	m := &Message{Raw: raw, Received: time.Now()}
 	if err := json.Unmarshal(raw, m); err != nil {
 		m.Type = "!invalid-json"
-	}
-	if h.c.onMsg != nil {
-		h.c.onMsg(m)
-		return
 	}
 	h.c.Messages <- m
 }

@@ -57,11 +57,7 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		s.apiFail(w, http.StatusServiceUnavailable, "DRAINING", "server is shutting down")
 		return
 	}
-	token := ""
-	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		token = h[7:]
-	}
-	ident, err := s.verifier.Verify(token)
+	ident, err := s.verifier.Verify(bearerToken(r))
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="marketcast"`)
 		msg := "a bearer token with permission publish is required"
@@ -228,8 +224,7 @@ func planPublish(it *PublishItem) (pubPlan, error) {
 		m.Topic, m.StrategyID = engine.TopicKey(spec.name, it.StrategyID), it.StrategyID
 		return pubPlan{msg: m}, nil
 	}
-	r := Request{UserID: it.UserID}
-	uid, ok := r.userID()
+	uid, ok := parseUserID(it.UserID)
 	if !ok || uid != "" && !validIdent(uid) {
 		return pubPlan{}, fmt.Errorf("channel %s: user_id must be a string or an integer id", it.Channel)
 	}

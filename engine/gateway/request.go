@@ -118,16 +118,20 @@ func (r *Request) authToken() string {
 }
 
 // userID returns the request's user_id as a string, accepting numbers.
-func (r *Request) userID() (string, bool) {
-	if len(r.UserID) == 0 || string(r.UserID) == "null" {
+func (r *Request) userID() (string, bool) { return parseUserID(r.UserID) }
+
+// parseUserID reads a user_id given as a string or an integer ("" when
+// absent); ok is false for any other JSON.
+func parseUserID(raw json.RawMessage) (id string, ok bool) {
+	if len(raw) == 0 || string(raw) == "null" {
 		return "", true
 	}
 	var s string
-	if json.Unmarshal(r.UserID, &s) == nil {
+	if json.Unmarshal(raw, &s) == nil {
 		return s, true
 	}
 	var n json.Number
-	if json.Unmarshal(r.UserID, &n) == nil {
+	if json.Unmarshal(raw, &n) == nil {
 		if _, err := strconv.ParseInt(string(n), 10, 64); err == nil {
 			return string(n), true
 		}

@@ -208,6 +208,11 @@ func tokenFromRequest(r *http.Request) string {
 	if t := r.URL.Query().Get("token"); t != "" {
 		return t
 	}
+	return bearerToken(r)
+}
+
+// bearerToken returns the token of an Authorization: Bearer header, or "".
+func bearerToken(r *http.Request) string {
 	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
 		return h[7:]
 	}

@@ -158,7 +158,6 @@ func (s *Sim) trade(c *contract, now time.Time, pub feed.Publisher, emit func(*f
 	pct := feed.Decimal{Units: roundDiv(change*10000, c.preSettle), Scale: 2}
 	tick := &feed.Tick{
 		Symbol:        c.symbol,
-		Time:          now,
 		LastPrice:     dec(c.last).String(),
 		BidPrice:      dec(c.bid).String(),
 		AskPrice:      dec(c.ask).String(),

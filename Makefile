@@ -41,9 +41,11 @@ build:
 bench:
 	bash bench/run.sh
 
-## fuzz: fuzz the client request decoder for a minute
+## fuzz: fuzz the client request decoder, then the whole read path (raw bytes
+## after a real upgrade), a minute each
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzDecodeRequest -fuzztime 60s ./engine/gateway/
+	$(GO) test -run XXX -fuzz FuzzReadPath -fuzztime 60s -fuzzminimizetime 0 ./engine/gateway/
 
 clean:
 	rm -rf bin

@@ -24,3 +24,6 @@ require (
 	github.com/valyala/histogram v1.2.0 // indirect
 	golang.org/x/arch v0.0.0-20210923205945-b76863e36670 // indirect
 )
+
+// gws v1.8.9 crashes on a negative frame length; patched in-tree until upstream fixes it (third_party/gws/PATCHES.md).
+replace github.com/lxzan/gws => ./third_party/gws

@@ -25,7 +25,7 @@ var allPerms = []string{auth.PermReadMarketData, auth.PermReadSignals, auth.Perm
 const wait = 5 * time.Second // generous: only a broken server takes this long
 
 type testServer struct {
-	t    *testing.T
+	t    testing.TB
 	hub  *engine.Hub
 	srv  *gateway.Server
 	http *httptest.Server
@@ -36,7 +36,7 @@ var testSymbols = []string{"SHFE.rb2405", "SHFE.hc2405", "DCE.m2405"}
 
 // newTestServer starts a real gateway on a loopback port with a hub that
 // knows testSymbols and has one tick and one book for each.
-func newTestServer(t *testing.T, tune func(*gateway.Config, *engine.Config)) *testServer {
+func newTestServer(t testing.TB, tune func(*gateway.Config, *engine.Config)) *testServer {
 	t.Helper()
 	gcfg := gateway.Config{TickFields: feed.TickFields, AuthTimeout: time.Second}
 	ecfg := engine.Config{}
@@ -67,7 +67,7 @@ func (ts *testServer) token(user string, perms ...string) string {
 	return mustToken(ts.t, user, perms, time.Hour)
 }
 
-func mustToken(t *testing.T, user string, perms []string, ttl time.Duration) string {
+func mustToken(t testing.TB, user string, perms []string, ttl time.Duration) string {
 	t.Helper()
 	tok, err := auth.Issue([]byte(testSecret), user, perms, ttl)
 	if err != nil {
@@ -101,7 +101,7 @@ func (ts *testServer) dial(o wsclient.Options) *wsclient.Client {
 	return dialURL(ts.t, ts.ws, o)
 }
 
-func dialURL(t *testing.T, url string, o wsclient.Options) *wsclient.Client {
+func dialURL(t testing.TB, url string, o wsclient.Options) *wsclient.Client {
 	t.Helper()
 	c, _, err := wsclient.Dial(url, o)
 	if err != nil {
@@ -125,7 +125,7 @@ func (ts *testServer) login(user string, perms ...string) *wsclient.Client {
 	return c
 }
 
-func mustNext(t *testing.T, c *wsclient.Client) *wsclient.Message {
+func mustNext(t testing.TB, c *wsclient.Client) *wsclient.Message {
 	t.Helper()
 	m, err := c.Next(wait)
 	if err != nil {
@@ -134,7 +134,7 @@ func mustNext(t *testing.T, c *wsclient.Client) *wsclient.Message {
 	return m
 }
 
-func mustType(t *testing.T, c *wsclient.Client, typ string) *wsclient.Message {
+func mustType(t testing.TB, c *wsclient.Client, typ string) *wsclient.Message {
 	t.Helper()
 	m, err := c.WaitType(wait, typ)
 	if err != nil {
@@ -143,7 +143,7 @@ func mustType(t *testing.T, c *wsclient.Client, typ string) *wsclient.Message {
 	return m
 }
 
-func mustSend(t *testing.T, c *wsclient.Client, v any) {
+func mustSend(t testing.TB, c *wsclient.Client, v any) {
 	t.Helper()
 	var err error
 	if s, ok := v.(string); ok {
@@ -158,7 +158,7 @@ func mustSend(t *testing.T, c *wsclient.Client, v any) {
 
 // expectError sends req and expects an error answer with code; it then
 // checks the connection still answers a ping.
-func expectError(t *testing.T, c *wsclient.Client, req any, code string) *wsclient.Message {
+func expectError(t testing.TB, c *wsclient.Client, req any, code string) *wsclient.Message {
 	t.Helper()
 	mustSend(t, c, req)
 	m := mustNext(t, c)
@@ -176,7 +176,7 @@ func expectError(t *testing.T, c *wsclient.Client, req any, code string) *wsclie
 	return m
 }
 
-func expectClose(t *testing.T, c *wsclient.Client, code uint16) {
+func expectClose(t testing.TB, c *wsclient.Client, code uint16) {
 	t.Helper()
 	got, err := c.WaitClose(wait)
 	if err != nil {
@@ -187,7 +187,7 @@ func expectClose(t *testing.T, c *wsclient.Client, code uint16) {
 	}
 }
 
-func httpGet(t *testing.T, url string) (int, string) {
+func httpGet(t testing.TB, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -198,7 +198,7 @@ func httpGet(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func decode(t *testing.T, b []byte) map[string]any {
+func decode(t testing.TB, b []byte) map[string]any {
 	t.Helper()
 	var v map[string]any
 	if err := json.Unmarshal(b, &v); err != nil {

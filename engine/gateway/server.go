@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -103,6 +104,9 @@ type Server struct {
 	answers    *metrics.Counter
 	errorsAll  *metrics.Counter
 	published  *metrics.Counter
+	readPanics *metrics.Counter
+
+	panicLog *throttledLog
 }
 
 // New returns a server for hub. It starts the keepalive loop; Shutdown
@@ -127,6 +131,8 @@ func New(cfg Config, hub *engine.Hub, verifier *auth.Verifier, log *slog.Logger)
 	s.answers = s.set.NewCounter("marketcast_answers_sent_total")
 	s.errorsAll = s.set.NewCounter("marketcast_errors_total")
 	s.published = s.set.NewCounter("marketcast_api_published_total")
+	s.readPanics = s.set.NewCounter("marketcast_connection_panics_total")
+	s.panicLog = newThrottledLog(log, time.Minute, 5)
 
 	s.upgrader = gws.NewUpgrader(&events{s}, &gws.ServerOption{
 		ReadMaxPayloadSize: cfg.MaxFrameBytes,
@@ -142,8 +148,10 @@ func New(cfg Config, hub *engine.Hub, verifier *auth.Verifier, log *slog.Logger)
 			PoolSize:              4,
 		},
 		NewSession: func() gws.SessionStorage { return new(sessionSlot) },
-		Recovery:   gws.Recovery,
-		Logger:     slogAdapter{log},
+		// No gws Recovery: a panic anywhere in a connection's read loop,
+		// OnMessage included, reaches readLoop, which closes that one
+		// connection and counts it.
+		Logger: slogAdapter{log},
 	})
 	s.wg.Add(1)
 	go s.keepalive()
@@ -224,18 +232,17 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server is shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	// gws decides deflate the same way: enabled here and offered there.
-	deflate := !s.cfg.DisableDeflate &&
-		strings.Contains(r.Header.Get("Sec-WebSocket-Extensions"), "permessage-deflate")
 	socket, err := s.upgrader.Upgrade(w, r)
 	if err != nil {
 		s.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
 	sess := &session{
-		srv:    s,
-		conn:   socket,
-		out:    s.hub.NewSubscriber(socket.NetConn(), deflate),
+		srv:  s,
+		conn: socket,
+		// Frames are written straight to the socket, compressed or not as
+		// gws negotiated; nothing else may write data frames through gws.
+		out:    s.hub.NewSubscriber(socket.NetConn(), socket.CompressionEnabled()),
 		remote: r.RemoteAddr,
 		token:  tokenFromRequest(r),
 		subs:   make(map[string]*engine.Subscription),
@@ -244,7 +251,26 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	socket.Session().Store("", sess)
 	// The handler returns so net/http can free the request; the read loop
 	// is the connection's only goroutine.
-	go socket.ReadLoop()
+	go s.readLoop(socket, sess)
+}
+
+// readLoop runs gws's read loop for one connection. A panic in it (gws, or
+// our handlers) must cost that connection only: gws recovers nothing around
+// its frame parser, and an unrecovered panic in any goroutine ends the
+// process, dropping every client and all in-memory history.
+func (s *Server) readLoop(socket *gws.Conn, ss *session) {
+	defer func() {
+		p := recover()
+		if p == nil {
+			return
+		}
+		s.readPanics.Inc()
+		s.panicLog.Error("connection read loop panicked; closing that connection",
+			"remote", ss.remote, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		_ = socket.NetConn().Close()
+		ss.finish(fmt.Errorf("gateway: read loop panic: %v", p))
+	}()
+	socket.ReadLoop()
 }
 
 // keepalive pings every connection each interval. One goroutine serves all

@@ -91,10 +91,17 @@ func (e *events) OnOpen(c *gws.Conn) {
 	ss.mu.Unlock()
 }
 
-func (e *events) OnClose(c *gws.Conn, err error) {
-	ss := sessionOf(c)
-	s := e.srv
+func (e *events) OnClose(c *gws.Conn, err error) { sessionOf(c).finish(err) }
+
+// finish releases everything the connection holds. It runs once, from gws's
+// OnClose or from readLoop after a panic, whichever comes first.
+func (ss *session) finish(err error) {
+	s := ss.srv
 	ss.mu.Lock()
+	if ss.gone {
+		ss.mu.Unlock()
+		return
+	}
 	ss.gone = true
 	if ss.authTimer != nil {
 		ss.authTimer.Stop()
@@ -108,7 +115,7 @@ func (e *events) OnClose(c *gws.Conn, err error) {
 		s.hub.Unsubscribe(sub)
 		delete(ss.subs, k)
 	}
-	_ = c.NetConn().Close()
+	_ = ss.conn.NetConn().Close()
 	s.sessions.Delete(ss)
 	s.connsOpen.Dec()
 	var ce *gws.CloseError
@@ -131,8 +138,15 @@ func (e *events) OnPong(c *gws.Conn, _ []byte) {
 	_ = c.SetReadDeadline(time.Now().Add(2 * e.srv.cfg.PingInterval))
 }
 
+// testHookOnMessage, when set by a test, runs on every client message
+// inside the read loop (tests use it to prove a panic there is contained).
+var testHookOnMessage func(b []byte)
+
 func (e *events) OnMessage(c *gws.Conn, msg *gws.Message) {
 	defer msg.Close()
+	if testHookOnMessage != nil {
+		testHookOnMessage(msg.Bytes())
+	}
 	ss := sessionOf(c)
 	_ = c.SetReadDeadline(time.Now().Add(2 * e.srv.cfg.PingInterval))
 	ss.handle(msg.Bytes())

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"net/http/httptest"
 	"slices"
@@ -10,10 +11,12 @@ import (
 	"time"
 
 	"github.com/marketcast/marketcast/bench/load"
+	"github.com/marketcast/marketcast/configs"
 	"github.com/marketcast/marketcast/engine"
 	"github.com/marketcast/marketcast/engine/auth"
 	"github.com/marketcast/marketcast/engine/gateway"
 	"github.com/marketcast/marketcast/feed"
+	"github.com/marketcast/marketcast/protocol"
 )
 
 // BenchmarkEndToEndLoopback publishes through the hub of a real gateway
@@ -23,11 +26,12 @@ func BenchmarkEndToEndLoopback(b *testing.B) {
 	for _, n := range []int{10, 100} {
 		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
 			secret := []byte("bench-secret-0123456789abcdef")
-			hub := engine.NewHub(engine.Config{})
-			srv := gateway.New(gateway.Config{TickFields: feed.TickFields}, hub, auth.NewVerifier(secret), nil)
+			def := configs.Default()
+			hub := engine.NewHub(def.Engine(), engine.NewMemoryBroker(def.HistoryLimits()))
+			srv := gateway.New(def.Gateway(), hub, feed.NewMarket(hub, def.Limits.MaxSymbols), auth.NewVerifier(secret), nil)
 			hs := httptest.NewServer(srv.Handler())
 			defer hs.Close()
-			tok, _ := auth.Issue(secret, "bench", []string{auth.PermReadSignals}, time.Hour)
+			tok, _ := auth.Issue(secret, "bench", []string{protocol.PermReadSignals}, time.Hour)
 			url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws?token=" + tok
 
 			var mu sync.Mutex
@@ -66,7 +70,7 @@ func BenchmarkEndToEndLoopback(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				got.Add(n)
 				data := fmt.Appendf(nil, `{"signal":"BUY","sent":"%d"}`, time.Now().UnixNano())
-				if _, err := hub.Publish(engine.Message{Topic: "signals:S", Mode: engine.Reliable, Type: "strategy_signal",
+				if _, err := hub.Publish(context.Background(), engine.Message{Topic: "signals:S", Mode: engine.Reliable, Type: "strategy_signal",
 					Channel: "signals", StrategyID: "S", Data: data}); err != nil {
 					b.Fatal(err)
 				}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"slices"
@@ -8,14 +9,37 @@ import (
 	"testing"
 	"time"
 
+	"github.com/marketcast/marketcast/configs"
 	"github.com/marketcast/marketcast/engine"
 	"github.com/marketcast/marketcast/engine/frame"
 	"github.com/marketcast/marketcast/feed"
 )
 
-var tickData = feed.TickMessage(&feed.Tick{Symbol: "SHFE.rb2405", LastPrice: "4000.0", BidPrice: "3999.0",
-	AskPrice: "4001.0", BidVolume: "10", AskVolume: "15", Volume: "1000", Turnover: "39950000.0",
-	OpenInterest: "5000", Change: "10.0", ChangePercent: "0.25"})
+var tickData = engine.FromPublication(feed.TickPublication(&feed.Tick{Symbol: "SHFE.rb2405", LastPrice: "4000.0",
+	BidPrice: "3999.0", AskPrice: "4001.0", BidVolume: "10", AskVolume: "15", Volume: "1000", Turnover: "39950000.0",
+	OpenInterest: "5000", Change: "10.0", ChangePercent: "0.25"}))
+
+// newHub is a hub on a memory broker with the production defaults, except
+// that frames are written at once: these benchmarks measure the engine's
+// work, not a timer's wait.
+func newHub(tune func(*engine.Config, *engine.HistoryLimits)) *engine.Hub {
+	def := configs.Default()
+	cfg, limits := def.Engine(), def.HistoryLimits()
+	cfg.FlushDelay = 0
+	if tune != nil {
+		tune(&cfg, &limits)
+	}
+	return engine.NewHub(cfg, engine.NewMemoryBroker(limits))
+}
+
+// subscribe subscribes o to key and starts the subscription.
+func subscribe(b *testing.B, h *engine.Hub, o *engine.Outbox, key string, mode engine.Mode) {
+	sub, _, err := h.Subscribe(context.Background(), o, key, mode, engine.SubscribeOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h.Start(sub)
+}
 
 func orderMsg(user string, n int) engine.Message {
 	return engine.Message{Topic: "orders:" + user, Mode: engine.Reliable, Type: "order_update", Channel: "orders",
@@ -23,7 +47,7 @@ func orderMsg(user string, n int) engine.Message {
 }
 
 // drain waits until every subscriber's queue is written out.
-func drain(subs []*engine.Subscriber) {
+func drain(subs []*engine.Outbox) {
 	for _, s := range subs {
 		for {
 			if n, _ := s.Pending(); n == 0 {
@@ -41,25 +65,24 @@ func BenchmarkPublishFanout(b *testing.B) {
 	for _, n := range []int{1, 100, 10000} {
 		for _, deflate := range []bool{false, true} {
 			b.Run(fmt.Sprintf("subs=%d/deflate=%v", n, deflate), func(b *testing.B) {
-				h := engine.NewHub(engine.Config{DeflateThreshold: 64, MaxPendingBytes: 1 << 30})
-				subs := make([]*engine.Subscriber, n)
+				h := newHub(func(c *engine.Config, _ *engine.HistoryLimits) { c.DeflateThreshold, c.MaxPendingBytes = 64, 1<<30 })
+				subs := make([]*engine.Outbox, n)
 				conns := make([]*discardConn, n)
 				for i := range subs {
 					conns[i] = &discardConn{}
-					subs[i] = h.NewSubscriber(conns[i], deflate)
-					if _, err := h.Subscribe(subs[i], "bench:tick", engine.Reliable, nil, engine.SubscribeOptions{}); err != nil {
-						b.Fatal(err)
-					}
+					subs[i] = h.NewOutbox(conns[i], deflate)
+					subscribe(b, h, subs[i], "bench:tick", engine.Reliable)
 				}
 				m := tickData
 				m.Topic, m.Mode = "bench:tick", engine.Reliable
+				ctx := context.Background()
 				lat := make([]time.Duration, 0, b.N)
 				b.ReportAllocs()
 				b.ResetTimer()
 				start := time.Now()
 				for i := 0; i < b.N; i++ {
 					t0 := time.Now()
-					if _, err := h.Publish(m); err != nil {
+					if _, err := h.Publish(ctx, m); err != nil {
 						b.Fatal(err)
 					}
 					lat = append(lat, time.Since(t0))
@@ -88,7 +111,7 @@ func BenchmarkPublishFanout(b *testing.B) {
 // deflated: the work done once per event, whatever the subscriber count.
 func BenchmarkFrameEncode(b *testing.B) {
 	env := frame.Envelope{Type: "market_data", Channel: "tick", Symbol: "SHFE.rb2405", Timestamp: time.Now(), Sequence: 1}
-	depth := feed.DepthMessage(&feed.Depth{Symbol: "SHFE.rb2405", Levels: 5,
+	depth := feed.DepthPublication(&feed.Depth{Symbol: "SHFE.rb2405", Levels: 5,
 		Bids: [][2]string{{"3999.0", "10"}, {"3998.0", "20"}, {"3997.0", "15"}, {"3996.0", "11"}, {"3995.0", "40"}},
 		Asks: [][2]string{{"4001.0", "15"}, {"4002.0", "25"}, {"4003.0", "30"}, {"4004.0", "8"}, {"4005.0", "19"}}})
 	for _, c := range []struct {
@@ -118,7 +141,7 @@ func BenchmarkFrameEncode(b *testing.B) {
 			b.ReportAllocs()
 			t := &feed.Tick{Symbol: "SHFE.rb2405", LastPrice: "4000.0", BidPrice: "3999.0", AskPrice: "4001.0"}
 			for b.Loop() {
-				Sink.Add(int64(len(feed.TickMessage(t).Data)))
+				Sink.Add(int64(len(feed.TickPublication(t).Data)))
 			}
 		})
 	}
@@ -127,24 +150,23 @@ func BenchmarkFrameEncode(b *testing.B) {
 // BenchmarkConflation measures the enqueue path of a subscriber that is
 // behind: every publish replaces the pending frame of its topic in place.
 func BenchmarkConflation(b *testing.B) {
-	h := engine.NewHub(engine.Config{})
+	h := newHub(nil)
 	server, client := net.Pipe() // nobody reads: the flusher blocks, the queue conflates
 	defer server.Close()
 	defer client.Close()
-	s := h.NewSubscriber(server, false)
+	s := h.NewOutbox(server, false)
 	const topics = 100
 	msgs := make([]engine.Message, topics)
 	for i := range msgs {
 		msgs[i] = tickData
 		msgs[i].Topic = "tick:S" + strconv.Itoa(i)
-		if _, err := h.Subscribe(s, msgs[i].Topic, engine.Conflated, nil, engine.SubscribeOptions{}); err != nil {
-			b.Fatal(err)
-		}
+		subscribe(b, h, s, msgs[i].Topic, engine.Conflated)
 	}
 	b.ReportAllocs()
 	i := 0
+	ctx := context.Background()
 	for b.Loop() {
-		if _, err := h.Publish(msgs[i%topics]); err != nil {
+		if _, err := h.Publish(ctx, msgs[i%topics]); err != nil {
 			b.Fatal(err)
 		}
 		i++
@@ -161,21 +183,20 @@ func BenchmarkConflation(b *testing.B) {
 // subscriber each: the private path (history append, reliable enqueue).
 func BenchmarkPrivateFanIn(b *testing.B) {
 	const users = 10000
-	h := engine.NewHub(engine.Config{HistorySize: 100})
-	subs := make([]*engine.Subscriber, users)
+	h := newHub(func(_ *engine.Config, l *engine.HistoryLimits) { l.Size = 100 })
+	subs := make([]*engine.Outbox, users)
 	msgs := make([]engine.Message, users)
 	for i := range subs {
-		subs[i] = h.NewSubscriber(&discardConn{}, false)
+		subs[i] = h.NewOutbox(&discardConn{}, false)
 		msgs[i] = orderMsg(strconv.Itoa(i), i)
-		if _, err := h.Subscribe(subs[i], msgs[i].Topic, engine.Reliable, nil, engine.SubscribeOptions{}); err != nil {
-			b.Fatal(err)
-		}
+		subscribe(b, h, subs[i], msgs[i].Topic, engine.Reliable)
 	}
 	b.ReportAllocs()
 	start := time.Now()
 	i := 0
+	ctx := context.Background()
 	for b.Loop() {
-		if _, err := h.Publish(msgs[i%users]); err != nil {
+		if _, err := h.Publish(ctx, msgs[i%users]); err != nil {
 			b.Fatal(err)
 		}
 		i++

@@ -12,10 +12,10 @@ import (
 	"github.com/goccy/go-yaml"
 )
 
-// Default is the embedded default configuration file.
+// DefaultFile is the embedded default configuration file.
 //
 //go:embed marketcast.yaml
-var Default []byte
+var DefaultFile []byte
 
 // DevSecret is the secret of the default file, announced loudly when used.
 const DevSecret = "marketcast-development-secret-do-not-use-in-production"
@@ -37,6 +37,9 @@ type Config struct {
 		RatePerMinute    int `yaml:"rate_per_minute"`
 		RateBurst        int `yaml:"rate_burst"`
 		RateStrikes      int `yaml:"rate_strikes"`
+		MaxPublishBody   int `yaml:"max_publish_body"`
+		MaxMessageBytes  int `yaml:"max_message_bytes"`
+		MaxSymbols       int `yaml:"max_symbols"`
 	} `yaml:"limits"`
 	Keepalive struct {
 		PingInterval Duration `yaml:"ping_interval"`
@@ -49,8 +52,9 @@ type Config struct {
 		FlushDelay       Duration `yaml:"flush_delay"`
 	} `yaml:"delivery"`
 	History struct {
-		Size int      `yaml:"size"`
-		TTL  Duration `yaml:"ttl"`
+		Size     int      `yaml:"size"`
+		TTL      Duration `yaml:"ttl"`
+		MaxBytes int      `yaml:"max_bytes"`
 	} `yaml:"history"`
 	Feed struct {
 		Kind string `yaml:"kind"`
@@ -94,7 +98,7 @@ func (d *Duration) UnmarshalYAML(b []byte) error {
 // keep their default; unknown keys are errors.
 func Load(file string, getenv func(string) string) (*Config, error) {
 	var c Config
-	if err := yaml.UnmarshalWithOptions(Default, &c, yaml.Strict()); err != nil {
+	if err := yaml.UnmarshalWithOptions(DefaultFile, &c, yaml.Strict()); err != nil {
 		return nil, fmt.Errorf("config: embedded default: %w", err)
 	}
 	if file != "" {
@@ -154,6 +158,12 @@ func (c *Config) Validate() error {
 		return bad("limits.rate_burst", c.Limits.RateBurst, "want > 0")
 	case c.Limits.RateStrikes <= 0:
 		return bad("limits.rate_strikes", c.Limits.RateStrikes, "want > 0")
+	case c.Limits.MaxPublishBody < 1024:
+		return bad("limits.max_publish_body", c.Limits.MaxPublishBody, "want >= 1024")
+	case c.Limits.MaxMessageBytes < 256 || c.Limits.MaxMessageBytes > c.Limits.MaxPublishBody:
+		return bad("limits.max_message_bytes", c.Limits.MaxMessageBytes, "want in [256, limits.max_publish_body]")
+	case c.Limits.MaxSymbols <= 0:
+		return bad("limits.max_symbols", c.Limits.MaxSymbols, "want > 0")
 	case c.Keepalive.PingInterval.Duration < time.Second:
 		return bad("keepalive.ping_interval", c.Keepalive.PingInterval.Duration, "want >= 1s")
 	case c.Delivery.DeflateThreshold < 0:
@@ -168,6 +178,8 @@ func (c *Config) Validate() error {
 		return bad("history.size", c.History.Size, "want > 0")
 	case c.History.TTL.Duration <= 0:
 		return bad("history.ttl", c.History.TTL.Duration, "want > 0")
+	case c.History.MaxBytes < 64<<10:
+		return bad("history.max_bytes", c.History.MaxBytes, "want >= 65536")
 	case c.Feed.Kind != "sim" && c.Feed.Kind != "none":
 		return bad("feed.kind", fmt.Sprintf("%q", c.Feed.Kind), `want "sim" or "none"`)
 	case c.Feed.Sim.Rate <= 0 || c.Feed.Sim.Rate > 1000:

@@ -7,18 +7,21 @@ import (
 )
 
 // TestImportDirections keeps data flowing one way, feed → engine → gateway →
-// connection: the engine knows no feed, gateway or WebSocket library, and
-// feeds know no gateway.
+// connection: the engine knows no feed, gateway or WebSocket library; feeds
+// know no gateway; the wire vocabulary (protocol) is a leaf everyone may
+// import; only cmd wires configuration.
 func TestImportDirections(t *testing.T) {
 	const mod = "github.com/marketcast/marketcast/"
+	all := []string{mod + "engine", mod + "feed", mod + "configs", mod + "cmd", mod + "web", mod + "bench", mod + "clients", "github.com/lxzan/gws"}
 	rules := map[string][]string{
-		mod + "engine":         {mod + "feed", mod + "engine/gateway", mod + "cmd", "github.com/lxzan/gws"},
-		mod + "engine/frame":   {mod + "feed", mod + "engine/gateway", "github.com/lxzan/gws"},
-		mod + "engine/auth":    {mod + "feed", mod + "engine/gateway", "github.com/lxzan/gws"},
-		mod + "engine/gateway": {mod + "feed", mod + "cmd"},
-		mod + "feed":           {mod + "engine/gateway", "github.com/lxzan/gws"},
-		mod + "feed/sim":       {mod + "engine/gateway", "github.com/lxzan/gws"},
-		mod + "feed/kline":     {mod + "engine/gateway", "github.com/lxzan/gws"},
+		mod + "protocol":       all,
+		mod + "engine":         {mod + "feed", mod + "engine/gateway", mod + "configs", mod + "cmd", "github.com/lxzan/gws"},
+		mod + "engine/frame":   {mod + "feed", mod + "engine/gateway", mod + "configs", "github.com/lxzan/gws"},
+		mod + "engine/auth":    {mod + "feed", mod + "engine/gateway", mod + "configs", "github.com/lxzan/gws"},
+		mod + "engine/gateway": {mod + "feed", mod + "configs", mod + "cmd"},
+		mod + "feed":           {mod + "engine/gateway", mod + "configs", "github.com/lxzan/gws"},
+		mod + "feed/sim":       {mod + "engine/gateway", mod + "configs", "github.com/lxzan/gws"},
+		mod + "feed/kline":     {mod + "engine/gateway", mod + "configs", "github.com/lxzan/gws"},
 	}
 	for pkg, banned := range rules {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", pkg).CombinedOutput()

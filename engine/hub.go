@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"hash/maphash"
 	"sync"
 	"time"
@@ -8,61 +9,61 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 )
 
-// Config tunes a Hub. The zero value of each field means its documented
-// default.
+// Config tunes a Hub. configs/marketcast.yaml holds every default
+// (configs.Default().Engine() builds this from it); a zero field is invalid
+// and NewHub panics naming it.
 type Config struct {
-	// Shards is the number of registry shards. Zero means 64.
+	// Shards is the number of registry shards.
 	Shards int
-	// HistorySize is how many events a reliable topic keeps for resume.
-	// Zero means 10000.
-	HistorySize int
-	// HistoryTTL is how long a reliable topic keeps an event. Zero means 5m.
-	HistoryTTL time.Duration
 	// DeflateThreshold is the payload size below which frames go
-	// uncompressed even to deflate peers. Zero means 512 bytes.
+	// uncompressed even to deflate peers.
 	DeflateThreshold int
-	// MaxPendingBytes bounds a subscriber's queued frames that cannot be
-	// conflated; beyond it the subscriber is closed as a slow consumer.
-	// Zero means 4 MiB.
+	// MaxPendingBytes bounds a connection's queued frames that cannot be
+	// conflated (reliable events, closed bars, answers); beyond it the
+	// connection is closed as a slow consumer (4008). Market data never
+	// counts: it conflates to one pending frame per topic.
 	MaxPendingBytes int
 	// WriteTimeout bounds one socket write; a peer that accepts nothing
-	// for this long is closed. Zero means 5s.
+	// for this long is closed.
 	WriteTimeout time.Duration
-	// FlushDelay holds a subscriber's first frame this long before writing,
-	// so frames arriving meanwhile share its write. Zero writes at once.
-	// Each write costs a syscall of several microseconds, so at high
-	// message rates a delay of a millisecond or two multiplies throughput
-	// per CPU; it adds at most the delay to latency.
+	// FlushDelay holds a connection's first frame this long before writing,
+	// so frames arriving meanwhile share its write. 0 writes at once.
 	FlushDelay time.Duration
+	// Linger is how long a reliable topic with no subscriber stays watched
+	// before the hub forgets it, so a reconnect storm does not churn broker
+	// interest.
+	Linger time.Duration
+	// ReplayPage is how many events a resume reads from the broker at a
+	// time; a resume streams history page by page as its socket drains.
+	ReplayPage int
 }
 
-func (c *Config) setDefaults() {
-	if c.Shards <= 0 {
-		c.Shards = 64
-	}
-	if c.HistorySize <= 0 {
-		c.HistorySize = 10000
-	}
-	if c.HistoryTTL <= 0 {
-		c.HistoryTTL = 5 * time.Minute
-	}
-	if c.DeflateThreshold <= 0 {
-		c.DeflateThreshold = 512
-	}
-	if c.MaxPendingBytes <= 0 {
-		c.MaxPendingBytes = 4 << 20
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = 5 * time.Second
+func (c *Config) check() {
+	switch {
+	case c.Shards <= 0:
+		panic("engine: Config.Shards must be > 0")
+	case c.DeflateThreshold < 0:
+		panic("engine: Config.DeflateThreshold must be >= 0")
+	case c.MaxPendingBytes <= 0:
+		panic("engine: Config.MaxPendingBytes must be > 0")
+	case c.WriteTimeout <= 0:
+		panic("engine: Config.WriteTimeout must be > 0")
+	case c.FlushDelay < 0:
+		panic("engine: Config.FlushDelay must be >= 0")
+	case c.Linger < 0:
+		panic("engine: Config.Linger must be >= 0")
+	case c.ReplayPage <= 0:
+		panic("engine: Config.ReplayPage must be > 0")
 	}
 }
 
-// Hub is the topic registry. It is safe for concurrent use.
+// Hub is the registry of the topics this node's connections hold. It is
+// safe for concurrent use.
 type Hub struct {
 	cfg     Config
+	broker  Broker
 	seed    maphash.Seed
 	shards  []shard
-	symbols sync.Map // symbol → struct{}: the market universe
 	metrics *hubMetrics
 	now     func() time.Time
 	delayed delayedFlushes
@@ -73,11 +74,12 @@ type shard struct {
 	topics map[string]*topic
 }
 
-// NewHub returns an empty hub.
-func NewHub(cfg Config) *Hub {
-	cfg.setDefaults()
+// NewHub returns an empty hub whose reliable topics live in broker.
+func NewHub(cfg Config, broker Broker) *Hub {
+	cfg.check()
 	h := &Hub{
 		cfg:     cfg,
+		broker:  broker,
 		seed:    maphash.MakeSeed(),
 		shards:  make([]shard, cfg.Shards),
 		metrics: newHubMetrics(),
@@ -87,81 +89,87 @@ func NewHub(cfg Config) *Hub {
 	for i := range h.shards {
 		h.shards[i].topics = make(map[string]*topic)
 	}
+	broker.SetHandler(h)
 	return h
 }
 
+// Broker is the hub's broker.
+func (h *Hub) Broker() Broker { return h.broker }
+
 // Metrics is the hub's metric set, for the gateway's /metrics endpoint.
 func (h *Hub) Metrics() *metrics.Set { return h.metrics.set }
-
-// AddSymbol adds a symbol to the market universe.
-func (h *Hub) AddSymbol(symbol string) { h.symbols.LoadOrStore(symbol, struct{}{}) }
-
-// HasSymbol reports whether the market universe knows symbol.
-func (h *Hub) HasSymbol(symbol string) bool {
-	_, ok := h.symbols.Load(symbol)
-	return ok
-}
-
-// Symbols returns the market universe, unordered.
-func (h *Hub) Symbols() []string {
-	var out []string
-	h.symbols.Range(func(k, _ any) bool {
-		out = append(out, k.(string))
-		return true
-	})
-	return out
-}
 
 func (h *Hub) shardOf(key string) *shard {
 	return &h.shards[maphash.String(h.seed, key)%uint64(len(h.shards))]
 }
 
-// topic finds or creates the topic for key.
+// lookup returns the topic for key, or nil.
+func (h *Hub) lookup(key string) *topic {
+	sh := h.shardOf(key)
+	sh.mu.RLock()
+	t := sh.topics[key]
+	sh.mu.RUnlock()
+	return t
+}
+
+// topic finds or creates the topic for key and returns it locked.
 func (h *Hub) topic(key string, mode Mode) (*topic, error) {
-	sh := h.shardOf(key)
-	sh.mu.RLock()
-	t := sh.topics[key]
-	sh.mu.RUnlock()
-	if t == nil {
-		sh.mu.Lock()
-		if t = sh.topics[key]; t == nil {
-			t = newTopic(key, mode, h.cfg.HistoryTTL)
-			sh.topics[key] = t
-			h.metrics.topics.Inc()
+	for {
+		t := h.lookup(key)
+		if t == nil {
+			sh := h.shardOf(key)
+			sh.mu.Lock()
+			if t = sh.topics[key]; t == nil {
+				t = &topic{key: key, mode: mode, idleSince: h.now()}
+				sh.topics[key] = t
+				h.metrics.topics.Inc()
+			}
+			sh.mu.Unlock()
 		}
-		sh.mu.Unlock()
+		if t.mode != mode {
+			return nil, ErrModeMismatch
+		}
+		t.mu.Lock()
+		if !t.dead {
+			return t, nil
+		}
+		t.mu.Unlock() // swept while we looked: find its successor
 	}
-	if t.mode != mode {
-		return nil, ErrModeMismatch
-	}
-	return t, nil
 }
 
-// Publish accepts m: it assigns the topic's next sequence and the
-// timestamp, records the event as the topic's latest (and in history for
-// reliable topics), and queues it to every subscriber.
-func (h *Hub) Publish(m Message) (Published, error) {
+// Publish accepts m. A conflated message is numbered here, per node, and
+// queued to every subscriber; a reliable one goes to the broker, which
+// numbers and stores it and hands it back (Apply) for delivery. The event
+// tells the caller its sequence, epoch and time.
+func (h *Hub) Publish(ctx context.Context, m Message) (*Event, error) {
 	if m.Topic == "" {
-		return Published{}, ErrMissingTopic
+		return nil, ErrMissingTopic
 	}
-	var ev *Event
-	for ev == nil { // nil: the topic was swept between lookup and lock
-		t, err := h.topic(m.Topic, m.Mode)
+	if m.Mode == Reliable {
+		ev, err := h.broker.Publish(ctx, &m)
 		if err != nil {
-			return Published{}, err
+			h.metrics.publishErrors.Inc()
+			return nil, err
 		}
-		ev = t.publish(h, &m)
+		h.metrics.published.Inc()
+		return ev, nil
 	}
+	t, err := h.topic(m.Topic, Conflated)
+	if err != nil {
+		return nil, err
+	}
+	t.seq++
+	ev := NewEvent(&m, t.seq, "", h.now())
+	t.last = ev
+	h.deliverLocked(t, ev)
+	t.mu.Unlock()
 	h.metrics.published.Inc()
-	return Published{Topic: m.Topic, Sequence: ev.env.Sequence, Timestamp: ev.env.Timestamp}, nil
+	return ev, nil
 }
 
-// Last returns the latest event of a topic, or nil.
+// Last returns the latest event of a conflated topic on this node, or nil.
 func (h *Hub) Last(key string) *Event {
-	sh := h.shardOf(key)
-	sh.mu.RLock()
-	t := sh.topics[key]
-	sh.mu.RUnlock()
+	t := h.lookup(key)
 	if t == nil {
 		return nil
 	}
@@ -170,18 +178,54 @@ func (h *Hub) Last(key string) *Event {
 	return t.last
 }
 
-// TopicKeys returns the keys of every topic whose key starts with prefix.
-func (h *Hub) TopicKeys(prefix string) []string {
-	var out []string
+// Sweep forgets reliable topics no subscription has held for the linger
+// time, ending the broker watch each had. Conflated topics stay: their
+// latest state is what a new subscriber is sent. It returns how many topics
+// it removed.
+func (h *Hub) Sweep(now time.Time) int {
+	var gone []string // watched topics removed
+	removed := 0
+	cutoff := now.Add(-h.cfg.Linger)
 	for i := range h.shards {
 		sh := &h.shards[i]
-		sh.mu.RLock()
-		for k := range sh.topics {
-			if len(k) >= len(prefix) && k[:len(prefix)] == prefix {
-				out = append(out, k)
+		sh.mu.Lock()
+		for key, t := range sh.topics {
+			if t.mode != Reliable {
+				continue
 			}
+			t.mu.Lock()
+			if len(t.subs) == 0 && t.starting == 0 && !t.filling && t.idleSince.Before(cutoff) {
+				t.dead = true
+				delete(sh.topics, key)
+				removed++
+				if t.watched {
+					gone = append(gone, key)
+				}
+			}
+			t.mu.Unlock()
 		}
-		sh.mu.RUnlock()
+		sh.mu.Unlock()
 	}
-	return out
+	for _, key := range gone { // no lock held: the broker may take its own
+		h.broker.Unwatch(key)
+	}
+	if removed > 0 {
+		h.metrics.topics.Add(float64(-removed))
+		h.metrics.swept.Add(removed)
+	}
+	return removed
+}
+
+// RunSweeper calls Sweep every interval until ctx ends.
+func (h *Hub) RunSweeper(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			h.Sweep(now)
+		}
+	}
 }

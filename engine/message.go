@@ -1,14 +1,30 @@
-// Package engine is the fan-out core: a lock-sharded registry of topics,
-// each with a sequence, its latest event and (for reliable topics) a bounded
-// history; and per-connection subscribers with bounded, conflating outbound
-// queues flushed many frames per write. It knows nothing of feeds, HTTP or
-// WebSocket libraries: it turns messages into shared frame bytes and writes
-// them to a net.Conn.
+// Package engine is the fan-out core. A Hub keeps the topics this node's
+// connections hold, applies numbered events to them in order and queues each
+// event's shared frame bytes to every subscriber's Outbox, which conflates
+// market data and writes many frames per writev. Numbering and storage of
+// reliable topics (private streams, signals) belong to a Broker: the
+// in-memory one here, or the NATS JetStream one of a cluster. The engine
+// knows nothing of feeds, HTTP or WebSocket libraries.
+//
+// # Lock order
+//
+// Locks are only ever taken in this order, and none is held across a call
+// into a Broker or the gateway:
+//
+//	memoryStream.mu → shard.mu → topic.mu → Outbox.mu → delayedFlushes.mu
+//
+// MemoryBroker delivers an event (Hub.Apply: shard.mu, then topic.mu) with
+// its stream locked, which is what keeps a topic's events in order. Hub
+// methods that read a Broker (Subscribe, a catch-up refill, a gap backfill)
+// do so with no lock held and then lock the topic to apply what they read.
 package engine
 
 import (
+	"crypto/rand"
+	"encoding/base32"
 	"errors"
-	"time"
+
+	"github.com/marketcast/marketcast/protocol"
 )
 
 // Mode says how a topic's messages may be treated on the way to a slow
@@ -18,10 +34,12 @@ type Mode uint8
 const (
 	// Conflated topics carry state (ticks, books, forming bars): a newer
 	// message replaces an older one still waiting in a subscriber's queue.
-	// A message marked Final (a closed bar) is never replaced.
+	// A message marked Final (a closed bar) is never replaced. The hub
+	// numbers them itself, per node.
 	Conflated Mode = iota
 	// Reliable topics carry events (orders, positions, account, alerts,
-	// signals): never conflated, never dropped, kept in history for resume.
+	// signals): never conflated, never dropped, numbered and stored by the
+	// Broker for resume.
 	Reliable
 )
 
@@ -41,15 +59,21 @@ type Message struct {
 	Channel    string // envelope "channel", e.g. "tick"
 	Symbol     string // envelope "symbol" (market topics)
 	StrategyID string // envelope "strategy_id" (signal topics)
+	Broadcast  bool   // envelope "broadcast": a notice to every user
 	Data       []byte
 	Final      bool // last message of a bar: never conflated away
+	// IdempotencyKey, when set, lets a broker store a retried publish once
+	// (the cluster broker's duplicate window); the memory broker ignores it.
+	IdempotencyKey string
 }
 
-// Published reports where a message landed.
-type Published struct {
-	Topic     string
-	Sequence  uint64
-	Timestamp time.Time
+// Position is a place in a reliable topic's stream: a sequence within an
+// epoch. An epoch names one unbroken run of a topic's sequence; a topic that
+// is recreated (a restart with in-memory history, a forgotten idle topic, a
+// lost store) starts a new epoch at sequence 1.
+type Position struct {
+	Seq   uint64
+	Epoch string
 }
 
 var (
@@ -58,4 +82,38 @@ var (
 	// ErrModeMismatch is returned when a topic is used with another mode
 	// than the one it was created with.
 	ErrModeMismatch = errors.New("engine: topic mode mismatch")
+	// ErrUnavailable wraps a broker failure: the publish was not stored and
+	// may be retried.
+	ErrUnavailable = errors.New("engine: broker unavailable")
 )
+
+// NewEpoch returns a fresh epoch: 12 random characters, so two runs of a
+// topic never share one.
+func NewEpoch() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand never fails on Linux
+	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])[:12]
+}
+
+// ModeOf is the mode of a channel's topics.
+func ModeOf(c *protocol.Channel) Mode {
+	if c.Reliable() {
+		return Reliable
+	}
+	return Conflated
+}
+
+// FromPublication is the engine message of a validated publication: the
+// one conversion the publish API and every feed share.
+func FromPublication(p *protocol.Publication) Message {
+	m := Message{Topic: p.Topic(), Mode: ModeOf(p.Channel), Type: p.Type, Channel: p.Channel.Push, Data: p.Data, Final: p.Final}
+	switch p.Channel.Kind {
+	case protocol.KindMarket:
+		m.Symbol = p.ID
+	case protocol.KindSignals:
+		m.StrategyID = p.ID
+	default:
+		m.Broadcast = p.Broadcast()
+	}
+	return m
+}

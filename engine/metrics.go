@@ -18,7 +18,13 @@ type hubMetrics struct {
 	slowConsumers *metrics.Counter
 	resumes       *metrics.Counter
 	resumeMisses  *metrics.Counter
+	resumeLost    *metrics.Counter
 	swept         *metrics.Counter
+	publishErrors *metrics.Counter
+	duplicates    *metrics.Counter
+	gaps          *metrics.Counter
+	backfills     *metrics.Counter
+	resets        *metrics.Counter
 	topics        *metrics.Gauge
 	subscriptions *metrics.Gauge
 	batchSize     *metrics.Histogram
@@ -41,7 +47,13 @@ func newHubMetrics() *hubMetrics {
 		slowConsumers: s.NewCounter("marketcast_slow_consumer_closes_total"),
 		resumes:       s.NewCounter("marketcast_resumes_total"),
 		resumeMisses:  s.NewCounter("marketcast_resumes_unrecovered_total"),
+		resumeLost:    s.NewCounter("marketcast_resumes_lost_total"),
 		swept:         s.NewCounter("marketcast_topics_swept_total"),
+		publishErrors: s.NewCounter("marketcast_publish_errors_total"),
+		duplicates:    s.NewCounter("marketcast_stream_duplicates_total"),
+		gaps:          s.NewCounter("marketcast_stream_gaps_total"),
+		backfills:     s.NewCounter("marketcast_stream_backfills_total"),
+		resets:        s.NewCounter("marketcast_stream_resets_total"),
 		topics:        s.NewGauge("marketcast_topics", nil),
 		subscriptions: s.NewGauge("marketcast_subscriptions", nil),
 		batchSize:     s.NewHistogram("marketcast_flush_batch_frames"),

@@ -1,159 +1,194 @@
 package engine
 
 import (
+	"context"
 	"sync"
 	"time"
-
-	"github.com/marketcast/marketcast/engine/frame"
 )
 
-// topic is one stream: a symbol's ticks, a user's orders. mu serializes the
-// topic's publishes and subscribes, so every subscriber sees events in
-// sequence order and a subscribe's snapshot or replay joins the live stream
-// with no gap and no duplicate. Different topics never share a lock.
+// topic is what this node holds of one stream: the subscriptions, the last
+// event applied and, for reliable topics, where the stream stands. mu
+// serializes everything that touches the topic, so every subscriber sees
+// events in sequence order. Different topics never share a lock.
 type topic struct {
 	key  string
 	mode Mode
 
-	mu      sync.Mutex
-	seq     uint64
-	last    *Event
-	history *history        // reliable topics only
-	subs    []*Subscription // guarded by mu, like everything above
-	dead    bool            // removed from the registry by Sweep
+	mu        sync.Mutex
+	seq       uint64 // last sequence applied (conflated: numbered here)
+	epoch     string // reliable: the run seq belongs to; "" until known
+	last      *Event
+	subs      []*Subscription // live subscriptions
+	starting  int             // subscriptions not yet live (subscribing, catching up)
+	idleSince time.Time       // when subs last became empty
+	dead      bool            // removed from the registry by Sweep
+
+	// Reliable topics only.
+	watchMu sync.Mutex // serializes the first Watch; taken before mu, never under it
+	watched bool       // guarded by mu (written under watchMu and mu)
+	filling bool       // a gap backfill is running
+	held    []*Event   // events that arrived past a gap, waiting for the backfill
 }
 
-func newTopic(key string, mode Mode, ttl time.Duration) *topic {
-	t := &topic{key: key, mode: mode}
-	if mode == Reliable {
-		t.history = newHistory(ttl)
-	}
-	return t
-}
-
-func frameEnvelope(m *Message, seq uint64, now time.Time) frame.Envelope {
-	return frame.Envelope{
-		Type:       m.Type,
-		Channel:    m.Channel,
-		Symbol:     m.Symbol,
-		StrategyID: m.StrategyID,
-		Timestamp:  now,
-		Sequence:   seq,
-	}
-}
-
-// publish records and fans out m. It returns nil if the topic was swept
-// meanwhile; the caller then looks the topic up again.
-func (t *topic) publish(h *Hub, m *Message) *Event {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.dead {
-		return nil
-	}
-	t.seq++
-	ev := &Event{
-		env:   frameEnvelope(m, t.seq, h.now()),
-		data:  m.Data,
-		final: m.Final,
-		hub:   h,
-	}
-	t.last = ev
-	if t.history != nil {
-		t.history.add(ev, h.cfg.HistorySize)
-		t.history.expire(ev.env.Timestamp)
-	}
-	deliverAll(t.subs, ev, t.mode)
-	return ev
-}
-
-// deliverAll queues ev to each subscription. Subscribers that share a frame
-// variant share its bytes; the last variant used is remembered so the common
-// case (everyone wants the same bytes) costs no lookup.
-func deliverAll(subs []*Subscription, ev *Event, mode Mode) {
+// deliverLocked records ev as the topic's latest and queues it to every live
+// subscription. Subscribers that share a frame variant share its bytes; the
+// last variant used is remembered, so the common case (everyone wants the
+// same bytes) costs no lookup. t.mu is held on entry.
+func (h *Hub) deliverLocked(t *topic, ev *Event) {
 	var (
 		lastKey uint64 = ^uint64(0)
 		lastB   []byte
 	)
-	for _, sub := range subs {
-		key := variantKey(sub.proj, sub.s.deflate, false)
+	for _, sub := range t.subs {
+		if ev.env.Sequence < sub.next {
+			continue // already sent by this subscription's catch-up
+		}
+		sub.next = ev.env.Sequence + 1
+		key := variantKey(sub.proj, sub.out.deflate, false)
 		if key != lastKey {
-			lastKey, lastB = key, ev.Frame(sub.proj, sub.s.deflate, false)
+			lastKey, lastB = key, ev.frame(h.metrics, h.cfg.DeflateThreshold, sub.proj, sub.out.deflate, false)
 		}
-		sub.s.enqueue(sub, lastB, mode, ev)
+		sub.out.enqueue(sub, lastB, t.mode, ev)
 	}
 }
 
-// SubscribeOptions say what a new subscription receives before live events.
-type SubscribeOptions struct {
-	// Snapshot queues the topic's latest event, marked as a snapshot.
-	Snapshot bool
-	// Since, when set on a reliable topic, replays every event after it.
-	Since *uint64
-	// Ready is called with the topic locked, after resume has been decided
-	// and before anything of the topic is queued, so the caller can queue
-	// its answer first. recovered reports whether a Since replay is
-	// complete.
-	Ready func(recovered bool)
-}
-
-// Subscribe adds s to the topic key. The topic is created when it does not
-// exist yet.
-func (h *Hub) Subscribe(s *Subscriber, key string, mode Mode, proj *frame.Projection, opts SubscribeOptions) (*Subscription, error) {
-	var t *topic
-	for {
-		var err error
-		if t, err = h.topic(key, mode); err != nil {
-			return nil, err
-		}
-		t.mu.Lock()
-		if !t.dead {
-			break
-		}
-		t.mu.Unlock() // swept while we looked: find its successor
+// Apply receives an event of a reliable topic from the broker (it
+// implements EventHandler). Events arrive in order per topic as far as the
+// broker can tell; Apply drops what it already has, fills a gap from the
+// broker's history before going on, and treats a new epoch as the end of the
+// old run: the subscribers of the old run are told to resume (4009), since
+// events they were owed may be gone.
+func (h *Hub) Apply(ev *Event) {
+	t := h.lookup(ev.topic)
+	if t == nil || t.mode != Reliable {
+		return // nobody here holds the topic
 	}
-	defer t.mu.Unlock()
-	sub := &Subscription{s: s, t: t, proj: proj, pendIdx: -1, idx: -1}
-
-	var replay []*Event
-	recovered, snapshot := false, false
-	if opts.Since != nil && t.history != nil {
-		replay, recovered = t.history.after(*opts.Since, t.seq, h.now())
-		h.metrics.resumes.Inc()
-		if !recovered {
-			h.metrics.resumeMisses.Inc()
-		}
-	}
-	if !recovered && opts.Snapshot && t.last != nil {
-		replay, snapshot = []*Event{t.last}, true
-	}
-	if opts.Ready != nil {
-		opts.Ready(recovered)
-	}
-	for _, ev := range replay {
-		// Replayed events keep their original envelope; a snapshot is marked.
-		s.enqueueReplay(sub, ev.Frame(proj, s.deflate, snapshot), ev)
-	}
-	sub.idx = len(t.subs)
-	t.subs = append(t.subs, sub)
-	h.metrics.subscriptions.Inc()
-	return sub, nil
-}
-
-// Unsubscribe removes sub from its topic in O(1): the last subscriber takes
-// its slot (order does not matter). It is safe to call twice.
-func (h *Hub) Unsubscribe(sub *Subscription) {
-	t := sub.t
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	i := sub.idx
-	if i < 0 || i >= len(t.subs) || t.subs[i] != sub {
+	if t.dead {
 		return
 	}
-	last := len(t.subs) - 1
-	t.subs[i] = t.subs[last]
-	t.subs[i].idx = i
-	t.subs[last] = nil
-	t.subs = t.subs[:last]
-	sub.idx = -1
-	h.metrics.subscriptions.Dec()
+	h.applyLocked(t, ev)
+}
+
+// applyLocked implements Apply. t.mu is held on entry.
+func (h *Hub) applyLocked(t *topic, ev *Event) {
+	seq, epoch := ev.env.Sequence, ev.env.Epoch
+	switch {
+	case t.filling:
+		t.held = append(t.held, ev)
+		if len(t.held) > maxHeld {
+			h.resetLocked(t, ev) // the backfill cannot keep up: start over
+		}
+	case t.epoch != "" && epoch != t.epoch:
+		h.resetLocked(t, ev)
+	case seq <= t.seq:
+		h.metrics.duplicates.Inc()
+	case seq == t.seq+1 || (t.epoch == "" && t.seq == 0 && seq == 1):
+		t.seq, t.epoch, t.last = seq, epoch, ev
+		h.deliverLocked(t, ev)
+	default:
+		h.metrics.gaps.Inc()
+		if t.epoch == "" {
+			t.epoch = epoch
+		}
+		t.filling = true
+		t.held = append(t.held, ev)
+		go h.backfill(t)
+	}
+}
+
+// maxHeld bounds the events a topic holds while a backfill runs.
+const maxHeld = 10000
+
+// resetLocked ends the topic's run: every subscriber of it is closed with
+// 4009 (resume required: it reconnects and resubscribes with since and
+// epoch, and is told recovered:false), and the topic continues with ev's
+// run. t.mu is held on entry.
+func (h *Hub) resetLocked(t *topic, ev *Event) {
+	h.metrics.resets.Inc()
+	for _, sub := range t.subs {
+		sub.out.Close(closeResumeRequired, "stream "+t.key+" was reset: resubscribe with since and epoch")
+		sub.idx = -1
+		h.metrics.subscriptions.Dec()
+	}
+	clear(t.subs)
+	t.subs = t.subs[:0]
+	t.idleSince = h.now()
+	t.held = nil
+	t.filling = false
+	t.seq, t.epoch, t.last = ev.env.Sequence, ev.env.Epoch, ev
+}
+
+// backfill reads the events a topic missed from the broker and applies
+// them, then the events held meanwhile, in order. If history no longer holds
+// what was missed, the run cannot continue unbroken: reset.
+func (h *Hub) backfill(t *topic) {
+	h.metrics.backfills.Inc()
+	for {
+		t.mu.Lock()
+		after, epoch := t.seq, t.epoch
+		t.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		hist, err := h.broker.History(ctx, t.key, after, h.cfg.ReplayPage)
+		cancel()
+
+		t.mu.Lock()
+		if t.dead || !t.filling {
+			t.mu.Unlock()
+			return
+		}
+		if err != nil || hist.Last == nil || hist.Last.Epoch() != epoch ||
+			(len(hist.Events) > 0 && hist.Events[0].Sequence() != after+1) ||
+			(len(hist.Events) == 0 && hist.Last.Sequence() > after) {
+			held := t.held[len(t.held)-1]
+			h.resetLocked(t, held)
+			t.mu.Unlock()
+			return
+		}
+		for _, ev := range hist.Events {
+			if ev.Sequence() == t.seq+1 {
+				t.seq, t.last = ev.Sequence(), ev
+				h.deliverLocked(t, ev)
+			}
+		}
+		// Apply what arrived meanwhile, in order; stop at the next gap.
+		done := true
+		for len(t.held) > 0 {
+			ev := t.held[0]
+			if ev.Epoch() != t.epoch {
+				break
+			}
+			if ev.Sequence() > t.seq+1 {
+				done = false
+				break
+			}
+			t.held = t.held[1:]
+			if ev.Sequence() == t.seq+1 {
+				t.seq, t.last = ev.Sequence(), ev
+				h.deliverLocked(t, ev)
+			} else {
+				h.metrics.duplicates.Inc()
+			}
+		}
+		if done && len(t.held) > 0 { // a new epoch waits behind the old run
+			ev := t.held[0]
+			t.held = t.held[1:]
+			t.filling = false
+			h.applyLocked(t, ev)
+			rest := t.held
+			t.held = nil
+			for _, ev := range rest {
+				h.applyLocked(t, ev)
+			}
+			t.mu.Unlock()
+			return
+		}
+		if done {
+			t.held, t.filling = nil, false
+			t.mu.Unlock()
+			return
+		}
+		t.mu.Unlock()
+	}
 }

@@ -1,7 +1,8 @@
-// Package feed defines where market data comes from: the Source contract,
-// the market data shapes of PROTOCOL.md with decimal-string numbers, and
-// their conversion into engine messages. Implementations live in
-// subpackages (sim: the built-in simulator; kline: bar aggregation).
+// Package feed is where market data comes from: the Source contract, the
+// market data shapes of PROTOCOL.md with decimal-string numbers, the symbol
+// catalogue, and the Market that takes publications from sources and the
+// publish API into the hub. Sources live in subpackages (sim: the built-in
+// simulator; kline: bar aggregation).
 package feed
 
 import (
@@ -9,13 +10,14 @@ import (
 
 	"github.com/bytedance/sonic"
 
-	"github.com/marketcast/marketcast/engine"
+	"github.com/marketcast/marketcast/protocol"
 )
 
-// Publisher is where a source sends its messages. *engine.Hub satisfies it.
-type Publisher interface {
-	Publish(engine.Message) (engine.Published, error)
-	AddSymbol(symbol string)
+// Sink is where a source sends what it produces: market publications. The
+// server's Market is one; it adds a new symbol to the catalogue on its first
+// message and publishes through the hub.
+type Sink interface {
+	Publish(ctx context.Context, p *protocol.Publication) (seq uint64, err error)
 }
 
 // Source produces market data until ctx ends.
@@ -23,14 +25,8 @@ type Source interface {
 	// Symbols lists the symbols the source knows before it starts.
 	Symbols() []string
 	// Run publishes until ctx is done. It returns ctx.Err() on a normal stop.
-	Run(ctx context.Context, p Publisher) error
+	Run(ctx context.Context, sink Sink) error
 }
-
-// Channels of market data, as they appear on the wire.
-const (
-	ChannelTick  = "tick"
-	ChannelDepth = "depth"
-)
 
 // Tick is a quote: the seed's tick keys, every number a decimal string.
 type Tick struct {
@@ -46,11 +42,6 @@ type Tick struct {
 	Change        string `json:"change"`
 	ChangePercent string `json:"change_percent"`
 }
-
-// TickFields lists a tick's data keys in wire order; they are what a
-// subscription's "fields" may select.
-var TickFields = []string{"last_price", "bid_price", "ask_price", "bid_volume", "ask_volume",
-	"volume", "turnover", "open_interest", "change", "change_percent"}
 
 // Depth is an order book: levels best first, each [price, volume].
 type Depth struct {
@@ -84,27 +75,22 @@ func encode(v any) []byte {
 	return b
 }
 
-// TickMessage converts a tick into the engine message of its topic.
-func TickMessage(t *Tick) engine.Message {
-	return engine.Message{
-		Topic: engine.TopicKey(ChannelTick, t.Symbol), Mode: engine.Conflated,
-		Type: "market_data", Channel: ChannelTick, Symbol: t.Symbol, Data: encode(t),
-	}
+// TickPublication is the publication of a tick.
+func TickPublication(t *Tick) *protocol.Publication {
+	return &protocol.Publication{Channel: protocol.Tick, ID: t.Symbol, Type: protocol.Tick.Type, Data: encode(t)}
 }
 
-// DepthMessage converts a book into the engine message of its topic.
-func DepthMessage(d *Depth) engine.Message {
-	return engine.Message{
-		Topic: engine.TopicKey(ChannelDepth, d.Symbol), Mode: engine.Conflated,
-		Type: "depth", Channel: ChannelDepth, Symbol: d.Symbol, Data: encode(d),
-	}
+// DepthPublication is the publication of a book.
+func DepthPublication(d *Depth) *protocol.Publication {
+	return &protocol.Publication{Channel: protocol.Depth, ID: d.Symbol, Type: protocol.Depth.Type, Data: encode(d)}
 }
 
-// BarMessage converts a bar into the engine message of its topic. A closed
-// bar is Final: no later update may conflate it away.
-func BarMessage(b *Bar) engine.Message {
-	return engine.Message{
-		Topic: engine.TopicKey(b.Channel, b.Symbol), Mode: engine.Conflated,
-		Type: "kline", Channel: b.Channel, Symbol: b.Symbol, Data: encode(b), Final: b.Closed,
+// BarPublication is the publication of a bar. A closed bar is Final: no
+// later update may conflate it away.
+func BarPublication(b *Bar) *protocol.Publication {
+	ch, ok := protocol.Lookup(b.Channel)
+	if !ok || !ch.Kline() {
+		panic("feed: bar on channel " + b.Channel)
 	}
+	return &protocol.Publication{Channel: ch, ID: b.Symbol, Type: ch.Type, Data: encode(b), Final: b.Closed}
 }

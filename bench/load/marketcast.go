@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/marketcast/marketcast/engine/auth"
+	"github.com/marketcast/marketcast/protocol"
 )
 
 // Marketcast runs the marketcast binary.
@@ -44,12 +45,12 @@ func (m *Marketcast) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m.pubToken, err = auth.Issue([]byte(m.secret), "mcbench", []string{auth.PermPublish}, 24*time.Hour)
+	m.pubToken, err = auth.Issue([]byte(m.secret), "mcbench", []string{protocol.PermPublish}, 24*time.Hour)
 	return err
 }
 
 func (m *Marketcast) Dial(src, user string, topics []Topic, deflate bool, onData func([]byte)) (*RawConn, error) {
-	tok, err := auth.Issue([]byte(m.secret), user, []string{auth.PermReadMarketData, auth.PermReadSignals}, 24*time.Hour)
+	tok, err := auth.Issue([]byte(m.secret), user, []string{protocol.PermReadMarketData, protocol.PermReadSignals}, 24*time.Hour)
 	if err != nil {
 		return nil, err
 	}

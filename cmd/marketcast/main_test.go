@@ -21,8 +21,8 @@ import (
 	"github.com/marketcast/marketcast/bench/wsclient"
 	"github.com/marketcast/marketcast/configs"
 	"github.com/marketcast/marketcast/engine/auth"
-	"github.com/marketcast/marketcast/engine/gateway"
 	"github.com/marketcast/marketcast/feed/kline"
+	"github.com/marketcast/marketcast/protocol"
 )
 
 const wait = 10 * time.Second
@@ -67,7 +67,7 @@ func startServer(t *testing.T) (string, *configs.Config) {
 
 func login(t *testing.T, addr string, cfg *configs.Config, deflate bool) *wsclient.Client {
 	t.Helper()
-	tok, err := auth.Issue([]byte(cfg.Auth.JWTSecret), "1", []string{auth.PermReadMarketData}, time.Hour)
+	tok, err := auth.Issue([]byte(cfg.Auth.JWTSecret), "1", []string{protocol.PermReadMarketData}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,19 +164,6 @@ func TestSimulatorEndToEnd(t *testing.T) {
 	}
 }
 
-// TestKlineChannelsMatchFeed keeps the gateway's protocol table and the
-// feed's bar intervals in step.
-func TestKlineChannelsMatchFeed(t *testing.T) {
-	if len(kline.Intervals) != len(gateway.KlineChannels) {
-		t.Fatalf("feed has %d intervals, gateway %d channels", len(kline.Intervals), len(gateway.KlineChannels))
-	}
-	for i, iv := range kline.Intervals {
-		if iv.Channel != gateway.KlineChannels[i] {
-			t.Fatalf("interval %d: feed %s, gateway %s", i, iv.Channel, gateway.KlineChannels[i])
-		}
-	}
-}
-
 var binary string
 
 // syncBuffer collects a child's log while the test reads it.
@@ -257,7 +244,7 @@ func TestBinarySIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, err := c.WaitClose(wait)
-	if err != nil || code != gateway.CloseGoingAway {
+	if err != nil || code != protocol.CloseGoingAway {
 		t.Fatalf("close %d %v; want 1001", code, err)
 	}
 	errc := make(chan error, 1)

@@ -10,13 +10,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-)
 
-// Permissions named by PROTOCOL.md.
-const (
-	PermReadMarketData = "read:market_data"
-	PermReadSignals    = "read:signals"
-	PermPublish        = "publish"
+	"github.com/marketcast/marketcast/protocol"
 )
 
 // Identity is what a verified token says about its bearer.
@@ -85,6 +80,12 @@ func (v *Verifier) Verify(token string) (*Identity, error) {
 	}
 	if c.Subject == "" {
 		return nil, fmt.Errorf("%w: no sub claim", ErrInvalid)
+	}
+	if !protocol.ValidID(c.Subject) {
+		// One id rule for logins and the publish API, so every user who can
+		// log in can also be sent private data.
+		return nil, fmt.Errorf("%w: sub %q is not a valid user id (1-%d bytes of printable UTF-8, no * or >, no leading or trailing space)",
+			ErrInvalid, c.Subject, protocol.MaxIDBytes)
 	}
 	perms := c.Permissions
 	if len(perms) == 0 && c.Scope != "" {

@@ -6,15 +6,17 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/marketcast/marketcast/protocol"
 )
 
 func TestVerify(t *testing.T) {
 	secret := []byte("unit-test-secret-0123456789")
 	v := NewVerifier(secret)
-	tok, _ := Issue(secret, "42", []string{PermPublish}, time.Hour)
+	tok, _ := Issue(secret, "42", []string{protocol.PermPublish}, time.Hour)
 	for _, form := range []string{tok, "Bearer " + tok, "bearer  " + tok + " "} {
 		id, err := v.Verify(form)
-		if err != nil || id.UserID != "42" || !id.Has(PermPublish) || id.Has(PermReadSignals) {
+		if err != nil || id.UserID != "42" || !id.Has(protocol.PermPublish) || id.Has(protocol.PermReadSignals) {
 			t.Fatalf("%q: %+v %v", form, id, err)
 		}
 	}
@@ -34,4 +36,19 @@ func TestVerify(t *testing.T) {
 	f(hs512, ErrInvalid) // only HS256 is accepted
 	noExp, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "1"}).SignedString(secret)
 	f(noExp, ErrInvalid)
+}
+
+// TestSubjectFollowsTheIDRule: a token's sub must be a user id the publish
+// API also accepts, so no one can log in and never receive private data.
+func TestSubjectFollowsTheIDRule(t *testing.T) {
+	secret := []byte("unit-test-secret-0123456789")
+	v := NewVerifier(secret)
+	for sub, ok := range map[string]bool{"alice@example.com": true, "用户1": true, "a b": true, "42": true,
+		" 2": false, "2 ": false, "a*b": false, "a>b": false, "a\x00b": false} {
+		tok, _ := Issue(secret, sub, nil, time.Hour)
+		_, err := v.Verify(tok)
+		if (err == nil) != ok {
+			t.Errorf("sub %q: err %v; want ok=%v", sub, err, ok)
+		}
+	}
 }

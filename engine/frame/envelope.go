@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/marketcast/marketcast/protocol"
 )
 
 // Envelope is the server→client message of PROTOCOL.md minus its data,
@@ -13,12 +15,11 @@ type Envelope struct {
 	Channel    string
 	Symbol     string // "symbol" key, market topics only
 	StrategyID string // "strategy_id" key, signal topics only
+	Broadcast  bool   // "broadcast": true on a notice to every user
 	Timestamp  time.Time
 	Sequence   uint64
+	Epoch      string // "epoch" key, reliable topics only
 }
-
-// TimeLayout is the wire timestamp: RFC 3339, UTC, milliseconds, Z suffix.
-const TimeLayout = "2006-01-02T15:04:05.000Z07:00"
 
 // AppendEnvelope appends the JSON envelope around data (a JSON object or
 // null) to dst. snapshot marks the state sent at subscribe time.
@@ -44,6 +45,13 @@ func AppendEnvelope(dst []byte, e *Envelope, data []byte, snapshot bool) []byte 
 	dst = AppendTime(dst, e.Timestamp)
 	dst = append(dst, `","sequence":`...)
 	dst = strconv.AppendUint(dst, e.Sequence, 10)
+	if e.Epoch != "" {
+		dst = append(dst, `,"epoch":`...)
+		dst = AppendString(dst, e.Epoch)
+	}
+	if e.Broadcast {
+		dst = append(dst, `,"broadcast":true`...)
+	}
 	if snapshot {
 		dst = append(dst, `,"snapshot":true`...)
 	}
@@ -52,7 +60,7 @@ func AppendEnvelope(dst []byte, e *Envelope, data []byte, snapshot bool) []byte 
 
 // AppendTime appends t in the wire layout.
 func AppendTime(dst []byte, t time.Time) []byte {
-	return t.UTC().AppendFormat(dst, TimeLayout)
+	return t.UTC().AppendFormat(dst, protocol.TimeLayout)
 }
 
 const hexDigits = "0123456789abcdef"

@@ -7,33 +7,7 @@ import (
 	"github.com/bytedance/sonic"
 
 	"github.com/marketcast/marketcast/engine/frame"
-)
-
-// Error codes of PROTOCOL.md.
-const (
-	CodeInvalidJSON          = "INVALID_JSON"
-	CodeInvalidMessage       = "INVALID_MESSAGE"
-	CodeUnknownType          = "UNKNOWN_TYPE"
-	CodeUnknownChannel       = "UNKNOWN_CHANNEL"
-	CodeUnknownSymbol        = "UNKNOWN_SYMBOL"
-	CodeUnknownField         = "UNKNOWN_FIELD"
-	CodeNotAuthenticated     = "NOT_AUTHENTICATED"
-	CodeForbidden            = "FORBIDDEN"
-	CodeRateLimited          = "RATE_LIMITED"
-	CodeTooManySubscriptions = "TOO_MANY_SUBSCRIPTIONS"
-	CodeAuthFailed           = "AUTH_FAILED"
-	CodeTokenExpired         = "TOKEN_EXPIRED"
-)
-
-// Close codes of PROTOCOL.md.
-const (
-	CloseNormal       uint16 = 1000
-	CloseGoingAway    uint16 = 1001
-	CloseTooLarge     uint16 = 1009
-	CloseAuthFailed   uint16 = 4001
-	CloseTokenExpired uint16 = 4002
-	CloseSlowConsumer uint16 = 4008
-	CloseRateLimited  uint16 = 4029
+	"github.com/marketcast/marketcast/protocol"
 )
 
 // answer is the envelope of every direct reply to a request.
@@ -66,8 +40,21 @@ type subscribeData struct {
 	Fields     []string `json:"fields,omitempty"`
 	UserID     string   `json:"user_id,omitempty"`
 	StrategyID string   `json:"strategy_id,omitempty"`
-	Recovered  *bool    `json:"recovered,omitempty"`
-	Sequence   *uint64  `json:"sequence,omitempty"`
+	// Reliable topics: where the stream stood (epoch, last sequence) and,
+	// with since, whether the resume is complete.
+	Epoch     string  `json:"epoch,omitempty"`
+	Sequence  *uint64 `json:"sequence,omitempty"`
+	Recovered *bool   `json:"recovered,omitempty"`
+	// notifications: the same for the broadcast stream, which every user
+	// shares.
+	Broadcast *streamData `json:"broadcast,omitempty"`
+}
+
+// streamData is where one reliable stream stood when a subscription began.
+type streamData struct {
+	Epoch     string `json:"epoch"`
+	Sequence  uint64 `json:"sequence"`
+	Recovered *bool  `json:"recovered,omitempty"`
 }
 
 type pongData struct {
@@ -84,11 +71,11 @@ func encodeAnswer(a *answer) []byte {
 	b, err := sonic.Marshal(a)
 	if err != nil {
 		// Answers are plain structs; failure is a programming error.
-		b = []byte(`{"type":"error","data":{"code":"INTERNAL","message":"answer encoding failed"}}`)
+		b = []byte(`{"type":"error","data":{"code":"` + protocol.CodeInternal + `","message":"answer encoding failed"}}`)
 	}
 	return frame.Text(b)
 }
 
 func errorFrame(id json.RawMessage, code, message string) []byte {
-	return encodeAnswer(&answer{Type: "error", ID: id, Data: errorData{Code: code, Message: message}})
+	return encodeAnswer(&answer{Type: protocol.AnswerError, ID: id, Data: errorData{Code: code, Message: message}})
 }

@@ -10,8 +10,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/marketcast/marketcast/bench/wsclient"
-	"github.com/marketcast/marketcast/engine"
-	"github.com/marketcast/marketcast/engine/gateway"
+	"github.com/marketcast/marketcast/configs"
+	"github.com/marketcast/marketcast/protocol"
 )
 
 func expectAuthSuccess(t *testing.T, c *wsclient.Client, user string) *wsclient.Message {
@@ -91,7 +91,7 @@ func TestAuthFailuresClose4001(t *testing.T) {
 			if d := m.DataMap(); m.Type != "auth_response" || d["status"] != "error" || d["code"] != tc.code || d["message"] == "" {
 				t.Fatalf("got %s; want auth_response error %s", m.Raw, tc.code)
 			}
-			expectClose(t, c, gateway.CloseAuthFailed)
+			expectClose(t, c, protocol.CloseAuthFailed)
 		})
 		if tc.token == "" {
 			continue
@@ -101,19 +101,19 @@ func TestAuthFailuresClose4001(t *testing.T) {
 			if m := mustNext(t, c); m.DataMap()["status"] != "error" {
 				t.Fatalf("got %s", m.Raw)
 			}
-			expectClose(t, c, gateway.CloseAuthFailed)
+			expectClose(t, c, protocol.CloseAuthFailed)
 		})
 	}
 }
 
 func TestAuthTimeout(t *testing.T) {
-	ts := newTestServer(t, func(g *gateway.Config, _ *engine.Config) { g.AuthTimeout = 200 * time.Millisecond })
+	ts := newTestServer(t, func(c *configs.Config) { c.Auth.Timeout.Duration = 200 * time.Millisecond })
 	c := ts.dial(wsclient.Options{})
 	m := mustNext(t, c)
 	if m.Type != "auth_response" || m.DataMap()["code"] != "NOT_AUTHENTICATED" {
 		t.Fatalf("got %s", m.Raw)
 	}
-	expectClose(t, c, gateway.CloseAuthFailed)
+	expectClose(t, c, protocol.CloseAuthFailed)
 }
 
 func TestRequestsBeforeAuth(t *testing.T) {

@@ -5,12 +5,12 @@ import (
 	"testing"
 
 	"github.com/marketcast/marketcast/bench/wsclient"
-	"github.com/marketcast/marketcast/engine"
-	"github.com/marketcast/marketcast/engine/gateway"
+	"github.com/marketcast/marketcast/configs"
+	"github.com/marketcast/marketcast/protocol"
 )
 
 func TestBadInputKeepsConnection(t *testing.T) {
-	ts := newTestServer(t, func(g *gateway.Config, _ *engine.Config) { g.RateBurst = 1000 })
+	ts := newTestServer(t, func(c *configs.Config) { c.Limits.RateBurst = 1000 })
 	c := ts.login("1")
 	sub := func(extra map[string]any) map[string]any {
 		m := map[string]any{"type": "subscribe", "id": "x", "channel": "market_data", "symbols": []string{"SHFE.rb2405"}}
@@ -57,7 +57,8 @@ func TestBadInputKeepsConnection(t *testing.T) {
 }
 
 func TestTooManySubscriptions(t *testing.T) {
-	ts := newTestServer(t, func(g *gateway.Config, _ *engine.Config) { g.MaxSubscriptions = 2 })
+	ts := newTestServer(t, func(c *configs.Config) { c.Limits.MaxSubscriptions = 2 })
+	ts.seedMarket()
 	c := ts.login("1")
 	mustSend(t, c, map[string]any{"type": "subscribe", "channel": "tick", "symbols": []string{"SHFE.rb2405", "SHFE.hc2405"}})
 	mustType(t, c, "subscribe_response")
@@ -70,8 +71,8 @@ func TestTooManySubscriptions(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
-	ts := newTestServer(t, func(g *gateway.Config, _ *engine.Config) {
-		g.RatePerMinute, g.RateBurst, g.RateStrikes = 60, 5, 3
+	ts := newTestServer(t, func(c *configs.Config) {
+		c.Limits.RatePerMinute, c.Limits.RateBurst, c.Limits.RateStrikes = 60, 5, 3
 	})
 	c := ts.login("1")
 	for i := 0; i < 5; i++ {
@@ -87,18 +88,19 @@ func TestRateLimit(t *testing.T) {
 	}
 	mustSend(t, c, map[string]any{"type": "ping"})
 	mustSend(t, c, map[string]any{"type": "ping"})
-	expectClose(t, c, gateway.CloseRateLimited)
+	expectClose(t, c, protocol.CloseRateLimited)
 }
 
 func TestOversizedFrameCloses1009(t *testing.T) {
-	ts := newTestServer(t, func(g *gateway.Config, _ *engine.Config) { g.MaxFrameBytes = 1024 })
+	ts := newTestServer(t, func(c *configs.Config) { c.Limits.MaxFrameBytes = 1024 })
 	c := ts.login("1")
 	mustSend(t, c, `{"type":"ping","pad":"`+strings.Repeat("x", 2000)+`"}`)
-	expectClose(t, c, gateway.CloseTooLarge)
+	expectClose(t, c, protocol.CloseTooLarge)
 }
 
 func TestDeflateNegotiatedAndNot(t *testing.T) {
-	ts := newTestServer(t, func(_ *gateway.Config, e *engine.Config) { e.DeflateThreshold = 64 })
+	ts := newTestServer(t, func(c *configs.Config) { c.Delivery.DeflateThreshold = 64 })
+	ts.seedMarket()
 	plain := ts.login("1")
 	z := dialURL(t, ts.ws+"?token="+ts.token("2", allPerms...), wsclient.Options{Deflate: true})
 	mustType(t, z, "auth_response")

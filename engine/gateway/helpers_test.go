@@ -12,47 +12,60 @@ import (
 	"time"
 
 	"github.com/marketcast/marketcast/bench/wsclient"
+	"github.com/marketcast/marketcast/configs"
 	"github.com/marketcast/marketcast/engine"
 	"github.com/marketcast/marketcast/engine/auth"
 	"github.com/marketcast/marketcast/engine/gateway"
 	"github.com/marketcast/marketcast/feed"
+	"github.com/marketcast/marketcast/protocol"
 )
 
 const testSecret = "test-secret-0123456789abcdef"
 
-var allPerms = []string{auth.PermReadMarketData, auth.PermReadSignals, auth.PermPublish}
+var allPerms = []string{protocol.PermReadMarketData, protocol.PermReadSignals, protocol.PermPublish}
 
 const wait = 5 * time.Second // generous: only a broken server takes this long
 
 type testServer struct {
-	t    testing.TB
-	hub  *engine.Hub
-	srv  *gateway.Server
-	http *httptest.Server
-	ws   string // ws://127.0.0.1:port/ws
+	t      testing.TB
+	cfg    *configs.Config
+	hub    *engine.Hub
+	broker *engine.MemoryBroker
+	market *feed.Market
+	srv    *gateway.Server
+	http   *httptest.Server
+	ws     string // ws://127.0.0.1:port/ws
 }
 
 var testSymbols = []string{"SHFE.rb2405", "SHFE.hc2405", "DCE.m2405"}
 
-// newTestServer starts a real gateway on a loopback port with a hub that
-// knows testSymbols and has one tick and one book for each.
-func newTestServer(t testing.TB, tune func(*gateway.Config, *engine.Config)) *testServer {
+// newTestServer starts a real gateway on a loopback port, configured by the
+// embedded production defaults (tune changes keys by their config names),
+// with a market that knows testSymbols. It publishes nothing: seed state
+// with seedMarket.
+func newTestServer(t testing.TB, tune func(*configs.Config)) *testServer {
 	t.Helper()
-	gcfg := gateway.Config{TickFields: feed.TickFields, AuthTimeout: time.Second}
-	ecfg := engine.Config{}
+	cfg := configs.Default()
+	cfg.Auth.Timeout.Duration = time.Second
+	cfg.DevMode = false
 	if tune != nil {
-		tune(&gcfg, &ecfg)
+		tune(cfg)
 	}
-	hub := engine.NewHub(ecfg)
-	srv := gateway.New(gcfg, hub, auth.NewVerifier([]byte(testSecret)), nil)
+	broker := engine.NewMemoryBroker(cfg.HistoryLimits())
+	hub := engine.NewHub(cfg.Engine(), broker)
+	market := feed.NewMarket(hub, cfg.Limits.MaxSymbols)
+	if err := market.AddSymbols(testSymbols); err != nil {
+		t.Fatal(err)
+	}
+	gcfg := cfg.Gateway()
+	if cfg.DevMode {
+		gcfg.DevTokenTTL, gcfg.DevSecret = cfg.Auth.DevTokenTTL.Duration, []byte(testSecret)
+	}
+	srv := gateway.New(gcfg, hub, market, auth.NewVerifier([]byte(testSecret)), nil)
 	srv.SetFeedReady(true)
 	hs := httptest.NewServer(srv.Handler())
-	ts := &testServer{t: t, hub: hub, srv: srv, http: hs, ws: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"}
-	for i, sym := range testSymbols {
-		hub.AddSymbol(sym)
-		ts.publishTick(sym, fmt.Sprintf("%d.0", 4000+i))
-		ts.publishDepth(sym)
-	}
+	ts := &testServer{t: t, cfg: cfg, hub: hub, broker: broker, market: market, srv: srv, http: hs,
+		ws: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
@@ -60,6 +73,16 @@ func newTestServer(t testing.TB, tune func(*gateway.Config, *engine.Config)) *te
 		hs.Close()
 	})
 	return ts
+}
+
+// seedMarket publishes one tick (last price 4000.0 + i for the i-th test
+// symbol) and one book per test symbol, so subscriptions have snapshots.
+func (ts *testServer) seedMarket() {
+	ts.t.Helper()
+	for i, sym := range testSymbols {
+		ts.publishTick(sym, fmt.Sprintf("%d.0", 4000+i))
+		ts.publishDepth(sym)
+	}
 }
 
 func (ts *testServer) token(user string, perms ...string) string {
@@ -76,20 +99,21 @@ func mustToken(t testing.TB, user string, perms []string, ttl time.Duration) str
 	return tok
 }
 
-func (ts *testServer) publishTick(sym, last string) engine.Published {
+// publishTick publishes a tick and returns its sequence.
+func (ts *testServer) publishTick(sym, last string) uint64 {
 	ts.t.Helper()
-	p, err := ts.hub.Publish(feed.TickMessage(&feed.Tick{Symbol: sym, LastPrice: last, BidPrice: last, AskPrice: last,
-		BidVolume: "1", AskVolume: "2", Volume: "100", Turnover: "4000000.0", OpenInterest: "5000",
-		Change: "1.0", ChangePercent: "0.03"}))
+	seq, err := ts.market.Publish(context.Background(), feed.TickPublication(&feed.Tick{Symbol: sym, LastPrice: last,
+		BidPrice: last, AskPrice: last, BidVolume: "1", AskVolume: "2", Volume: "100", Turnover: "4000000.0",
+		OpenInterest: "5000", Change: "1.0", ChangePercent: "0.03"}))
 	if err != nil {
 		ts.t.Fatal(err)
 	}
-	return p
+	return seq
 }
 
 func (ts *testServer) publishDepth(sym string) {
 	ts.t.Helper()
-	if _, err := ts.hub.Publish(feed.DepthMessage(&feed.Depth{Symbol: sym, Levels: 1,
+	if _, err := ts.market.Publish(context.Background(), feed.DepthPublication(&feed.Depth{Symbol: sym, Levels: 1,
 		Bids: [][2]string{{"3999.0", "10"}}, Asks: [][2]string{{"4001.0", "15"}}})); err != nil {
 		ts.t.Fatal(err)
 	}

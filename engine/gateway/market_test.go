@@ -12,6 +12,7 @@ var wireTime = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$`)
 
 func TestSubscribeSnapshotThenLive(t *testing.T) {
 	ts := newTestServer(t, nil)
+	ts.seedMarket()
 	c := ts.login("1")
 	mustSend(t, c, map[string]any{"type": "subscribe", "id": 7, "channel": "market_data", "symbols": []string{"SHFE.rb2405", "SHFE.hc2405"}})
 	resp := mustNext(t, c)
@@ -61,6 +62,7 @@ func TestSubscribeSnapshotThenLive(t *testing.T) {
 
 func TestFieldsProjection(t *testing.T) {
 	ts := newTestServer(t, nil)
+	ts.seedMarket()
 	c := ts.login("1")
 	mustSend(t, c, map[string]any{"type": "subscribe", "channel": "market_data", "symbols": []string{"SHFE.rb2405"},
 		"fields": []string{"last_price", "volume", "bid", "ask"}})
@@ -88,6 +90,7 @@ func TestFieldsProjection(t *testing.T) {
 
 func TestDepthAndKlineSnapshots(t *testing.T) {
 	ts := newTestServer(t, nil)
+	ts.seedMarket()
 	c := ts.login("1")
 	mustSend(t, c, map[string]any{"type": "subscribe", "channel": "depth", "symbols": []string{"DCE.m2405"}})
 	mustType(t, c, "subscribe_response")

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/marketcast/marketcast/bench/wsclient"
-	"github.com/marketcast/marketcast/engine"
-	"github.com/marketcast/marketcast/engine/gateway"
+	"github.com/marketcast/marketcast/configs"
 	"github.com/marketcast/marketcast/feed"
+	"github.com/marketcast/marketcast/protocol"
 )
 
 // TestStalledReaderDoesNotHoldOthers: one subscriber stops reading while a
@@ -19,6 +19,7 @@ import (
 // than buffered.
 func TestStalledReaderDoesNotHoldOthers(t *testing.T) {
 	ts := newTestServer(t, nil)
+	ts.seedMarket()
 	stalled, healthy := ts.login("1"), ts.login("2")
 	for _, c := range []*wsclient.Client{stalled, healthy} {
 		mustSend(t, c, map[string]any{"type": "subscribe", "channel": "depth", "symbols": []string{"SHFE.rb2405"}})
@@ -32,11 +33,11 @@ func TestStalledReaderDoesNotHoldOthers(t *testing.T) {
 	}
 	var last uint64
 	for i := 0; i < 400; i++ { // ~16 MB in all: far beyond socket buffers
-		p, err := ts.hub.Publish(feed.DepthMessage(big))
+		seq, err := ts.market.Publish(context.Background(), feed.DepthPublication(big))
 		if err != nil {
 			t.Fatal(err)
 		}
-		last = p.Sequence
+		last = seq
 	}
 	m, err := healthy.WaitFor(wait, func(m *wsclient.Message) bool { return m.Sequence == last })
 	if err != nil {
@@ -52,6 +53,7 @@ func TestStalledReaderDoesNotHoldOthers(t *testing.T) {
 
 func TestHealthStatsMetrics(t *testing.T) {
 	ts := newTestServer(t, nil)
+	ts.seedMarket()
 	c := ts.login("1")
 	mustSend(t, c, map[string]any{"type": "subscribe", "channel": "tick", "symbols": []string{"SHFE.rb2405"}})
 	mustType(t, c, "subscribe_response")
@@ -107,8 +109,8 @@ func TestShutdownClosesClientsWith1001(t *testing.T) {
 	if err := ts.srv.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	expectClose(t, a, gateway.CloseGoingAway)
-	expectClose(t, b, gateway.CloseGoingAway)
+	expectClose(t, a, protocol.CloseGoingAway)
+	expectClose(t, b, protocol.CloseGoingAway)
 	if code, _ := httpGet(t, ts.http.URL+"/readyz"); code != 503 {
 		t.Fatalf("readyz while draining: %d", code)
 	}
@@ -121,7 +123,7 @@ func TestShutdownClosesClientsWith1001(t *testing.T) {
 }
 
 func TestKeepalivePingsAndIdleClose(t *testing.T) {
-	ts := newTestServer(t, func(g *gateway.Config, _ *engine.Config) { g.PingInterval = 300 * time.Millisecond })
+	ts := newTestServer(t, func(c *configs.Config) { c.Keepalive.PingInterval.Duration = 300 * time.Millisecond })
 	// A client that answers pings (gws does) stays connected across many intervals.
 	c := ts.login("1")
 	time.Sleep(500 * time.Millisecond)
@@ -157,9 +159,7 @@ func TestSymbolsAndDevToken(t *testing.T) {
 	if code, _ := httpGet(t, ts.http.URL+"/dev/token"); code != 404 {
 		t.Fatalf("dev token endpoint in a non-dev config: %d", code)
 	}
-	dev := newTestServer(t, func(g *gateway.Config, _ *engine.Config) {
-		g.DevTokenTTL, g.DevSecret = time.Hour, []byte(testSecret)
-	})
+	dev := newTestServer(t, func(c *configs.Config) { c.DevMode, c.Auth.DevTokenTTL.Duration = true, time.Hour })
 	code, body = httpGet(t, dev.http.URL+"/dev/token?user=7")
 	tok, _ := decode(t, []byte(body))["token"].(string)
 	if code != 200 || tok == "" {
@@ -169,7 +169,7 @@ func TestSymbolsAndDevToken(t *testing.T) {
 	if m := mustNext(t, c); m.DataMap()["user_id"] != "7" {
 		t.Fatalf("dev token does not authenticate: %s", m.Raw)
 	}
-	if code, _ := httpGet(t, dev.http.URL+"/dev/token?user=bad%20user"); code != 400 {
+	if code, _ := httpGet(t, dev.http.URL+"/dev/token?user=%20bad"); code != 400 {
 		t.Fatalf("invalid user: %d", code)
 	}
 }

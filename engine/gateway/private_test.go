@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,8 +14,9 @@ import (
 	"time"
 
 	"github.com/marketcast/marketcast/bench/wsclient"
+	"github.com/marketcast/marketcast/configs"
 	"github.com/marketcast/marketcast/engine"
-	"github.com/marketcast/marketcast/engine/gateway"
+	"github.com/marketcast/marketcast/protocol"
 )
 
 // post sends a publish request with token and returns status and body.
@@ -94,7 +96,7 @@ func TestPublishAPIErrors(t *testing.T) {
 
 	// A batch with one bad message publishes nothing.
 	f(pub, `[`+order+`,{"channel":"orders","data":{}}]`, 400, "message 1")
-	if ts.hub.Last(engine.TopicKey("orders", "1")) != nil {
+	if h, _ := ts.broker.History(context.Background(), "orders:1", 0, 0); h.Last != nil {
 		t.Fatal("a rejected batch published its valid part")
 	}
 	status, v := ts.post(pub, `[`+order+`,`+order+`]`)
@@ -183,23 +185,30 @@ func TestSignalsAndBroadcast(t *testing.T) {
 		t.Fatalf("got %s", m.Raw)
 	}
 
-	// A broadcast notice reaches every user's notifications, each in sequence.
+	// A broadcast notice is one event of the broadcast stream, which every
+	// notifications subscriber follows beside its own.
 	d := ts.login("3")
 	for _, x := range []*wsclient.Client{c, d} {
 		mustSend(t, x, map[string]any{"type": "subscribe", "channel": "notifications"})
-		mustType(t, x, "subscribe_response")
+		r := mustType(t, x, "subscribe_response")
+		b, _ := r.DataMap()["broadcast"].(map[string]any)
+		if b == nil || b["epoch"] == "" || b["sequence"] != 0.0 {
+			t.Fatalf("answer %s; want the broadcast stream's position", r.Raw)
+		}
 	}
 	status, v := ts.post(ts.publisher(), `{"channel":"notifications","data":{"title":"maintenance at 16:00"}}`)
-	if status != 200 || v["results"].([]any)[0].(map[string]any)["recipients"].(float64) != 2 {
+	res := v["results"].([]any)[0].(map[string]any)
+	if status != 200 || res["topic"] != "notifications:*" || res["sequence"] != 1.0 || res["epoch"] == "" {
 		t.Fatalf("broadcast: %d %v", status, v)
 	}
 	for _, x := range []*wsclient.Client{c, d} {
-		if m := mustNext(t, x); m.Type != "system_notice" || m.Channel != "notifications" || m.Sequence != 1 {
+		m := mustNext(t, x)
+		if m.Type != "system_notice" || m.Channel != "notifications" || m.Sequence != 1 || !strings.Contains(string(m.Raw), `"broadcast":true`) {
 			t.Fatalf("got %s", m.Raw)
 		}
 	}
 	status, _ = ts.post(ts.publisher(), `{"channel":"notifications","user_id":"3","type":"margin_call","data":{"level":"CRITICAL"}}`)
-	if m := mustNext(t, d); status != 200 || m.Type != "margin_call" || m.Sequence != 2 {
+	if m := mustNext(t, d); status != 200 || m.Type != "margin_call" || m.Sequence != 1 || strings.Contains(string(m.Raw), "broadcast") {
 		t.Fatalf("typed alert: %s", m.Raw)
 	}
 }
@@ -233,7 +242,7 @@ func TestResumeSince(t *testing.T) {
 }
 
 func TestResumeBeyondHistory(t *testing.T) {
-	ts := newTestServer(t, func(_ *gateway.Config, e *engine.Config) { e.HistorySize = 5 })
+	ts := newTestServer(t, func(c *configs.Config) { c.History.Size = 5 })
 	for i := 1; i <= 10; i++ {
 		ts.order("1", i)
 	}
@@ -253,7 +262,7 @@ func TestResumeBeyondHistory(t *testing.T) {
 }
 
 func TestResumeBeyondHistoryAge(t *testing.T) {
-	ts := newTestServer(t, func(_ *gateway.Config, e *engine.Config) { e.HistoryTTL = 100 * time.Millisecond })
+	ts := newTestServer(t, func(c *configs.Config) { c.History.TTL.Duration = 100 * time.Millisecond })
 	ts.order("1", 1)
 	ts.order("1", 2)
 	time.Sleep(200 * time.Millisecond)
@@ -268,9 +277,7 @@ func TestResumeBeyondHistoryAge(t *testing.T) {
 // with 4008 once its backlog passes the limit, and a new connection resumes
 // every order it missed.
 func TestSlowConsumerOverflowThenResume(t *testing.T) {
-	ts := newTestServer(t, func(_ *gateway.Config, e *engine.Config) {
-		e.MaxPendingBytes = 256 << 10
-	})
+	ts := newTestServer(t, func(c *configs.Config) { c.Delivery.MaxPendingBytes = 256 << 10 })
 	c := ts.login("1")
 	subscribeOrders(t, c, nil)
 	pad := strings.Repeat("x", 8000)
@@ -302,8 +309,9 @@ func TestSlowConsumerOverflowThenResume(t *testing.T) {
 		}
 		first = m
 	}
-	expectClose(t, c, gateway.CloseSlowConsumer)
-	last := ts.hub.Last(engine.TopicKey("orders", "1")).Sequence()
+	expectClose(t, c, protocol.CloseSlowConsumer)
+	h, _ := ts.broker.History(context.Background(), "orders:1", 0, 0)
+	last := h.Last.Sequence()
 	r := ts.login("1")
 	since := first.Sequence
 	if resp := subscribeOrders(t, r, &since); resp.DataMap()["recovered"] != true {
@@ -326,7 +334,7 @@ func TestSoakResumeExactlyOnce(t *testing.T) {
 	go func() {
 		defer close(done)
 		for i := 1; i <= total; i++ {
-			if _, err := ts.hub.Publish(engine.Message{Topic: "orders:u", Mode: engine.Reliable, Type: "order_update",
+			if _, err := ts.hub.Publish(context.Background(), engine.Message{Topic: "orders:u", Mode: engine.Reliable, Type: "order_update",
 				Channel: "orders", Data: []byte(fmt.Sprintf(`{"n":%d}`, i))}); err != nil {
 				t.Error(err)
 				return
@@ -427,7 +435,7 @@ func TestTokenExpiryAndReauth(t *testing.T) {
 		t.Fatalf("user switch: %s", m.Raw)
 	}
 
-	expectClose(t, expiring, gateway.CloseTokenExpired)
+	expectClose(t, expiring, protocol.CloseTokenExpired)
 	ts.order("1", 1)
 	if m := mustNext(t, renewed); m.Type != "order_update" {
 		t.Fatalf("after re-auth got %s; want the order on the kept subscription", m.Raw)

@@ -5,7 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
+
+	"github.com/marketcast/marketcast/protocol"
 )
 
 // Request is a client→server message. Unknown keys are ignored so newer
@@ -19,9 +20,13 @@ type Request struct {
 	UserID     json.RawMessage `json:"user_id,omitempty"` // a string or a number (the seed sends 1)
 	StrategyID string          `json:"strategy_id,omitempty"`
 	Since      *uint64         `json:"since,omitempty"`
-	Token      string          `json:"token,omitempty"` // the seed client's auth shape
-	Data       json.RawMessage `json:"data,omitempty"`  // {"token": ...} in the documented auth shape
-	Timestamp  json.RawMessage `json:"timestamp,omitempty"`
+	Epoch      string          `json:"epoch,omitempty"`
+	// notifications: where the client stands in the broadcast stream.
+	BroadcastSince *uint64         `json:"broadcast_since,omitempty"`
+	BroadcastEpoch string          `json:"broadcast_epoch,omitempty"`
+	Token          string          `json:"token,omitempty"` // the seed client's auth shape
+	Data           json.RawMessage `json:"data,omitempty"`  // {"token": ...} in the documented auth shape
+	Timestamp      json.RawMessage `json:"timestamp,omitempty"`
 }
 
 // requestError is a decode failure with its protocol code. id is the
@@ -41,23 +46,23 @@ func (e *requestError) Error() string { return e.code + ": " + e.message }
 func DecodeRequest(b []byte) (*Request, error) {
 	trimmed := bytes.TrimSpace(b)
 	if !json.Valid(trimmed) {
-		return nil, &requestError{code: CodeInvalidJSON, message: "request is not valid JSON"}
+		return nil, &requestError{code: protocol.CodeInvalidJSON, message: "request is not valid JSON"}
 	}
 	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return nil, &requestError{code: CodeInvalidMessage, message: "request must be a JSON object"}
+		return nil, &requestError{code: protocol.CodeInvalidMessage, message: "request must be a JSON object"}
 	}
 	var r Request
 	if err := json.Unmarshal(trimmed, &r); err != nil {
-		rerr := &requestError{code: CodeInvalidMessage, message: describeDecodeError(err)}
+		rerr := &requestError{code: protocol.CodeInvalidMessage, message: describeDecodeError(err)}
 		rerr.id = peekID(trimmed)
 		return nil, rerr
 	}
 	if len(r.ID) > 0 && !validID(r.ID) {
 		r.ID = nil
-		return nil, &requestError{code: CodeInvalidMessage, message: "id must be a string or a number"}
+		return nil, &requestError{code: protocol.CodeInvalidMessage, message: "id must be a string or a number"}
 	}
 	if r.Type == "" {
-		return nil, &requestError{code: CodeInvalidMessage, message: "missing type", id: r.ID}
+		return nil, &requestError{code: protocol.CodeInvalidMessage, message: "missing type", id: r.ID}
 	}
 	return &r, nil
 }
@@ -118,23 +123,4 @@ func (r *Request) authToken() string {
 }
 
 // userID returns the request's user_id as a string, accepting numbers.
-func (r *Request) userID() (string, bool) { return parseUserID(r.UserID) }
-
-// parseUserID reads a user_id given as a string or an integer ("" when
-// absent); ok is false for any other JSON.
-func parseUserID(raw json.RawMessage) (id string, ok bool) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return "", true
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s, true
-	}
-	var n json.Number
-	if json.Unmarshal(raw, &n) == nil {
-		if _, err := strconv.ParseInt(string(n), 10, 64); err == nil {
-			return string(n), true
-		}
-	}
-	return "", false
-}
+func (r *Request) userID() (string, bool) { return protocol.ParseUserID(r.UserID) }

@@ -3,6 +3,8 @@ package gateway
 import (
 	"errors"
 	"testing"
+
+	"github.com/marketcast/marketcast/protocol"
 )
 
 func TestDecodeRequest(t *testing.T) {
@@ -33,15 +35,15 @@ func TestDecodeRequest(t *testing.T) {
 			t.Fatalf("%s: got %v; want %s", in, err, code)
 		}
 	}
-	bad(``, CodeInvalidJSON)
-	bad(`{`, CodeInvalidJSON)
-	bad(`nul`, CodeInvalidJSON)
-	bad(`null`, CodeInvalidMessage)
-	bad(`[]`, CodeInvalidMessage)
-	bad(`{}`, CodeInvalidMessage)
-	bad(`{"type":1}`, CodeInvalidMessage)
-	bad(`{"type":"x","id":{}}`, CodeInvalidMessage)
-	bad(`{"type":"x","symbols":[1]}`, CodeInvalidMessage)
+	bad(``, protocol.CodeInvalidJSON)
+	bad(`{`, protocol.CodeInvalidJSON)
+	bad(`nul`, protocol.CodeInvalidJSON)
+	bad(`null`, protocol.CodeInvalidMessage)
+	bad(`[]`, protocol.CodeInvalidMessage)
+	bad(`{}`, protocol.CodeInvalidMessage)
+	bad(`{"type":1}`, protocol.CodeInvalidMessage)
+	bad(`{"type":"x","id":{}}`, protocol.CodeInvalidMessage)
+	bad(`{"type":"x","symbols":[1]}`, protocol.CodeInvalidMessage)
 }
 
 // FuzzDecodeRequest: no input may panic the decoder, and whatever it

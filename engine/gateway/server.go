@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,32 +21,37 @@ import (
 	"github.com/marketcast/marketcast/engine"
 	"github.com/marketcast/marketcast/engine/auth"
 	"github.com/marketcast/marketcast/engine/frame"
+	"github.com/marketcast/marketcast/protocol"
 )
 
-// Config tunes a Server. Zero values mean the documented defaults.
+// Config tunes a Server. configs/marketcast.yaml holds every default
+// (configs.Default().Gateway() builds this from it); New panics on a zero
+// limit, naming it.
 type Config struct {
-	// MaxSubscriptions is the topic limit per connection. Zero means 1024.
+	// MaxSubscriptions is the topic limit per connection.
 	MaxSubscriptions int
 	// MaxFrameBytes is the largest client frame; larger closes with 1009.
-	// Zero means 64 KiB.
 	MaxFrameBytes int
-	// RatePerMinute is the sustained client message rate. Zero means 100.
+	// RatePerMinute is the sustained client message rate.
 	RatePerMinute int
-	// RateBurst is how many messages may arrive at once. Zero means 30.
+	// RateBurst is how many messages may arrive at once.
 	RateBurst int
 	// RateStrikes is how many rate-limited messages in a row close the
-	// connection with 4029. Zero means 10.
+	// connection with 4029.
 	RateStrikes int
 	// AuthTimeout is how long a connection may stay unauthenticated.
-	// Zero means 5s.
 	AuthTimeout time.Duration
 	// PingInterval is the WebSocket ping period; a connection silent for
-	// two periods is closed. Zero means 25s.
+	// two periods is closed.
 	PingInterval time.Duration
 	// DisableDeflate turns permessage-deflate negotiation off.
 	DisableDeflate bool
-	// TickFields are the keys a tick subscription's "fields" may name.
-	TickFields []string
+	// MaxPublishBody bounds one publish API request body.
+	MaxPublishBody int
+	// MaxMessageBytes bounds one published message's data.
+	MaxMessageBytes int
+	// SubscribeTimeout bounds the broker reads of one subscribe.
+	SubscribeTimeout time.Duration
 	// DevTokenTTL, when set, enables GET /dev/token, which signs a token for
 	// anyone who asks: development configurations only.
 	DevTokenTTL time.Duration
@@ -57,34 +61,39 @@ type Config struct {
 	Index http.Handler
 }
 
-func (c *Config) setDefaults() {
-	if c.MaxSubscriptions <= 0 {
-		c.MaxSubscriptions = 1024
+func (c *Config) check() {
+	for name, v := range map[string]int64{
+		"MaxSubscriptions": int64(c.MaxSubscriptions), "MaxFrameBytes": int64(c.MaxFrameBytes),
+		"RatePerMinute": int64(c.RatePerMinute), "RateBurst": int64(c.RateBurst), "RateStrikes": int64(c.RateStrikes),
+		"AuthTimeout": int64(c.AuthTimeout), "PingInterval": int64(c.PingInterval), "MaxPublishBody": int64(c.MaxPublishBody),
+		"MaxMessageBytes": int64(c.MaxMessageBytes), "SubscribeTimeout": int64(c.SubscribeTimeout),
+	} {
+		if v <= 0 {
+			panic("gateway: Config." + name + " must be > 0")
+		}
 	}
-	if c.MaxFrameBytes <= 0 {
-		c.MaxFrameBytes = 64 << 10
-	}
-	if c.RatePerMinute <= 0 {
-		c.RatePerMinute = 100
-	}
-	if c.RateBurst <= 0 {
-		c.RateBurst = 30
-	}
-	if c.RateStrikes <= 0 {
-		c.RateStrikes = 10
-	}
-	if c.AuthTimeout <= 0 {
-		c.AuthTimeout = 5 * time.Second
-	}
-	if c.PingInterval <= 0 {
-		c.PingInterval = 25 * time.Second
-	}
+}
+
+// Market is where market data published through the API goes, and what
+// knows the symbol universe (feed.Market in the server; the gateway only
+// needs this much of it).
+type Market interface {
+	// Publish accepts a validated market publication; the sequence is 0
+	// when the data travels through a cluster bus first.
+	Publish(ctx context.Context, p *protocol.Publication) (seq uint64, err error)
+	// HasSymbol reports whether the universe knows symbol.
+	HasSymbol(symbol string) bool
+	// Symbols lists the universe, sorted. The slice is shared: do not modify it.
+	Symbols() []string
+	// SymbolCount is the size of the universe.
+	SymbolCount() int
 }
 
 // Server serves WebSocket clients and the HTTP API.
 type Server struct {
 	cfg      Config
 	hub      *engine.Hub
+	market   Market
 	verifier *auth.Verifier
 	log      *slog.Logger
 	upgrader *gws.Upgrader
@@ -109,16 +118,17 @@ type Server struct {
 	panicLog *throttledLog
 }
 
-// New returns a server for hub. It starts the keepalive loop; Shutdown
-// stops it.
-func New(cfg Config, hub *engine.Hub, verifier *auth.Verifier, log *slog.Logger) *Server {
-	cfg.setDefaults()
+// New returns a server for hub and market. It starts the keepalive loop;
+// Shutdown stops it.
+func New(cfg Config, hub *engine.Hub, market Market, verifier *auth.Verifier, log *slog.Logger) *Server {
+	cfg.check()
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	s := &Server{
 		cfg:      cfg,
 		hub:      hub,
+		market:   market,
 		verifier: verifier,
 		log:      log,
 		started:  time.Now(),
@@ -134,7 +144,7 @@ func New(cfg Config, hub *engine.Hub, verifier *auth.Verifier, log *slog.Logger)
 	s.readPanics = s.set.NewCounter("marketcast_connection_panics_total")
 	s.panicLog = newThrottledLog(log, time.Minute, 5)
 
-	s.upgrader = gws.NewUpgrader(&events{s}, &gws.ServerOption{
+	s.upgrader = gws.NewUpgrader(&wsHandler{s}, &gws.ServerOption{
 		ReadMaxPayloadSize: cfg.MaxFrameBytes,
 		ReadBufferSize:     512, // client requests are small; this buffer lives as long as the connection
 		HandshakeTimeout:   5 * time.Second,
@@ -198,9 +208,7 @@ func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 // serveSymbols lists the market universe, sorted, so a terminal can build
 // its watch list without hard-coding symbols.
 func (s *Server) serveSymbols(w http.ResponseWriter, _ *http.Request) {
-	syms := s.hub.Symbols()
-	slices.Sort(syms)
-	writeJSON(w, http.StatusOK, map[string]any{"symbols": syms})
+	writeJSON(w, http.StatusOK, map[string]any{"symbols": s.market.Symbols()})
 }
 
 func (s *Server) serveMetrics(w http.ResponseWriter, _ *http.Request) {
@@ -242,7 +250,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		conn: socket,
 		// Frames are written straight to the socket, compressed or not as
 		// gws negotiated; nothing else may write data frames through gws.
-		out:    s.hub.NewSubscriber(socket.NetConn(), socket.CompressionEnabled()),
+		out:    s.hub.NewOutbox(socket.NetConn(), socket.CompressionEnabled()),
 		remote: r.RemoteAddr,
 		token:  tokenFromRequest(r),
 		subs:   make(map[string]*engine.Subscription),
@@ -302,7 +310,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	s.stopOnce.Do(func() { close(s.stop) })
 	s.sessions.Range(func(k, _ any) bool {
-		k.(*session).out.Close(CloseGoingAway, "server shutting down")
+		k.(*session).out.Close(protocol.CloseGoingAway, "server shutting down")
 		return true
 	})
 	t := time.NewTicker(10 * time.Millisecond)

@@ -11,6 +11,7 @@ import (
 	"github.com/marketcast/marketcast/engine"
 	"github.com/marketcast/marketcast/engine/auth"
 	"github.com/marketcast/marketcast/engine/frame"
+	"github.com/marketcast/marketcast/protocol"
 )
 
 // session is one WebSocket connection. Requests are handled one at a time on
@@ -18,7 +19,7 @@ import (
 type session struct {
 	srv    *Server
 	conn   *gws.Conn
-	out    *engine.Subscriber
+	out    *engine.Outbox
 	remote string
 	token  string // offered in the handshake, verified in OnOpen
 
@@ -59,15 +60,15 @@ func (ss *session) close(code uint16, reason string) {
 	ss.out.Close(code, reason)
 }
 
-// events adapts gws callbacks to sessions.
-type events struct{ srv *Server }
+// wsHandler adapts gws callbacks to sessions.
+type wsHandler struct{ srv *Server }
 
 func sessionOf(c *gws.Conn) *session {
 	v, _ := c.Session().Load("")
 	return v.(*session)
 }
 
-func (e *events) OnOpen(c *gws.Conn) {
+func (e *wsHandler) OnOpen(c *gws.Conn) {
 	ss := sessionOf(c)
 	s := e.srv
 	s.sessions.Store(ss, struct{}{})
@@ -83,15 +84,15 @@ func (e *events) OnOpen(c *gws.Conn) {
 	ss.mu.Lock()
 	ss.authTimer = time.AfterFunc(s.cfg.AuthTimeout, func() {
 		if ss.identity() == nil {
-			ss.send(encodeAnswer(&answer{Type: "auth_response", Data: authData{
-				Status: "error", Code: CodeNotAuthenticated, Message: "no auth message within " + s.cfg.AuthTimeout.String()}}))
-			ss.close(CloseAuthFailed, "authentication timeout")
+			ss.send(encodeAnswer(&answer{Type: protocol.AnswerAuth, Data: authData{
+				Status: "error", Code: protocol.CodeNotAuthenticated, Message: "no auth message within " + s.cfg.AuthTimeout.String()}}))
+			ss.close(protocol.CloseAuthFailed, "authentication timeout")
 		}
 	})
 	ss.mu.Unlock()
 }
 
-func (e *events) OnClose(c *gws.Conn, err error) { sessionOf(c).finish(err) }
+func (e *wsHandler) OnClose(c *gws.Conn, err error) { sessionOf(c).finish(err) }
 
 // finish releases everything the connection holds. It runs once, from gws's
 // OnClose or from readLoop after a panic, whichever comes first.
@@ -126,7 +127,7 @@ func (ss *session) finish(err error) {
 	}
 }
 
-func (e *events) OnPing(c *gws.Conn, payload []byte) {
+func (e *wsHandler) OnPing(c *gws.Conn, payload []byte) {
 	ss := sessionOf(c)
 	_ = c.SetReadDeadline(time.Now().Add(2 * e.srv.cfg.PingInterval))
 	// The pong goes through the session's queue, never around it, so it can
@@ -134,7 +135,7 @@ func (e *events) OnPing(c *gws.Conn, payload []byte) {
 	ss.out.Send(frame.Pong(payload))
 }
 
-func (e *events) OnPong(c *gws.Conn, _ []byte) {
+func (e *wsHandler) OnPong(c *gws.Conn, _ []byte) {
 	_ = c.SetReadDeadline(time.Now().Add(2 * e.srv.cfg.PingInterval))
 }
 
@@ -142,7 +143,7 @@ func (e *events) OnPong(c *gws.Conn, _ []byte) {
 // inside the read loop (tests use it to prove a panic there is contained).
 var testHookOnMessage func(b []byte)
 
-func (e *events) OnMessage(c *gws.Conn, msg *gws.Message) {
+func (e *wsHandler) OnMessage(c *gws.Conn, msg *gws.Message) {
 	defer msg.Close()
 	if testHookOnMessage != nil {
 		testHookOnMessage(msg.Bytes())
@@ -159,11 +160,11 @@ func (ss *session) handle(b []byte) {
 	if !ss.bucket.allow(time.Now()) {
 		ss.strikes++
 		if ss.strikes >= s.cfg.RateStrikes {
-			ss.sendError(nil, CodeRateLimited, "rate limit exceeded persistently; closing")
-			ss.close(CloseRateLimited, "rate limit exceeded")
+			ss.sendError(nil, protocol.CodeRateLimited, "rate limit exceeded persistently; closing")
+			ss.close(protocol.CloseRateLimited, "rate limit exceeded")
 			return
 		}
-		ss.sendError(peekID(b), CodeRateLimited,
+		ss.sendError(peekID(b), protocol.CodeRateLimited,
 			fmt.Sprintf("more than %d messages per minute; slow down", s.cfg.RatePerMinute))
 		return
 	}
@@ -178,22 +179,22 @@ func (ss *session) handle(b []byte) {
 		return
 	}
 	switch req.Type {
-	case "auth":
+	case protocol.RequestAuth:
 		ss.authenticate(req.ID, req.authToken())
-	case "ping":
-		ss.send(encodeAnswer(&answer{Type: "pong", ID: req.ID, Data: pongData{ClientTimestamp: req.Timestamp}}))
-	case "subscribe", "unsubscribe":
+	case protocol.RequestPing:
+		ss.send(encodeAnswer(&answer{Type: protocol.AnswerPong, ID: req.ID, Data: pongData{ClientTimestamp: req.Timestamp}}))
+	case protocol.RequestSubscribe, protocol.RequestUnsubscribe:
 		if ss.identity() == nil {
-			ss.sendError(req.ID, CodeNotAuthenticated, "authenticate first: send {\"type\":\"auth\",\"data\":{\"token\":\"...\"}}")
+			ss.sendError(req.ID, protocol.CodeNotAuthenticated, "authenticate first: send {\"type\":\"auth\",\"data\":{\"token\":\"...\"}}")
 			return
 		}
-		if req.Type == "subscribe" {
+		if req.Type == protocol.RequestSubscribe {
 			ss.subscribe(req)
 		} else {
 			ss.unsubscribe(req)
 		}
 	default:
-		ss.sendError(req.ID, CodeUnknownType, fmt.Sprintf("unknown type %q", req.Type))
+		ss.sendError(req.ID, protocol.CodeUnknownType, fmt.Sprintf("unknown type %q", req.Type))
 	}
 }
 
@@ -204,17 +205,17 @@ func (ss *session) authenticate(id []byte, token string) {
 	s := ss.srv
 	ident, err := s.verifier.Verify(token)
 	if err != nil {
-		code, msg := CodeAuthFailed, "invalid token"
+		code, msg := protocol.CodeAuthFailed, "invalid token"
 		switch {
 		case errors.Is(err, auth.ErrMissing):
-			code, msg = CodeNotAuthenticated, "token missing"
+			code, msg = protocol.CodeNotAuthenticated, "token missing"
 		case errors.Is(err, auth.ErrExpired):
-			code, msg = CodeTokenExpired, "token expired"
+			code, msg = protocol.CodeTokenExpired, "token expired"
 		}
 		s.countError(code)
 		s.log.Info("authentication failed", "remote", ss.remote, "err", err)
-		ss.send(encodeAnswer(&answer{Type: "auth_response", ID: id, Data: authData{Status: "error", Code: code, Message: msg}}))
-		ss.close(CloseAuthFailed, "authentication failed")
+		ss.send(encodeAnswer(&answer{Type: protocol.AnswerAuth, ID: id, Data: authData{Status: "error", Code: code, Message: msg}}))
+		ss.close(protocol.CloseAuthFailed, "authentication failed")
 		return
 	}
 	ss.mu.Lock()
@@ -224,8 +225,8 @@ func (ss *session) authenticate(id []byte, token string) {
 	}
 	if ss.ident != nil && ss.ident.UserID != ident.UserID {
 		ss.mu.Unlock()
-		s.countError(CodeForbidden)
-		ss.send(encodeAnswer(&answer{Type: "auth_response", ID: id, Data: authData{Status: "error", Code: CodeForbidden,
+		s.countError(protocol.CodeForbidden)
+		ss.send(encodeAnswer(&answer{Type: protocol.AnswerAuth, ID: id, Data: authData{Status: "error", Code: protocol.CodeForbidden,
 			Message: "a connection cannot change user; open a new connection"}}))
 		return
 	}
@@ -241,12 +242,12 @@ func (ss *session) authenticate(id []byte, token string) {
 		expired := ss.ident == ident // not replaced by a re-auth meanwhile
 		ss.mu.Unlock()
 		if expired {
-			ss.close(CloseTokenExpired, "token expired")
+			ss.close(protocol.CloseTokenExpired, "token expired")
 		}
 	})
 	// Queue the answer before releasing mu so a concurrent expiry cannot
 	// close the connection between the check and the answer.
-	ss.send(encodeAnswer(&answer{Type: "auth_response", ID: id, Data: authData{
+	ss.send(encodeAnswer(&answer{Type: protocol.AnswerAuth, ID: id, Data: authData{
 		Status: "success", UserID: ident.UserID, Permissions: ident.Permissions,
 		ExpiresAt: wireTime(ident.ExpiresAt),
 	}}))

@@ -45,7 +45,7 @@ func (s *Server) Stats() Stats {
 		WriteErrors:        h.WriteErrors,
 		Topics:             h.Topics,
 		Subscriptions:      h.Subscriptions,
-		Symbols:            len(s.hub.Symbols()),
+		Symbols:            s.market.SymbolCount(),
 		UptimeSeconds:      time.Since(s.started).Seconds(),
 		Draining:           s.draining.Load(),
 		FeedReady:          s.feedReady.Load(),

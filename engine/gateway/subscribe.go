@@ -1,33 +1,30 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/marketcast/marketcast/engine"
 	"github.com/marketcast/marketcast/engine/frame"
+	"github.com/marketcast/marketcast/protocol"
 )
 
-// fieldAliases are the seed's short names for tick keys.
-var fieldAliases = map[string]string{"bid": "bid_price", "ask": "ask_price"}
-
 func (ss *session) subscribe(req *Request) {
-	spec := channels[req.Channel]
-	if spec == nil {
-		ss.sendError(req.ID, CodeUnknownChannel, unknownChannelMessage(req.Channel))
+	ch, ok := protocol.Lookup(req.Channel)
+	if !ok {
+		ss.sendError(req.ID, protocol.CodeUnknownChannel, unknownChannelMessage(req.Channel))
 		return
 	}
-	ident := ss.identity()
-	if p := spec.permission(); p != "" && !ident.Has(p) {
-		ss.sendError(req.ID, CodeForbidden, fmt.Sprintf("channel %s needs permission %s", req.Channel, p))
+	if p := ch.Permission; p != "" && !ss.identity().Has(p) {
+		ss.sendError(req.ID, protocol.CodeForbidden, fmt.Sprintf("channel %s needs permission %s", req.Channel, p))
 		return
 	}
-	switch spec.kind {
-	case kindMarket:
-		ss.subscribeMarket(req, spec)
-	default:
-		ss.subscribeStream(req, spec)
+	if ch.Kind == protocol.KindMarket {
+		ss.subscribeMarket(req, ch)
+	} else {
+		ss.subscribeStream(req, ch)
 	}
 }
 
@@ -35,112 +32,122 @@ func unknownChannelMessage(ch string) string {
 	if ch == "" {
 		return "missing channel"
 	}
-	names := make([]string, 0, len(channels))
-	for k := range channels {
-		names = append(names, k)
-	}
-	slices.Sort(names)
-	return fmt.Sprintf("unknown channel %q; channels: %s", ch, strings.Join(names, ", "))
+	return fmt.Sprintf("unknown channel %q; channels: %s", ch, strings.Join(protocol.ChannelNames(), ", "))
 }
 
 // marketSymbols validates a market request's symbols: present, known, and
 // de-duplicated in request order.
 func (ss *session) marketSymbols(req *Request) ([]string, bool) {
 	if len(req.Symbols) == 0 {
-		ss.sendError(req.ID, CodeInvalidMessage, fmt.Sprintf("channel %s needs a non-empty symbols array", req.Channel))
+		ss.sendError(req.ID, protocol.CodeInvalidMessage, fmt.Sprintf("channel %s needs a non-empty symbols array", req.Channel))
 		return nil, false
 	}
 	var unknown []string
 	symbols := make([]string, 0, len(req.Symbols))
 	for _, sym := range req.Symbols {
 		switch {
-		case !ss.srv.hub.HasSymbol(sym):
+		case !ss.srv.market.HasSymbol(sym):
 			unknown = append(unknown, sym)
 		case !slices.Contains(symbols, sym):
 			symbols = append(symbols, sym)
 		}
 	}
 	if len(unknown) > 0 {
-		ss.sendError(req.ID, CodeUnknownSymbol, "unknown symbol: "+strings.Join(unknown, ", "))
+		ss.sendError(req.ID, protocol.CodeUnknownSymbol, "unknown symbol: "+strings.Join(unknown, ", "))
 		return nil, false
 	}
 	return symbols, true
 }
 
 // projection validates a tick subscription's fields.
-func (ss *session) projection(req *Request, spec *channelSpec) (*frame.Projection, []string, bool) {
+func (ss *session) projection(req *Request, ch *protocol.Channel) (*frame.Projection, []string, bool) {
 	if len(req.Fields) == 0 {
 		return nil, nil, true
 	}
-	if spec != chTick {
-		ss.sendError(req.ID, CodeInvalidMessage, "fields applies to channel market_data only")
+	if ch != protocol.Tick {
+		ss.sendError(req.ID, protocol.CodeInvalidMessage, "fields applies to channel market_data only")
 		return nil, nil, false
 	}
 	keys := make([]string, 0, len(req.Fields))
 	var unknown []string
 	for _, f := range req.Fields {
-		if a, ok := fieldAliases[f]; ok {
+		if a, ok := protocol.FieldAliases[f]; ok {
 			f = a
 		}
-		if !slices.Contains(ss.srv.cfg.TickFields, f) {
+		if !slices.Contains(protocol.TickFields, f) {
 			unknown = append(unknown, f)
 			continue
 		}
 		keys = append(keys, f)
 	}
 	if len(unknown) > 0 {
-		ss.sendError(req.ID, CodeUnknownField, fmt.Sprintf("unknown field: %s; fields: %s",
-			strings.Join(unknown, ", "), strings.Join(ss.srv.cfg.TickFields, ", ")))
+		ss.sendError(req.ID, protocol.CodeUnknownField, fmt.Sprintf("unknown field: %s; fields: %s",
+			strings.Join(unknown, ", "), strings.Join(protocol.TickFields, ", ")))
 		return nil, nil, false
 	}
+	// Intern's table stays bounded because only TickFields get here.
 	p := frame.Intern(keys)
 	return p, p.Keys, true
 }
 
-func (ss *session) subscribeMarket(req *Request, spec *channelSpec) {
+func (ss *session) subscribeMarket(req *Request, ch *protocol.Channel) {
 	symbols, ok := ss.marketSymbols(req)
 	if !ok {
 		return
 	}
-	proj, fields, ok := ss.projection(req, spec)
+	proj, fields, ok := ss.projection(req, ch)
 	if !ok {
 		return
 	}
-	if !ss.roomFor(req, spec, symbols) {
+	keys := make([]string, len(symbols))
+	for i, sym := range symbols {
+		keys[i] = protocol.TopicKey(ch, sym)
+	}
+	if !ss.roomFor(req, keys) {
 		return
 	}
-	ss.send(encodeAnswer(&answer{Type: "subscribe_response", ID: req.ID, Channel: req.Channel, Data: subscribeData{
-		Status: "success", Channel: req.Channel, Symbols: symbols, Fields: fields,
-	}}))
-	for _, sym := range symbols {
-		key := engine.TopicKey(spec.name, sym)
-		if old := ss.subs[key]; old != nil {
-			// A repeated subscribe replaces the projection and sends a
-			// fresh snapshot.
-			ss.srv.hub.Unsubscribe(old)
-		}
-		sub, err := ss.srv.hub.Subscribe(ss.out, key, spec.mode(), proj, engine.SubscribeOptions{Snapshot: true})
+	started := make([]*engine.Subscription, 0, len(keys))
+	for _, key := range keys {
+		// A repeated subscribe replaces the projection and sends a fresh
+		// snapshot.
+		ss.drop(key)
+		sub, _, err := ss.srv.hub.Subscribe(context.Background(), ss.out, key, engine.Conflated,
+			engine.SubscribeOptions{Projection: proj, Snapshot: true})
 		if err != nil {
 			ss.srv.log.Error("subscribe failed", "topic", key, "err", err)
-			delete(ss.subs, key)
 			continue
 		}
 		ss.subs[key] = sub
+		started = append(started, sub)
+	}
+	ss.send(encodeAnswer(&answer{Type: protocol.AnswerSubscribe, ID: req.ID, Channel: req.Channel, Data: subscribeData{
+		Status: "success", Channel: req.Channel, Symbols: symbols, Fields: fields,
+	}}))
+	for _, sub := range started {
+		ss.srv.hub.Start(sub)
+	}
+}
+
+// drop ends the connection's subscription to key, if it has one.
+func (ss *session) drop(key string) {
+	if old := ss.subs[key]; old != nil {
+		ss.srv.hub.Unsubscribe(old)
+		delete(ss.subs, key)
 	}
 }
 
 // roomFor checks the per-connection topic limit for the topics a request
 // would add.
-func (ss *session) roomFor(req *Request, spec *channelSpec, ids []string) bool {
+func (ss *session) roomFor(req *Request, keys []string) bool {
 	added := 0
-	for _, id := range ids {
-		if ss.subs[engine.TopicKey(spec.name, id)] == nil {
+	for _, key := range keys {
+		if ss.subs[key] == nil {
 			added++
 		}
 	}
-	if max := ss.srv.cfg.MaxSubscriptions; len(ss.subs)+added > max {
-		ss.sendError(req.ID, CodeTooManySubscriptions,
-			fmt.Sprintf("at most %d topics per connection; this request would make %d", max, len(ss.subs)+added))
+	if limit := ss.srv.cfg.MaxSubscriptions; len(ss.subs)+added > limit {
+		ss.sendError(req.ID, protocol.CodeTooManySubscriptions,
+			fmt.Sprintf("at most %d topics per connection; this request would make %d", limit, len(ss.subs)+added))
 		return false
 	}
 	return true
@@ -148,10 +155,11 @@ func (ss *session) roomFor(req *Request, spec *channelSpec, ids []string) bool {
 
 // streamID finds the topic identity of a private or signal subscription:
 // the user's own id, or the strategy id.
-func (ss *session) streamID(req *Request, spec *channelSpec) (string, bool) {
-	if spec.kind == kindSignals {
-		if !validIdent(req.StrategyID) {
-			ss.sendError(req.ID, CodeInvalidMessage, "channel strategy_signals needs strategy_id (1-128 characters of A-Z a-z 0-9 _ - . :)")
+func (ss *session) streamID(req *Request, ch *protocol.Channel) (string, bool) {
+	if ch.Kind == protocol.KindSignals {
+		if !protocol.ValidID(req.StrategyID) {
+			ss.sendError(req.ID, protocol.CodeInvalidMessage, fmt.Sprintf(
+				"channel %s needs strategy_id (1-%d bytes of printable UTF-8, no * or >)", req.Channel, protocol.MaxIDBytes))
 			return "", false
 		}
 		return req.StrategyID, true
@@ -159,99 +167,116 @@ func (ss *session) streamID(req *Request, spec *channelSpec) (string, bool) {
 	own := ss.identity().UserID
 	uid, ok := req.userID()
 	if !ok {
-		ss.sendError(req.ID, CodeInvalidMessage, "user_id must be a string or an integer")
+		ss.sendError(req.ID, protocol.CodeInvalidMessage, "user_id must be a string or an integer")
 		return "", false
 	}
 	if uid != "" && uid != own {
-		ss.sendError(req.ID, CodeForbidden, fmt.Sprintf("channel %s: user_id %s is not yours", req.Channel, uid))
+		ss.sendError(req.ID, protocol.CodeForbidden, fmt.Sprintf("channel %s: user_id %s is not yours", req.Channel, uid))
 		return "", false
 	}
 	return own, true
 }
 
-func (ss *session) subscribeStream(req *Request, spec *channelSpec) {
-	id, ok := ss.streamID(req, spec)
+// subscribeStream subscribes a reliable channel: the user's own topic (or
+// the strategy's), and for notifications also the broadcast stream every
+// user shares. The answer says where each stream stands (epoch, last
+// sequence) and, for a resume, whether it is complete; the snapshot or the
+// replay follows it, then live events.
+func (ss *session) subscribeStream(req *Request, ch *protocol.Channel) {
+	id, ok := ss.streamID(req, ch)
 	if !ok {
 		return
 	}
-	if !ss.roomFor(req, spec, []string{id}) {
+	key := protocol.TopicKey(ch, id)
+	keys := []string{key}
+	if ch == protocol.Notifications {
+		keys = append(keys, protocol.BroadcastTopic)
+	}
+	if !ss.roomFor(req, keys) {
 		return
 	}
-	key := engine.TopicKey(spec.name, id)
-	if old := ss.subs[key]; old != nil {
-		ss.srv.hub.Unsubscribe(old)
-		delete(ss.subs, key)
+	for _, k := range keys {
+		ss.drop(k)
 	}
 	data := subscribeData{Status: "success", Channel: req.Channel}
-	if spec.kind == kindSignals {
+	if ch.Kind == protocol.KindSignals {
 		data.StrategyID = id
 	} else {
 		data.UserID = id
 	}
-	opts := engine.SubscribeOptions{Snapshot: spec.snapshot, Since: req.Since}
-	opts.Ready = func(recovered bool) {
-		if req.Since != nil {
-			data.Recovered = &recovered
-		}
-		ss.send(encodeAnswer(&answer{Type: "subscribe_response", ID: req.ID, Channel: req.Channel, Data: data}))
-	}
-	sub, err := ss.srv.hub.Subscribe(ss.out, key, spec.mode(), nil, opts)
+	ctx, cancel := context.WithTimeout(context.Background(), ss.srv.cfg.SubscribeTimeout)
+	defer cancel()
+	sub, r, err := ss.srv.hub.Subscribe(ctx, ss.out, key, engine.Reliable,
+		engine.SubscribeOptions{Snapshot: ch.Snapshot, Since: req.Since, Epoch: req.Epoch})
 	if err != nil {
-		ss.srv.log.Error("subscribe failed", "topic", key, "err", err)
-		ss.sendError(req.ID, CodeInvalidMessage, "cannot subscribe to "+key)
+		ss.streamUnavailable(req, key, err)
 		return
 	}
+	data.Epoch, data.Sequence = r.Position.Epoch, &r.Position.Seq
+	if req.Since != nil {
+		data.Recovered = &r.Recovered
+	}
+	var bsub *engine.Subscription
+	if ch == protocol.Notifications {
+		var br engine.Resume
+		bsub, br, err = ss.srv.hub.Subscribe(ctx, ss.out, protocol.BroadcastTopic, engine.Reliable,
+			engine.SubscribeOptions{Since: req.BroadcastSince, Epoch: req.BroadcastEpoch})
+		if err != nil {
+			ss.srv.hub.Unsubscribe(sub)
+			ss.streamUnavailable(req, protocol.BroadcastTopic, err)
+			return
+		}
+		data.Broadcast = &streamData{Epoch: br.Position.Epoch, Sequence: br.Position.Seq}
+		if req.BroadcastSince != nil {
+			data.Broadcast.Recovered = &br.Recovered
+		}
+		ss.subs[protocol.BroadcastTopic] = bsub
+	}
 	ss.subs[key] = sub
+	ss.send(encodeAnswer(&answer{Type: protocol.AnswerSubscribe, ID: req.ID, Channel: req.Channel, Data: data}))
+	ss.srv.hub.Start(sub)
+	if bsub != nil {
+		ss.srv.hub.Start(bsub)
+	}
+}
+
+func (ss *session) streamUnavailable(req *Request, key string, err error) {
+	ss.srv.log.Warn("subscribe failed", "topic", key, "err", err)
+	ss.sendError(req.ID, protocol.CodeUnavailable, "cannot subscribe to "+key+" right now; retry shortly")
 }
 
 func (ss *session) unsubscribe(req *Request) {
-	spec := channels[req.Channel]
-	if spec == nil {
-		ss.sendError(req.ID, CodeUnknownChannel, unknownChannelMessage(req.Channel))
+	ch, ok := protocol.Lookup(req.Channel)
+	if !ok {
+		ss.sendError(req.ID, protocol.CodeUnknownChannel, unknownChannelMessage(req.Channel))
 		return
 	}
-	prefix := spec.name + ":"
+	prefix := ch.Push + ":"
 	var removed []string
-	for key, sub := range ss.subs {
+	for key := range ss.subs {
 		id, ok := strings.CutPrefix(key, prefix)
 		if !ok {
 			continue
 		}
-		if spec.kind == kindMarket && len(req.Symbols) > 0 && !slices.Contains(req.Symbols, id) {
+		if ch.Kind == protocol.KindMarket && len(req.Symbols) > 0 && !slices.Contains(req.Symbols, id) {
 			continue
 		}
-		if spec.kind == kindSignals && req.StrategyID != "" && req.StrategyID != id {
+		if ch.Kind == protocol.KindSignals && req.StrategyID != "" && req.StrategyID != id {
 			continue
 		}
-		ss.srv.hub.Unsubscribe(sub)
-		delete(ss.subs, key)
+		ss.drop(key)
 		removed = append(removed, id)
 	}
 	slices.Sort(removed)
 	data := subscribeData{Status: "success", Channel: req.Channel}
-	switch spec.kind {
-	case kindMarket:
+	switch ch.Kind {
+	case protocol.KindMarket:
 		data.Symbols = removed
 		if data.Symbols == nil {
 			data.Symbols = []string{}
 		}
-	case kindSignals:
+	case protocol.KindSignals:
 		data.StrategyID = req.StrategyID
 	}
-	ss.send(encodeAnswer(&answer{Type: "unsubscribe_response", ID: req.ID, Channel: req.Channel, Data: data}))
-}
-
-// validIdent accepts the user, strategy and symbol ids that may appear in
-// topic keys and envelopes.
-func validIdent(s string) bool {
-	if len(s) == 0 || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.' || c == ':') {
-			return false
-		}
-	}
-	return true
+	ss.send(encodeAnswer(&answer{Type: protocol.AnswerUnsubscribe, ID: req.ID, Channel: req.Channel, Data: data}))
 }

@@ -7,8 +7,8 @@ package kline
 import (
 	"time"
 
-	"github.com/marketcast/marketcast/engine/frame"
 	"github.com/marketcast/marketcast/feed"
+	"github.com/marketcast/marketcast/protocol"
 )
 
 // Interval is a bar length with its channel name.
@@ -17,15 +17,14 @@ type Interval struct {
 	Length  time.Duration
 }
 
-// Intervals are the kline channels of PROTOCOL.md.
-var Intervals = []Interval{
-	{"kline_1m", time.Minute},
-	{"kline_5m", 5 * time.Minute},
-	{"kline_15m", 15 * time.Minute},
-	{"kline_30m", 30 * time.Minute},
-	{"kline_1h", time.Hour},
-	{"kline_1d", 24 * time.Hour},
-}
+// Intervals are the kline channels of the protocol, shortest first.
+var Intervals = func() []Interval {
+	out := make([]Interval, len(protocol.Klines))
+	for i, c := range protocol.Klines {
+		out[i] = Interval{Channel: c.Push, Length: c.Interval}
+	}
+	return out
+}()
 
 // Bars align to China Standard Time (UTC+8), where the exchanges are, so a
 // daily bar is a calendar day in Shanghai.
@@ -118,8 +117,8 @@ func (a *Aggregator) render(i int, closed bool) *feed.Bar {
 		Close:     b.close.String(),
 		Volume:    feed.Decimal{Units: b.volume}.String(),
 		Turnover:  b.turnover.String(),
-		StartTime: string(frame.AppendTime(nil, b.start)),
-		EndTime:   string(frame.AppendTime(nil, b.end)),
+		StartTime: b.start.UTC().Format(protocol.TimeLayout),
+		EndTime:   b.end.UTC().Format(protocol.TimeLayout),
 		Closed:    closed,
 	}
 }

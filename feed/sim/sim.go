@@ -98,18 +98,15 @@ func (s *Sim) Symbols() []string {
 }
 
 // Run publishes ticks, books and bars until ctx ends.
-func (s *Sim) Run(ctx context.Context, pub feed.Publisher) error {
-	for _, c := range s.contracts {
-		pub.AddSymbol(c.symbol)
-	}
+func (s *Sim) Run(ctx context.Context, pub feed.Sink) error {
 	step := min(50*time.Millisecond, time.Duration(float64(time.Second)/s.cfg.Rate))
 	chance := s.cfg.Rate * step.Seconds() // probability a symbol trades in one step
-	emit := func(b *feed.Bar) { _, _ = pub.Publish(feed.BarMessage(b)) }
+	emit := func(b *feed.Bar) { _, _ = pub.Publish(ctx, feed.BarPublication(b)) }
 
 	// Every symbol starts with a full state so snapshots exist at once.
 	now := time.Now()
 	for _, c := range s.contracts {
-		s.trade(c, now, pub, emit)
+		s.trade(ctx, c, now, pub, emit)
 	}
 	ticker := time.NewTicker(step)
 	defer ticker.Stop()
@@ -121,7 +118,7 @@ func (s *Sim) Run(ctx context.Context, pub feed.Publisher) error {
 		}
 		for _, c := range s.contracts {
 			if s.rng.Float64() < chance {
-				s.trade(c, now, pub, emit)
+				s.trade(ctx, c, now, pub, emit)
 			}
 			c.bars.Advance(now, emit)
 		}
@@ -130,7 +127,7 @@ func (s *Sim) Run(ctx context.Context, pub feed.Publisher) error {
 
 // trade moves one contract: a price step on the grid within the limits, a
 // trade volume, a new book; it publishes the tick, the book and the bars.
-func (s *Sim) trade(c *contract, now time.Time, pub feed.Publisher, emit func(*feed.Bar)) {
+func (s *Sim) trade(ctx context.Context, c *contract, now time.Time, pub feed.Sink, emit func(*feed.Bar)) {
 	p := c.p
 	// Prices are multiples of the tick: the settlement is, and so are the
 	// limits once rounded towards it.
@@ -169,7 +166,7 @@ func (s *Sim) trade(c *contract, now time.Time, pub feed.Publisher, emit func(*f
 		Change:        dec(change).String(),
 		ChangePercent: pct.String(),
 	}
-	_, _ = pub.Publish(feed.TickMessage(tick))
+	_, _ = pub.Publish(ctx, feed.TickPublication(tick))
 
 	book := &feed.Depth{Symbol: c.symbol, Levels: s.cfg.Levels}
 	for i := 0; i < s.cfg.Levels; i++ {
@@ -181,7 +178,7 @@ func (s *Sim) trade(c *contract, now time.Time, pub feed.Publisher, emit func(*f
 			book.Asks = append(book.Asks, [2]string{dec(ap).String(), fmt.Sprint(1 + s.rng.IntN(300))})
 		}
 	}
-	_, _ = pub.Publish(feed.DepthMessage(book))
+	_, _ = pub.Publish(ctx, feed.DepthPublication(book))
 
 	c.bars.Tick(now, dec(c.last), c.volume, dec(c.turnover), emit)
 }

@@ -9,26 +9,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/marketcast/marketcast/engine"
+	"github.com/marketcast/marketcast/protocol"
 )
 
 type recorder struct {
-	mu      sync.Mutex
-	msgs    []engine.Message
-	symbols []string
+	mu   sync.Mutex
+	pubs []*protocol.Publication
 }
 
-func (r *recorder) Publish(m engine.Message) (engine.Published, error) {
+func (r *recorder) Publish(_ context.Context, p *protocol.Publication) (uint64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.msgs = append(r.msgs, m)
-	return engine.Published{Topic: m.Topic}, nil
-}
-
-func (r *recorder) AddSymbol(s string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.symbols = append(r.symbols, s)
+	r.pubs = append(r.pubs, p)
+	return uint64(len(r.pubs)), nil
 }
 
 // units parses a decimal string into units of 10^-decimals.
@@ -57,17 +50,14 @@ func TestPricesOnGridWithinLimits(t *testing.T) {
 	if err := s.Run(ctx, &r); err != context.DeadlineExceeded {
 		t.Fatalf("run: %v", err)
 	}
-	if len(r.symbols) != 6 {
-		t.Fatalf("announced %v", r.symbols)
-	}
 	lastVolume := map[string]int64{}
 	ticks := 0
-	for _, m := range r.msgs {
-		if m.Channel != "tick" {
+	for _, m := range r.pubs {
+		if m.Channel != protocol.Tick {
 			continue
 		}
 		ticks++
-		p, _ := ParseSymbol(m.Symbol)
+		p, _ := ParseSymbol(m.ID)
 		var d map[string]string
 		if err := json.Unmarshal(m.Data, &d); err != nil {
 			t.Fatal(err)
@@ -75,22 +65,22 @@ func TestPricesOnGridWithinLimits(t *testing.T) {
 		for _, k := range []string{"last_price", "bid_price", "ask_price"} {
 			u := units(t, d[k], p.Decimals)
 			if u%p.TickUnits != 0 {
-				t.Fatalf("%s %s = %s: off the tick grid", m.Symbol, k, d[k])
+				t.Fatalf("%s %s = %s: off the tick grid", m.ID, k, d[k])
 			}
 		}
 		last := units(t, d["last_price"], p.Decimals)
 		limit := p.BasePrice*(p.LimitPct+1)/100 + 20*p.TickUnits // settlement starts within 20 ticks of base
 		if last < p.BasePrice-limit || last > p.BasePrice+limit {
-			t.Fatalf("%s last %s beyond the daily limit", m.Symbol, d["last_price"])
+			t.Fatalf("%s last %s beyond the daily limit", m.ID, d["last_price"])
 		}
 		if units(t, d["bid_price"], p.Decimals) >= units(t, d["ask_price"], p.Decimals) {
-			t.Fatalf("%s crossed: %v", m.Symbol, d)
+			t.Fatalf("%s crossed: %v", m.ID, d)
 		}
 		v, _ := strconv.ParseInt(d["volume"], 10, 64)
-		if v < lastVolume[m.Symbol] {
-			t.Fatalf("%s volume went down: %d after %d", m.Symbol, v, lastVolume[m.Symbol])
+		if v < lastVolume[m.ID] {
+			t.Fatalf("%s volume went down: %d after %d", m.ID, v, lastVolume[m.ID])
 		}
-		lastVolume[m.Symbol] = v
+		lastVolume[m.ID] = v
 	}
 	if ticks < 100 {
 		t.Fatalf("only %d ticks", ticks)

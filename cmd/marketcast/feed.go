@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/marketcast/marketcast/configs"
+	"github.com/marketcast/marketcast/feed"
+	"github.com/marketcast/marketcast/feed/sim"
+	"github.com/marketcast/marketcast/protocol"
+)
+
+// newSource builds the configured market source; nil means none (market
+// data then comes only from the publish API).
+func newSource(cfg *configs.Config) (feed.Source, error) {
+	switch cfg.Feed.Kind {
+	case "sim":
+		symbols := cfg.Feed.Sim.Symbols
+		if cfg.Feed.Sim.SymbolCount > 0 {
+			symbols = sim.Universe(cfg.Feed.Sim.SymbolCount)
+		}
+		return sim.New(sim.Config{Symbols: symbols, Rate: cfg.Feed.Sim.Rate, Levels: cfg.Feed.Sim.Levels})
+	}
+	return nil, nil
+}
+
+// Restart delays of a failed source.
+const (
+	feedRetryMin = time.Second
+	feedRetryMax = 30 * time.Second
+)
+
+// startFeed runs src into the node's market until ctx ends, restarting it
+// with backoff when it fails, and keeps /readyz honest: ready once the
+// source has produced, not ready while it is down. The channel closes when
+// the feed has stopped.
+func startFeed(ctx context.Context, src feed.Source, n *node, log *slog.Logger) <-chan struct{} {
+	done := make(chan struct{})
+	if src == nil {
+		n.srv.SetFeedReady(true) // nothing to wait for
+		log.Info("no built-in feed: market data comes from the publish API")
+		close(done)
+		return done
+	}
+	if err := n.market.AddSymbols(src.Symbols()); err != nil {
+		log.Error("feed symbols do not fit the catalogue", "err", err)
+	}
+	go func() {
+		defer close(done)
+		r := &feedRunner{sink: n.market, setReady: n.srv.SetFeedReady}
+		retry := feedRetryMin
+		for {
+			log.Info("feed started", "source", describe(src), "symbols", len(src.Symbols()))
+			err := src.Run(ctx, r)
+			if ctx.Err() != nil {
+				return
+			}
+			r.down()
+			log.Error("feed stopped; restarting", "err", err, "in", retry)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(retry):
+			}
+			retry = min(2*retry, feedRetryMax)
+		}
+	}()
+	return done
+}
+
+func describe(src feed.Source) string {
+	if _, ok := src.(*sim.Sim); ok {
+		return "sim"
+	}
+	return "custom"
+}
+
+// feedRunner passes a source's publications to the market and reports the
+// feed ready once it produces.
+type feedRunner struct {
+	sink     feed.Sink
+	setReady func(bool)
+	up       atomic.Bool
+}
+
+func (r *feedRunner) Publish(ctx context.Context, p *protocol.Publication) (uint64, error) {
+	if !r.up.Load() && r.up.CompareAndSwap(false, true) {
+		r.setReady(true)
+	}
+	return r.sink.Publish(ctx, p)
+}
+
+func (r *feedRunner) down() {
+	r.up.Store(false)
+	r.setReady(false)
+}
+
+var _ feed.Sink = (*feedRunner)(nil)

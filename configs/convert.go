@@ -1,0 +1,68 @@
+package configs
+
+import (
+	"time"
+
+	"github.com/marketcast/marketcast/engine"
+	"github.com/marketcast/marketcast/engine/gateway"
+)
+
+// Settings too internal for the file: named here, their one home.
+const (
+	// hubShards: topic registry shards; 64 keeps lock contention negligible
+	// on any core count this server meets.
+	hubShards = 64
+	// replayPage: events a resume reads from the broker at a time.
+	replayPage = 256
+	// topicLinger: how long a private topic nobody holds stays watched
+	// before the node forgets it (a reconnect storm then costs no churn).
+	topicLinger = 30 * time.Second
+	// subscribeTimeout bounds the broker reads of one subscribe.
+	subscribeTimeout = 10 * time.Second
+)
+
+// Default returns the embedded default configuration, with no environment
+// applied. Tests use it to run the production defaults.
+func Default() *Config {
+	c, err := Load("", func(string) string { return "" })
+	if err != nil {
+		panic("configs: the embedded default does not load: " + err.Error())
+	}
+	return c
+}
+
+// Engine is the hub's configuration.
+func (c *Config) Engine() engine.Config {
+	return engine.Config{
+		Shards:           hubShards,
+		DeflateThreshold: c.Delivery.DeflateThreshold,
+		MaxPendingBytes:  c.Delivery.MaxPendingBytes,
+		WriteTimeout:     c.Delivery.WriteTimeout.Duration,
+		FlushDelay:       c.Delivery.FlushDelay.Duration,
+		Linger:           topicLinger,
+		ReplayPage:       replayPage,
+	}
+}
+
+// HistoryLimits bound each private topic's history.
+func (c *Config) HistoryLimits() engine.HistoryLimits {
+	return engine.HistoryLimits{Size: c.History.Size, TTL: c.History.TTL.Duration, MaxBytes: c.History.MaxBytes}
+}
+
+// Gateway is the gateway's configuration, without the development token
+// and the demo page, which the server wires itself.
+func (c *Config) Gateway() gateway.Config {
+	return gateway.Config{
+		MaxSubscriptions: c.Limits.MaxSubscriptions,
+		MaxFrameBytes:    c.Limits.MaxFrameBytes,
+		RatePerMinute:    c.Limits.RatePerMinute,
+		RateBurst:        c.Limits.RateBurst,
+		RateStrikes:      c.Limits.RateStrikes,
+		AuthTimeout:      c.Auth.Timeout.Duration,
+		PingInterval:     c.Keepalive.PingInterval.Duration,
+		DisableDeflate:   !c.Delivery.Deflate,
+		MaxPublishBody:   c.Limits.MaxPublishBody,
+		MaxMessageBytes:  c.Limits.MaxMessageBytes,
+		SubscribeTimeout: subscribeTimeout,
+	}
+}

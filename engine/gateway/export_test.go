@@ -1,0 +1,8 @@
+package gateway
+
+// SetTestHookOnMessage installs f to run on every client message inside the
+// read loop, and returns a function that removes it.
+func SetTestHookOnMessage(f func(b []byte)) (restore func()) {
+	testHookOnMessage = f
+	return func() { testHookOnMessage = nil }
+}

@@ -1,0 +1,382 @@
+package engine
+
+import (
+	"net"
+	"sync"
+	"time"
+
+	"github.com/marketcast/marketcast/engine/frame"
+	"github.com/marketcast/marketcast/protocol"
+)
+
+const (
+	closeSlowConsumer   = protocol.CloseSlowConsumer
+	closeResumeRequired = protocol.CloseResumeRequired
+)
+
+// Outbox is the outbound side of one connection: a bounded queue of shared
+// frames and an on-demand flusher that writes them, many per writev.
+//
+// A conflatable frame (tick, book, forming bar) replaces the frame of the
+// same subscription still waiting in the queue, so market data never builds
+// a backlog: at most one pending frame per subscribed topic, and it never
+// counts against MaxPendingBytes. Everything else (reliable events, closed
+// bars, answers) appends and counts; past MaxPendingBytes the connection is
+// closed as a slow consumer (4008) and the client resumes from history.
+// Nothing is dropped silently.
+//
+// No goroutine exists while the queue is empty: enqueue starts a flusher
+// when the queue turns non-empty and the flusher exits once it drains. The
+// flusher also streams the replay of resuming subscriptions from the broker
+// while the queue has room (Hub.refill).
+type Outbox struct {
+	hub     *Hub
+	conn    net.Conn
+	deflate bool
+
+	mu        sync.Mutex
+	queue     []entry
+	spare     []entry // the flusher's last batch, reused
+	gen       uint64  // bumped whenever queue is handed to the flusher
+	bytes     int     // bytes of queued frames that cannot be conflated
+	conflated int     // replacements since the last flush, for metrics
+	catchup   []*Subscription
+	flushing  bool
+	state     outboxState
+	closeCode uint16
+
+	iov      net.Buffers // owned by the running flusher
+	deadline time.Time   // the write deadline set last, owned by the flusher
+}
+
+type outboxState uint8
+
+const (
+	stateOpen    outboxState = iota
+	stateClosing             // a close frame is queued; nothing more is accepted
+	stateClosed              // the connection is closed
+)
+
+type entry struct {
+	b           []byte
+	sub         *Subscription
+	at          time.Time // when the engine accepted the event; zero for answers and replays
+	counted     bool      // counted in Outbox.bytes
+	replaceable bool      // a newer frame of sub may take its place
+	close       bool      // close the connection once this frame is written
+}
+
+// NewOutbox returns the outbound side of conn. deflate says whether the
+// peer negotiated permessage-deflate.
+func (h *Hub) NewOutbox(conn net.Conn, deflate bool) *Outbox {
+	return &Outbox{hub: h, conn: conn, deflate: deflate}
+}
+
+// enqueue queues one live event frame for sub.
+func (o *Outbox) enqueue(sub *Subscription, b []byte, mode Mode, ev *Event) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.state != stateOpen {
+		return
+	}
+	if mode == Conflated && sub.pendGen == o.gen && sub.pendIdx >= 0 {
+		if e := &o.queue[sub.pendIdx]; e.replaceable {
+			e.b = b
+			if ev.final { // a closed bar is never replaced, and counts
+				e.replaceable, e.counted = false, true
+				o.bytes += len(b)
+			}
+			// e.at keeps the older time: lag is measured from the first
+			// event the subscriber was owed.
+			o.conflated++
+			return
+		}
+	}
+	replaceable := mode == Conflated && !ev.final
+	o.appendLocked(entry{b: b, sub: sub, at: ev.env.Timestamp, replaceable: replaceable, counted: !replaceable})
+}
+
+// enqueueSnapshot queues the state a subscription starts with. It is never
+// replaced (the client must see it marked as a snapshot); a market
+// snapshot does not count against the budget, being one frame per topic.
+func (o *Outbox) enqueueSnapshot(sub *Subscription, b []byte, mode Mode, ev *Event) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.state == stateOpen {
+		// Old by nature: no lag sample.
+		o.appendLocked(entry{b: b, sub: sub, counted: mode == Reliable || ev.final})
+	}
+}
+
+// enqueueReplay queues one replayed event of a resume; false means the
+// outbox no longer accepts frames.
+func (o *Outbox) enqueueReplay(sub *Subscription, b []byte, ev *Event) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.state != stateOpen {
+		return false
+	}
+	o.appendLocked(entry{b: b, sub: sub, counted: true}) // old by nature: no lag sample
+	return o.state == stateOpen
+}
+
+// roomForReplay reports whether a resume may queue more: replays fill at
+// most half the budget, so live events keep room beside them.
+func (o *Outbox) roomForReplay() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.state == stateOpen && o.bytes < o.hub.cfg.MaxPendingBytes/2
+}
+
+// appendLocked queues e, closing the outbox as a slow consumer when a
+// counted frame would pass the budget. o.mu is held on entry.
+func (o *Outbox) appendLocked(e entry) {
+	if e.counted {
+		if o.bytes+len(e.b) > o.hub.cfg.MaxPendingBytes {
+			o.closeLocked(closeSlowConsumer, "slow consumer")
+			o.hub.metrics.slowConsumers.Inc()
+			return
+		}
+		o.bytes += len(e.b)
+	}
+	o.queue = append(o.queue, e)
+	if e.replaceable {
+		e.sub.pendGen, e.sub.pendIdx = o.gen, len(o.queue)-1
+	}
+	o.kickLocked()
+}
+
+// addCatchup makes the flusher stream sub's replay.
+func (o *Outbox) addCatchup(sub *Subscription) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.state != stateOpen {
+		return
+	}
+	o.catchup = append(o.catchup, sub)
+	o.kickLocked()
+}
+
+// Send queues a frame that belongs to this connection alone (an answer, a
+// pong, a ping). It is never conflated and counts against the budget like
+// any unconflatable frame; client requests are rate limited as well.
+func (o *Outbox) Send(b []byte) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.state != stateOpen {
+		return
+	}
+	o.appendLocked(entry{b: b, counted: true})
+}
+
+// Close queues a close frame with code and reason after what is already
+// queued (a slow consumer's backlog is dropped first), then closes the
+// connection once it is written. Further frames are refused.
+func (o *Outbox) Close(code uint16, reason string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.closeLocked(code, reason)
+}
+
+// closeLocked implements Close. o.mu is held on entry.
+func (o *Outbox) closeLocked(code uint16, reason string) {
+	if o.state != stateOpen {
+		return
+	}
+	o.state = stateClosing
+	o.closeCode = code
+	o.catchup = nil
+	if code == closeSlowConsumer {
+		clear(o.queue)
+		o.queue = o.queue[:0]
+		o.bytes = 0
+		o.gen++
+	}
+	o.queue = append(o.queue, entry{b: frame.Close(code, reason), close: true})
+	// A flusher blocked on a peer that reads nothing gives up after the
+	// write timeout; the backlog is already dropped, so memory stays bounded.
+	o.kickLocked()
+}
+
+// CloseCode is the code of the close frame queued by Close, or 0.
+func (o *Outbox) CloseCode() uint16 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.closeCode
+}
+
+// Detach drops everything queued and refuses further frames. The gateway
+// calls it when the connection is gone.
+func (o *Outbox) Detach() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.state = stateClosed
+	clear(o.queue)
+	o.queue = o.queue[:0]
+	o.catchup = nil
+	o.bytes = 0
+	o.gen++
+}
+
+// Pending returns how many frames and counted bytes are queued.
+func (o *Outbox) Pending() (frames, bytes int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.queue), o.bytes
+}
+
+// kickLocked starts a flusher if none runs, at once or after the hub's
+// flush delay. o.mu is held on entry.
+func (o *Outbox) kickLocked() {
+	if !o.flushing && (len(o.queue) > 0 || len(o.catchup) > 0) {
+		o.flushing = true
+		if o.hub.delayed.delay > 0 {
+			o.hub.delayed.add(o)
+			return
+		}
+		go o.flush()
+	}
+}
+
+// delayedFlushes starts the flushers of every outbox kicked during one
+// delay window together, from one timer, so a flush delay costs a timer per
+// window rather than one per connection.
+type delayedFlushes struct {
+	delay   time.Duration
+	mu      sync.Mutex
+	pending []*Outbox
+	armed   bool
+}
+
+func (d *delayedFlushes) add(o *Outbox) {
+	d.mu.Lock()
+	d.pending = append(d.pending, o)
+	if !d.armed {
+		d.armed = true
+		time.AfterFunc(d.delay, d.fire)
+	}
+	d.mu.Unlock()
+}
+
+func (d *delayedFlushes) fire() {
+	d.mu.Lock()
+	due := d.pending
+	d.pending, d.armed = nil, false
+	d.mu.Unlock()
+	for _, o := range due {
+		go o.flush()
+	}
+}
+
+// refillCatchup lets each resuming subscription queue more of its replay
+// while there is room. It runs on the flusher, with no lock held.
+func (o *Outbox) refillCatchup() {
+	for {
+		o.mu.Lock()
+		if len(o.catchup) == 0 || o.state != stateOpen || o.bytes >= o.hub.cfg.MaxPendingBytes/2 {
+			o.mu.Unlock()
+			return
+		}
+		sub := o.catchup[0]
+		o.mu.Unlock()
+		done := o.hub.refill(sub)
+		o.mu.Lock()
+		if done && len(o.catchup) > 0 && o.catchup[0] == sub {
+			o.catchup = o.catchup[1:]
+		}
+		o.mu.Unlock()
+		if !done {
+			return // out of room: the next batch's write makes some
+		}
+	}
+}
+
+// flush writes batches until the queue is empty, then exits.
+func (o *Outbox) flush() {
+	m := o.hub.metrics
+	for {
+		o.refillCatchup()
+		o.mu.Lock()
+		if len(o.queue) == 0 || o.state == stateClosed {
+			o.flushing = false
+			o.mu.Unlock()
+			return
+		}
+		batch := o.queue
+		o.queue, o.spare = o.spare[:0], nil
+		o.gen++
+		o.bytes = 0
+		conflated := o.conflated
+		o.conflated = 0
+		o.mu.Unlock()
+
+		iov := o.iov[:0]
+		var (
+			n, size  int
+			oldest   time.Time
+			closeNow bool
+		)
+		for i := range batch {
+			e := &batch[i]
+			iov = append(iov, e.b)
+			size += len(e.b)
+			if e.sub != nil {
+				n++
+				if !e.at.IsZero() && (oldest.IsZero() || e.at.Before(oldest)) {
+					oldest = e.at
+				}
+			}
+			if e.close {
+				closeNow = true
+				break // nothing goes after a close frame
+			}
+		}
+		// WriteTo consumes its receiver (it advances the slice as it
+		// writes), so keep our own header of the backing array first.
+		o.iov = iov[:0]
+		// Moving the deadline costs a runtime timer update per write; a
+		// deadline still at least half the timeout away is good enough.
+		now := time.Now()
+		if o.deadline.Sub(now) < o.hub.cfg.WriteTimeout/2 {
+			o.deadline = now.Add(o.hub.cfg.WriteTimeout)
+			_ = o.conn.SetWriteDeadline(o.deadline)
+		}
+		_, err := iov.WriteTo(o.conn)
+		o.recordFlush(len(batch), n, size, conflated, oldest)
+		clear(batch)
+		clear(o.iov[:cap(o.iov)])
+
+		if err != nil || closeNow {
+			if err != nil {
+				m.writeErrors.Inc()
+			}
+			_ = o.conn.Close()
+			o.mu.Lock()
+			o.state = stateClosed
+			o.flushing = false
+			clear(o.queue)
+			o.queue = o.queue[:0]
+			o.catchup = nil
+			o.mu.Unlock()
+			return
+		}
+		o.mu.Lock()
+		o.spare = batch[:0]
+		o.mu.Unlock()
+	}
+}
+
+// recordFlush updates the metrics of one write: per flush, never per frame.
+func (o *Outbox) recordFlush(frames, deliveries, size, conflated int, oldest time.Time) {
+	m := o.hub.metrics
+	m.framesOut.Add(frames)
+	m.delivered.Add(deliveries)
+	m.bytesOut.Add(size)
+	m.batchSize.Update(float64(frames))
+	if conflated > 0 {
+		m.conflated.Add(conflated)
+	}
+	if !oldest.IsZero() {
+		m.lag.UpdateDuration(oldest)
+	}
+}

@@ -1,0 +1,82 @@
+package protocol
+
+// Request types (client → server).
+const (
+	RequestAuth        = "auth"
+	RequestSubscribe   = "subscribe"
+	RequestUnsubscribe = "unsubscribe"
+	RequestPing        = "ping"
+)
+
+// Answer types (server → client, in reply to a request).
+const (
+	AnswerAuth        = "auth_response"
+	AnswerSubscribe   = "subscribe_response"
+	AnswerUnsubscribe = "unsubscribe_response"
+	AnswerPong        = "pong"
+	AnswerError       = "error"
+)
+
+// Push types (server → client, data messages).
+const (
+	TypeMarketData     = "market_data"
+	TypeDepth          = "depth"
+	TypeKline          = "kline"
+	TypeOrderUpdate    = "order_update"
+	TypePositionUpdate = "position_update"
+	TypeAccountUpdate  = "account_update"
+	TypeRiskAlert      = "risk_alert"
+	TypeSystemNotice   = "system_notice"
+	TypeStrategySignal = "strategy_signal"
+)
+
+// Permissions a token may carry.
+const (
+	PermReadMarketData = "read:market_data"
+	PermReadSignals    = "read:signals"
+	PermPublish        = "publish"
+)
+
+// Error codes of error answers and publish API errors.
+const (
+	CodeInvalidJSON          = "INVALID_JSON"
+	CodeInvalidMessage       = "INVALID_MESSAGE"
+	CodeUnknownType          = "UNKNOWN_TYPE"
+	CodeUnknownChannel       = "UNKNOWN_CHANNEL"
+	CodeUnknownSymbol        = "UNKNOWN_SYMBOL"
+	CodeUnknownField         = "UNKNOWN_FIELD"
+	CodeNotAuthenticated     = "NOT_AUTHENTICATED"
+	CodeForbidden            = "FORBIDDEN"
+	CodeRateLimited          = "RATE_LIMITED"
+	CodeTooManySubscriptions = "TOO_MANY_SUBSCRIPTIONS"
+	CodeAuthFailed           = "AUTH_FAILED"
+	CodeTokenExpired         = "TOKEN_EXPIRED"
+	CodeUnavailable          = "UNAVAILABLE"
+	CodeInternal             = "INTERNAL"
+)
+
+// Close codes.
+const (
+	CloseNormal      uint16 = 1000
+	CloseGoingAway   uint16 = 1001
+	CloseProtocol    uint16 = 1002
+	CloseUnsupported uint16 = 1003
+	CloseTooLarge    uint16 = 1009
+	// CloseAuthFailed: authentication missing, invalid or timed out.
+	CloseAuthFailed uint16 = 4001
+	// CloseTokenExpired: the token expired while connected.
+	CloseTokenExpired uint16 = 4002
+	// CloseSlowConsumer: unconflatable messages piled up past the limit;
+	// reconnect and resume.
+	CloseSlowConsumer uint16 = 4008
+	// CloseResumeRequired: a reliable stream this connection follows lost
+	// its continuity (its store was reset, or a live message was lost and
+	// history no longer holds it); reconnect and resubscribe with since and
+	// epoch, which answers recovered:false where data was lost.
+	CloseResumeRequired uint16 = 4009
+	// CloseRateLimited: rate-limited messages kept coming.
+	CloseRateLimited uint16 = 4029
+)
+
+// TimeLayout is every wire timestamp: RFC 3339, UTC, milliseconds, Z suffix.
+const TimeLayout = "2006-01-02T15:04:05.000Z07:00"

@@ -1,0 +1,138 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// Item is one message as a publisher sends it: an element of a publish API
+// body, or a market message from a collector (channel and symbol then come
+// from its NATS subject).
+type Item struct {
+	Channel    string          `json:"channel"`
+	Type       string          `json:"type,omitempty"`
+	UserID     json.RawMessage `json:"user_id,omitempty"` // a string or an integer
+	StrategyID string          `json:"strategy_id,omitempty"`
+	Symbol     string          `json:"symbol,omitempty"`
+	Data       json.RawMessage `json:"data"`
+}
+
+// Publication is a validated item, ready to publish.
+type Publication struct {
+	Channel *Channel
+	// ID is the topic's identity: a symbol, a user id, a strategy id, or
+	// BroadcastID for a system notice to every user.
+	ID string
+	// Type is the pushed envelope type.
+	Type string
+	// Data is the message's data: a compact JSON object.
+	Data []byte
+	// Final marks a bar's closing message, which conflation never replaces.
+	Final bool
+}
+
+// Topic is the publication's topic key.
+func (p *Publication) Topic() string { return TopicKey(p.Channel, p.ID) }
+
+// Broadcast reports whether p is a system notice to every user.
+func (p *Publication) Broadcast() bool { return p.ID == BroadcastID }
+
+// Validate checks an item against the publish contract and builds its
+// publication. maxData bounds the data object's size in bytes. The error
+// says what is wrong in words a publisher can act on.
+func Validate(it *Item, maxData int) (*Publication, error) {
+	if it.Channel == "" {
+		return nil, errors.New("missing channel")
+	}
+	c, ok := Lookup(it.Channel)
+	if !ok {
+		return nil, fmt.Errorf("unknown channel %q", it.Channel)
+	}
+	data := bytes.TrimSpace(it.Data)
+	if len(data) == 0 || data[0] != '{' {
+		return nil, fmt.Errorf("channel %s: data must be a JSON object", it.Channel)
+	}
+	if len(data) > maxData {
+		return nil, fmt.Errorf("channel %s: data is %d bytes; at most %d", it.Channel, len(data), maxData)
+	}
+	var compact bytes.Buffer
+	compact.Grow(len(data))
+	if err := json.Compact(&compact, data); err != nil {
+		return nil, fmt.Errorf("channel %s: data: %v", it.Channel, err)
+	}
+	p := &Publication{Channel: c, Type: c.Type, Data: compact.Bytes()}
+	if it.Type != "" {
+		if c != Notifications {
+			return nil, fmt.Errorf("channel %s: type cannot be overridden (only notifications take a type)", it.Channel)
+		}
+		if !ValidSymbol(it.Type) || len(it.Type) > 64 {
+			return nil, fmt.Errorf("invalid type %q: want letters, digits, _ and -", it.Type)
+		}
+	}
+	switch c.Kind {
+	case KindMarket:
+		if !ValidSymbol(it.Symbol) {
+			return nil, fmt.Errorf("channel %s: missing or invalid symbol %q (want tokens of A-Z a-z 0-9 _ - joined by dots)", it.Channel, it.Symbol)
+		}
+		p.ID = it.Symbol
+		if c.Kline() {
+			var bar struct {
+				Closed bool `json:"closed"`
+			}
+			if err := json.Unmarshal(p.Data, &bar); err != nil {
+				return nil, fmt.Errorf("channel %s: closed must be true or false", it.Channel)
+			}
+			p.Final = bar.Closed
+		}
+		return p, nil
+	case KindSignals:
+		if !ValidID(it.StrategyID) {
+			return nil, fmt.Errorf("channel %s: missing or invalid strategy_id", it.Channel)
+		}
+		p.ID = it.StrategyID
+		return p, nil
+	}
+	uid, ok := ParseUserID(it.UserID)
+	if !ok || uid != "" && !ValidID(uid) {
+		return nil, fmt.Errorf("channel %s: user_id must be a string or an integer id (1-%d bytes of printable UTF-8)", it.Channel, MaxIDBytes)
+	}
+	if uid == "" {
+		if c != Notifications {
+			return nil, fmt.Errorf("channel %s: missing user_id", it.Channel)
+		}
+		p.ID, p.Type = BroadcastID, TypeSystemNotice
+	} else {
+		p.ID = uid
+	}
+	if it.Type != "" {
+		p.Type = it.Type
+	}
+	return p, nil
+}
+
+// ParseUserID reads a user_id given as a JSON string or integer ("" when
+// absent or null); ok is false for any other JSON.
+func ParseUserID(raw json.RawMessage) (id string, ok bool) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", true
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s, true
+	}
+	var n json.Number
+	if json.Unmarshal(raw, &n) == nil {
+		if _, err := strconv.ParseInt(string(n), 10, 64); err == nil {
+			return string(n), true
+		}
+	}
+	return "", false
+}
+
+// ErrRejected marks a valid publication that a limit refused (a full symbol
+// catalogue, say); the error's text names the limit.
+var ErrRejected = errors.New("rejected")

@@ -13,6 +13,10 @@ export interface Envelope<T = Record<string, unknown>> {
   data: T;
   timestamp: string;
   sequence: number;
+  /** Reliable topics: the run of the topic's sequence this message belongs to. */
+  epoch?: string;
+  /** A system notice of the broadcast stream every user shares. */
+  broadcast?: boolean;
   snapshot?: boolean;
 }
 
@@ -43,7 +47,18 @@ export interface SubscribeOptions {
   fields?: string[];
   user_id?: string | number;
   strategy_id?: string;
+  /** Resume after this sequence (the client sends it itself after a reconnect). */
   since?: number;
+  /** The run since was seen in. */
+  epoch?: string;
+  broadcast_since?: number;
+  broadcast_epoch?: string;
+}
+
+export interface StreamPosition {
+  epoch: string;
+  sequence: number;
+  recovered?: boolean;
 }
 
 export interface SubscribeResult {
@@ -53,7 +68,25 @@ export interface SubscribeResult {
   fields?: string[];
   user_id?: string;
   strategy_id?: string;
+  /** Reliable channels: the stream's epoch and last sequence when subscribed. */
+  epoch?: string;
+  sequence?: number;
   recovered?: boolean;
+  /** notifications: the broadcast stream's position. */
+  broadcast?: StreamPosition;
+}
+
+/** Payload of 'resumed' and 'resume_failed'. */
+export interface ResumeEvent {
+  channel: string;
+  topic: string;
+  since: number;
+  epoch?: string;
+  recovered: boolean;
+  current_epoch: string;
+  sequence: number;
+  /** resume_failed only: 'epoch' (a new run) or 'history' (no longer held). */
+  reason?: 'epoch' | 'history';
 }
 
 export interface ClientOptions {
@@ -75,6 +108,13 @@ export interface ClientOptions {
 }
 
 export const PRIVATE_CHANNELS: Set<string>;
+export const RELIABLE_CHANNELS: Set<string>;
+export const CHANNELS: Readonly<Record<string, { push: string; type: string; kind: 'market' | 'private' | 'signals'; snapshot: boolean; reliable: boolean }>>;
+export const CLOSE: Readonly<Record<string, number>>;
+export const ERROR: Readonly<Record<string, string>>;
+export const TYPE: Readonly<Record<string, string>>;
+export const TICK_FIELDS: readonly string[];
+export const BROADCAST_ID: string;
 
 export class MarketcastError extends Error {
   code: string;
@@ -98,6 +138,7 @@ export class MarketcastClient {
   once(event: string, handler: Handler): () => void;
   off(event: string, handler: Handler): void;
   lastSequence(topicKey: string): number | undefined;
+  position(topicKey: string): { sequence: number; epoch?: string } | undefined;
   close(): void;
 }
 

@@ -2,15 +2,16 @@
 // Node (native WebSocket). It authenticates, subscribes, dispatches messages
 // by type and channel, keeps the connection alive, reconnects with
 // exponential backoff and jitter, resubscribes, resumes private channels
-// from the last sequence it saw, detects sequence gaps and refreshes its
-// token before it expires. Protocol: docs/PROTOCOL.md.
+// from the last {epoch, sequence} it saw, detects sequence gaps and
+// refreshes its token before it expires. Protocol: docs/PROTOCOL.md; the
+// names it uses come from protocol.js, generated from the server's own.
 
-/** Channels whose messages are never conflated: resumable with `since`. */
-export const PRIVATE_CHANNELS = new Set(['orders', 'positions', 'account', 'notifications', 'strategy_signals']);
+import { CHANNELS, RELIABLE_CHANNELS, CLOSE, BROADCAST_ID } from './protocol.js';
 
-/** Close codes after which reconnecting cannot help without a new token. */
-const AUTH_CLOSE = 4001;
-const NORMAL_CLOSE = 1000;
+export { CHANNELS, RELIABLE_CHANNELS, CLOSE, ERROR, TYPE, TICK_FIELDS, BROADCAST_ID } from './protocol.js';
+
+/** Channels resumable with since and epoch (the name of earlier versions). */
+export const PRIVATE_CHANNELS = RELIABLE_CHANNELS;
 
 /** An error answered by the server: `code` is the protocol's error code. */
 export class MarketcastError extends Error {
@@ -34,15 +35,17 @@ export function backoffDelay(attempt, { initialDelay = 500, maxDelay = 30000, fa
 
 /** The push channel a subscribe channel delivers on. */
 function pushChannel(channel) {
-  if (channel === 'market_data') return 'tick';
-  if (channel === 'strategy_signals') return 'signals';
-  return channel;
+  return CHANNELS[channel] ? CHANNELS[channel].push : channel;
 }
+
+/** The key of the broadcast notifications stream. */
+const BROADCAST_KEY = `notifications:${BROADCAST_ID}`;
 
 /** The sequence-tracking key of a pushed message. */
 function topicKey(msg) {
   if (msg.symbol) return `${msg.channel}:${msg.symbol}`;
   if (msg.strategy_id) return `${msg.channel}:${msg.strategy_id}`;
+  if (msg.broadcast) return `${msg.channel}:${BROADCAST_ID}`;
   return msg.channel;
 }
 
@@ -76,7 +79,7 @@ export class MarketcastClient {
     this.handlers = new Map();
     this.pending = new Map(); // request id → {resolve, reject, timer}
     this.subscriptions = new Map(); // key → {channel, options}
-    this.sequences = new Map(); // topic key → last sequence seen
+    this.streams = new Map(); // topic key → {sequence, epoch} last seen
     this.attempt = 0;
     this.nextId = 1;
     this.timers = { heartbeat: null, pong: null, refresh: null, reconnect: null };
@@ -250,7 +253,7 @@ export class MarketcastClient {
       this.state = 'closed';
       return;
     }
-    if (ev.code === AUTH_CLOSE && !this.options.getToken) {
+    if (ev.code === CLOSE.AUTH_FAILED && !this.options.getToken) {
       // The same token will fail again.
       this.state = 'closed';
       this.emit('error', new MarketcastError('AUTH_FAILED', 'authentication failed; not reconnecting without getToken'));
@@ -285,7 +288,7 @@ export class MarketcastClient {
     clearTimeout(this.timers.reconnect);
     clearTimeout(this.timers.refresh);
     this.stopHeartbeat();
-    if (this.ws && this.ws.readyState <= 1) this.ws.close(NORMAL_CLOSE, 'client closed');
+    if (this.ws && this.ws.readyState <= 1) this.ws.close(CLOSE.NORMAL, 'client closed');
   }
 
   // ---- requests -----------------------------------------------------------
@@ -334,23 +337,52 @@ export class MarketcastClient {
 
   async sendSubscribe(channel, options) {
     const msg = { type: 'subscribe', channel, ...options };
-    if (PRIVATE_CHANNELS.has(channel) && msg.since === undefined) {
-      const seq = this.sequences.get(this.privateKey(channel, options));
-      if (seq !== undefined) msg.since = seq;
+    const reliable = RELIABLE_CHANNELS.has(channel);
+    const key = this.privateKey(channel, options);
+    const broadcast = pushChannel(channel) === 'notifications';
+    if (reliable && msg.since === undefined) {
+      // Resume where this client stands: the sequence and the run (epoch)
+      // it was seen in, so a restarted stream cannot pass for the old one.
+      const pos = this.streams.get(key);
+      if (pos) Object.assign(msg, { since: pos.sequence, epoch: pos.epoch });
+      const bpos = broadcast && this.streams.get(BROADCAST_KEY);
+      if (bpos) Object.assign(msg, { broadcast_since: bpos.sequence, broadcast_epoch: bpos.epoch });
     }
     const res = await this.request(msg);
     if (res.type === 'error') throw new MarketcastError(res.data.code, res.data.message);
-    if (msg.since !== undefined) {
-      const detail = { channel, since: msg.since, recovered: res.data.recovered };
-      this.emit(res.data.recovered ? 'resumed' : 'resume_failed', detail);
-      if (!res.data.recovered) this.sequences.delete(this.privateKey(channel, options));
+    if (reliable) {
+      this.settle(channel, key, msg.since, msg.epoch, res.data.recovered, res.data.epoch, res.data.sequence);
+      const b = res.data.broadcast;
+      if (b) this.settle(channel, BROADCAST_KEY, msg.broadcast_since, msg.broadcast_epoch, b.recovered, b.epoch, b.sequence);
     }
     return res.data;
   }
 
+  /**
+   * Records where a reliable stream stands after a subscribe answer and
+   * reports the outcome of a resume: `resumed` (the replay follows), or
+   * `resume_failed` (history no longer reaches back, or the stream is a new
+   * run: refetch that state elsewhere; tracking restarts at the stream's
+   * current position).
+   */
+  settle(channel, topic, since, epoch, recovered, currentEpoch, sequence) {
+    if (since === undefined) {
+      this.streams.set(topic, { sequence, epoch: currentEpoch });
+      return;
+    }
+    const detail = { channel, topic, since, epoch, recovered: !!recovered, current_epoch: currentEpoch, sequence };
+    if (recovered) {
+      this.emit('resumed', detail);
+      return;
+    }
+    detail.reason = epoch && epoch !== currentEpoch ? 'epoch' : 'history';
+    this.streams.set(topic, { sequence, epoch: currentEpoch });
+    this.emit('resume_failed', detail);
+  }
+
   privateKey(channel, options) {
     const ch = pushChannel(channel);
-    return channel === 'strategy_signals' ? `${ch}:${options.strategy_id}` : ch;
+    return CHANNELS[channel] && CHANNELS[channel].kind === 'signals' ? `${ch}:${options.strategy_id}` : ch;
   }
 
   async unsubscribe(channel, options = {}) {
@@ -398,30 +430,54 @@ export class MarketcastClient {
     if (msg.channel && msg.channel !== msg.type) this.emit(msg.channel, msg.data, msg);
   }
 
-  /** Records the sequence of a pushed message and reports gaps on private topics. */
+  /**
+   * Records the position of a pushed message and reports, on reliable
+   * topics, gaps, duplicates and a change of run (epoch).
+   */
   track(msg) {
     const key = topicKey(msg);
-    const last = this.sequences.get(key);
+    const pos = this.streams.get(key);
     const reliable = !msg.symbol; // market topics conflate: skipped numbers are normal
-    if (last !== undefined && msg.sequence <= last) {
-      if (msg.snapshot) {
-        this.sequences.set(key, msg.sequence);
-      } else if (reliable) {
-        this.emit('duplicate', { topic: key, sequence: msg.sequence, last });
-      } else {
-        this.sequences.set(key, msg.sequence); // a restarted server: numbering starts again
+    const at = { sequence: msg.sequence, epoch: msg.epoch };
+    if (pos === undefined || msg.snapshot) {
+      this.streams.set(key, at);
+      return;
+    }
+    if (reliable && msg.epoch !== undefined && pos.epoch !== msg.epoch) {
+      // Another run of the stream. Before anything was seen it only names
+      // the run that has now begun; after, what the old run still owed
+      // may be lost.
+      this.streams.set(key, at);
+      if (pos.sequence > 0) {
+        this.emit('resume_failed', { channel: msg.channel, topic: key, since: pos.sequence, epoch: pos.epoch,
+          recovered: false, current_epoch: msg.epoch, sequence: msg.sequence, reason: 'epoch' });
       }
       return;
     }
-    if (reliable && last !== undefined && msg.sequence > last + 1 && !msg.snapshot) {
-      this.emit('gap', { topic: key, expected: last + 1, got: msg.sequence });
+    if (msg.sequence <= pos.sequence) {
+      if (reliable) {
+        this.emit('duplicate', { topic: key, sequence: msg.sequence, last: pos.sequence });
+      } else {
+        this.streams.set(key, at); // a restarted server: numbering starts again
+      }
+      return;
     }
-    this.sequences.set(key, msg.sequence);
+    if (reliable && msg.sequence > pos.sequence + 1) {
+      this.emit('gap', { topic: key, expected: pos.sequence + 1, got: msg.sequence });
+    }
+    this.streams.set(key, at);
   }
 
   /** The last sequence seen on a topic key such as 'orders' or 'tick:SHFE.rb2405'. */
   lastSequence(key) {
-    return this.sequences.get(key);
+    const pos = this.streams.get(key);
+    return pos && pos.sequence;
+  }
+
+  /** The last {sequence, epoch} seen on a topic key ('orders', 'notifications:*'…). */
+  position(key) {
+    const pos = this.streams.get(key);
+    return pos && { ...pos };
   }
 }
 

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -318,4 +320,126 @@ func TestTokenCommand(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	_ = os.WriteFile(bad, []byte("limits:\n  max_subscriptions: 0\n"), 0o600)
 	f("limits.max_subscriptions: want > 0, got 0", "-config", bad)
+}
+
+// binaryProc is the real server binary running on addr.
+type binaryProc struct {
+	cmd  *exec.Cmd
+	logs *syncBuffer
+	addr string
+}
+
+// startBinary runs the binary on addr with extra environment and waits
+// until it listens.
+func startBinary(t *testing.T, addr string, env ...string) *binaryProc {
+	t.Helper()
+	cmd := exec.Command(binary)
+	cmd.Env = append(os.Environ(), append([]string{"MARKETCAST_LISTEN=" + addr}, env...)...)
+	logs := &syncBuffer{}
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &binaryProc{cmd: cmd, logs: logs, addr: addr}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		logs.WriteString(sc.Text() + "\n")
+		if strings.Contains(sc.Text(), "marketcast listening") {
+			break
+		}
+	}
+	go func() { _, _ = io.Copy(logs, stderr) }()
+	return p
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *binaryProc) stop(t *testing.T) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v\n%s", err, p.logs.String())
+	}
+}
+
+// publishOrders posts orders to user through the binary's publish API.
+func publishOrders(t *testing.T, addr, secret, user string, ids ...string) {
+	t.Helper()
+	tok, _ := auth.Issue([]byte(secret), "backend", []string{protocol.PermPublish}, time.Hour)
+	for _, id := range ids {
+		req, _ := http.NewRequest("POST", "http://"+addr+"/api/v1/publish",
+			strings.NewReader(fmt.Sprintf(`{"channel":"orders","user_id":%q,"data":{"order_id":%q}}`, user, id)))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("publish: %d", resp.StatusCode)
+		}
+	}
+}
+
+// TestBinaryRestartIsNeverRecovered runs the real binary, lets a client see
+// two orders, restarts the binary (history is in memory), publishes three
+// orders in the new run, so it has passed the client's since, then resumes:
+// recovered must be false, and the answer names the new epoch. A legacy
+// resume without epoch keeps its old, unsafe meaning.
+func TestBinaryRestartIsNeverRecovered(t *testing.T) {
+	const secret = "restart-test-secret-0123456789"
+	addr := freePort(t)
+	env := []string{"MARKETCAST_JWT_SECRET=" + secret}
+	subscribe := func(req map[string]any) (*wsclient.Client, map[string]any) {
+		t.Helper()
+		tok, _ := auth.Issue([]byte(secret), "u1", nil, time.Hour)
+		c, _, err := wsclient.Dial("ws://"+addr+"/ws?token="+tok, wsclient.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		if m, err := c.Next(wait); err != nil || m.Type != "auth_response" {
+			t.Fatalf("auth: %v %v", err, m)
+		}
+		req["type"], req["channel"] = "subscribe", "orders"
+		if err := c.Send(req); err != nil {
+			t.Fatal(err)
+		}
+		m, err := c.WaitType(wait, "subscribe_response")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, m.DataMap()
+	}
+
+	srv := startBinary(t, addr, env...)
+	c, _ := subscribe(map[string]any{})
+	publishOrders(t, addr, secret, "u1", "A1", "A2")
+	var seen struct {
+		seq   uint64
+		epoch string
+	}
+	for seen.seq < 2 {
+		m, err := c.WaitType(wait, "order_update")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var env struct{ Epoch string }
+		_ = json.Unmarshal(m.Raw, &env)
+		seen.seq, seen.epoch = m.Sequence, env.Epoch
+	}
+	c.Close()
+	srv.stop(t)
+
+	srv = startBinary(t, addr, env...)
+	defer srv.stop(t)
+	publishOrders(t, addr, secret, "u1", "B1", "B2", "B3")
+	_, a := subscribe(map[string]any{"since": seen.seq, "epoch": seen.epoch})
+	if a["recovered"] != false || a["epoch"] == seen.epoch || a["epoch"] == "" || a["sequence"] != 3.0 {
+		t.Fatalf("resume after a restart: %v; want recovered false in a new epoch at sequence 3", a)
+	}
+	_, legacy := subscribe(map[string]any{"since": seen.seq})
+	if legacy["recovered"] != true {
+		t.Fatalf("legacy resume without epoch: %v; want today's (unsafe) answer, recovered true", legacy)
+	}
 }

@@ -124,8 +124,77 @@ test('reconnects after the server restarts and resubscribes', async () => {
     // The restarted server has no history of orders: the client is told to refetch.
     const [rf] = await resumeFailed;
     assert.equal(rf.since, 1);
+    assert.equal(rf.reason, 'epoch');
     assert.ok(reconnecting.length >= 1);
     for (const r of reconnecting) assert.ok(r.delay >= 100 && r.delay <= 800, `delay ${r.delay}`);
+  } finally {
+    c.close();
+    await srv.stop();
+  }
+});
+
+test('a restart between two connections is never taken for a resume, even once the new run has passed since', async () => {
+  const port = await freePort();
+  let srv = await startServer({ port });
+  const c = new MarketcastClient({ url: srv.url, getToken: () => token('r1'), initialDelay: 100, maxDelay: 200 });
+  const got = [];
+  c.on('order_update', (data, msg) => got.push(`${msg.epoch}/${msg.sequence}/${data.order_id}`));
+  await c.connect();
+  const first = await c.subscribe('orders');
+  assert.equal(first.sequence, 0);
+  assert.ok(first.epoch, 'a subscribe answer names the epoch');
+  for (const id of ['A1', 'A2']) await publish(srv.base, { channel: 'orders', user_id: 'r1', data: { order_id: id } });
+  while (got.length < 2) await sleep(20);
+  const seen = c.position('orders');
+  assert.equal(seen.sequence, 2);
+  c.close();
+
+  await srv.stop();
+  srv = await startServer({ port });
+  try {
+    // The new run passes the client's since before it comes back.
+    for (const id of ['B1', 'B2', 'B3']) await publish(srv.base, { channel: 'orders', user_id: 'r1', data: { order_id: id } });
+    const failed = waitFor(c, 'resume_failed', (e) => e.channel === 'orders');
+    await c.connect();
+    const [rf] = await failed;
+    assert.equal(rf.since, 2);
+    assert.equal(rf.epoch, seen.epoch);
+    assert.notEqual(rf.current_epoch, seen.epoch);
+    assert.equal(rf.reason, 'epoch');
+    assert.equal(rf.sequence, 3);
+    // Nothing of the new run was replayed as if it continued the old one;
+    // live orders follow in the new run, and tracking follows them.
+    await publish(srv.base, { channel: 'orders', user_id: 'r1', data: { order_id: 'B4' } });
+    while (got.length < 3) await sleep(20);
+    assert.deepEqual(got.slice(2), [`${rf.current_epoch}/4/B4`]);
+    assert.deepEqual(c.position('orders'), { sequence: 4, epoch: rf.current_epoch });
+  } finally {
+    c.close();
+    await srv.stop();
+  }
+});
+
+test('resumes the broadcast stream beside the user\'s own notifications', async () => {
+  const srv = await startServer();
+  const c = new MarketcastClient({ url: srv.url, getToken: () => token('n1', { ttl: '2s' }), refreshBeforeExpiry: -60000, initialDelay: 100, maxDelay: 200 });
+  const got = [];
+  const resumed = [];
+  c.on('notifications', (data, msg) => got.push(`${msg.broadcast ? 'all' : 'me'}:${msg.sequence}:${data.n}`));
+  c.on('resumed', (e) => resumed.push(e.topic));
+  try {
+    await c.connect();
+    await c.subscribe('notifications');
+    await publish(srv.base, { channel: 'notifications', data: { n: 1 } });
+    await publish(srv.base, { channel: 'notifications', user_id: 'n1', data: { n: 2 } });
+    while (got.length < 2) await sleep(20);
+    await waitFor(c, 'close', () => true, 5000); // the 2-second token expires: 4002
+    await publish(srv.base, { channel: 'notifications', data: { n: 3 } });
+    await publish(srv.base, { channel: 'notifications', user_id: 'n1', data: { n: 4 } });
+    while (got.length < 4) await sleep(20);
+    // Each stream in its own order (the two are independent of each other).
+    assert.deepEqual(got.filter((g) => g.startsWith('all')), ['all:1:1', 'all:2:3']);
+    assert.deepEqual(got.filter((g) => g.startsWith('me')), ['me:1:2', 'me:2:4']);
+    assert.deepEqual(resumed.sort(), ['notifications', 'notifications:*']);
   } finally {
     c.close();
     await srv.stop();
@@ -156,13 +225,15 @@ test('reconnect attempts follow the backoff while the server is down', async () 
   c.close();
 });
 
-test('detects gaps and duplicates on private topics, not on conflated market data', () => {
+test('detects gaps, duplicates and new runs on private topics, not on conflated market data', () => {
   const c = new MarketcastClient({ url: 'ws://unused', WebSocket: class {} });
   const gaps = [];
   const dups = [];
+  const runs = [];
   c.on('gap', (g) => gaps.push(g));
   c.on('duplicate', (d) => dups.push(d));
-  const order = (sequence) => ({ type: 'order_update', channel: 'orders', data: {}, sequence, timestamp: '' });
+  c.on('resume_failed', (e) => runs.push(e));
+  const order = (sequence, epoch = 'E1') => ({ type: 'order_update', channel: 'orders', data: {}, sequence, epoch, timestamp: '' });
   const tick = (sequence) => ({ type: 'market_data', channel: 'tick', symbol: 'X', data: {}, sequence, timestamp: '' });
   for (const s of [1, 2, 4, 4]) c.handleMessage(order(s));
   for (const s of [1, 5, 9]) c.handleMessage(tick(s));
@@ -170,4 +241,14 @@ test('detects gaps and duplicates on private topics, not on conflated market dat
   assert.deepEqual(dups, [{ topic: 'orders', sequence: 4, last: 4 }]);
   assert.equal(c.lastSequence('orders'), 4);
   assert.equal(c.lastSequence('tick:X'), 9);
+  c.handleMessage(order(7, 'E2')); // a new run: what E1 still owed may be lost
+  assert.equal(runs.length, 1);
+  assert.equal(runs[0].reason, 'epoch');
+  assert.deepEqual(c.position('orders'), { sequence: 7, epoch: 'E2' });
+  assert.equal(gaps.length, 1, 'a new run is not a gap in the old one');
+  // A broadcast notice is tracked apart from the user's own stream.
+  c.handleMessage({ type: 'system_notice', channel: 'notifications', broadcast: true, data: {}, sequence: 1, epoch: 'B' });
+  c.handleMessage({ type: 'risk_alert', channel: 'notifications', data: {}, sequence: 1, epoch: 'U' });
+  assert.equal(c.lastSequence('notifications:*'), 1);
+  assert.equal(c.lastSequence('notifications'), 1);
 });

@@ -6,7 +6,7 @@
 // refreshes its token before it expires. Protocol: docs/PROTOCOL.md; the
 // names it uses come from protocol.js, generated from the server's own.
 
-import { CHANNELS, RELIABLE_CHANNELS, CLOSE, BROADCAST_ID } from './protocol.js';
+import { CHANNELS, RELIABLE_CHANNELS, CLOSE, BROADCAST_ID, REQUEST, ANSWER } from './protocol.js';
 
 export { CHANNELS, RELIABLE_CHANNELS, CLOSE, ERROR, TYPE, TICK_FIELDS, BROADCAST_ID } from './protocol.js';
 
@@ -187,7 +187,7 @@ export class MarketcastClient {
   async authenticate() {
     const token = await this.token();
     if (!token) throw new MarketcastError('NOT_AUTHENTICATED', 'no token: pass token or getToken');
-    const res = await this.request({ type: 'auth', data: { token } }, this.options.authTimeout, 'auth_response');
+    const res = await this.request({ type: REQUEST.AUTH, data: { token } }, this.options.authTimeout, ANSWER.AUTH);
     if (res.data.status !== 'success') {
       throw new MarketcastError(res.data.code || 'AUTH_FAILED', res.data.message || 'authentication failed');
     }
@@ -227,7 +227,7 @@ export class MarketcastClient {
   startHeartbeat() {
     this.stopHeartbeat();
     this.timers.heartbeat = setInterval(() => {
-      this.request({ type: 'ping', timestamp: new Date().toISOString() }, this.options.heartbeatTimeout, 'pong').catch(() => {
+      this.request({ type: REQUEST.PING, timestamp: new Date().toISOString() }, this.options.heartbeatTimeout, ANSWER.PONG).catch(() => {
         // No pong in time: the connection is dead even if the socket does not know yet.
         if (this.ws) this.ws.close(4000, 'heartbeat timeout');
       });
@@ -336,7 +336,7 @@ export class MarketcastClient {
   }
 
   async sendSubscribe(channel, options) {
-    const msg = { type: 'subscribe', channel, ...options };
+    const msg = { type: REQUEST.SUBSCRIBE, channel, ...options };
     const reliable = RELIABLE_CHANNELS.has(channel);
     const key = this.privateKey(channel, options);
     const broadcast = pushChannel(channel) === 'notifications';
@@ -349,7 +349,7 @@ export class MarketcastClient {
       if (bpos) Object.assign(msg, { broadcast_since: bpos.sequence, broadcast_epoch: bpos.epoch });
     }
     const res = await this.request(msg);
-    if (res.type === 'error') throw new MarketcastError(res.data.code, res.data.message);
+    if (res.type === ANSWER.ERROR) throw new MarketcastError(res.data.code, res.data.message);
     if (reliable) {
       this.settle(channel, key, msg.since, msg.epoch, res.data.recovered, res.data.epoch, res.data.sequence);
       const b = res.data.broadcast;
@@ -388,8 +388,8 @@ export class MarketcastClient {
   async unsubscribe(channel, options = {}) {
     this.subscriptions.delete(this.subKey(channel, options));
     if (this.state !== 'open') return { status: 'success', channel };
-    const res = await this.request({ type: 'unsubscribe', channel, ...options });
-    if (res.type === 'error') throw new MarketcastError(res.data.code, res.data.message);
+    const res = await this.request({ type: REQUEST.UNSUBSCRIBE, channel, ...options });
+    if (res.type === ANSWER.ERROR) throw new MarketcastError(res.data.code, res.data.message);
     return res.data;
   }
 
@@ -417,11 +417,11 @@ export class MarketcastClient {
       const p = this.pending.get(msg.id);
       this.pending.delete(msg.id);
       clearTimeout(p.timer);
-      if (msg.type === 'error') p.reject(new MarketcastError(msg.data.code, msg.data.message));
+      if (msg.type === ANSWER.ERROR) p.reject(new MarketcastError(msg.data.code, msg.data.message));
       else p.resolve(msg);
       return;
     }
-    if (msg.type === 'error') {
+    if (msg.type === ANSWER.ERROR) {
       this.emit('error', new MarketcastError(msg.data.code, msg.data.message));
       return;
     }

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/marketcast/marketcast/configs"
+	"github.com/marketcast/marketcast/feed"
+	"github.com/marketcast/marketcast/protocol"
+)
+
+// flakySource fails its first runs at once, then produces ticks.
+type flakySource struct {
+	fails atomic.Int32
+	runs  atomic.Int32
+}
+
+func (s *flakySource) Symbols() []string { return []string{"T.x1"} }
+
+func (s *flakySource) Run(ctx context.Context, sink feed.Sink) error {
+	if s.runs.Add(1) <= s.fails.Load() {
+		return errors.New("collector unreachable")
+	}
+	for {
+		if _, err := sink.Publish(ctx, feed.TickPublication(&feed.Tick{Symbol: "T.x1", LastPrice: "1.0"})); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// TestFeedIsRestartedAndReadinessFollowsIt: /readyz says not ready until
+// the source has produced; a failing source is restarted with backoff.
+func TestFeedIsRestartedAndReadinessFollowsIt(t *testing.T) {
+	cfg := configs.Default()
+	n := newNode(cfg)
+	n.srv = newGateway(cfg, n, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	hs := httptest.NewServer(n.srv.Handler())
+	defer hs.Close()
+	ready := func() int {
+		resp, err := hs.Client().Get(hs.URL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := ready(); code != 503 {
+		t.Fatalf("readyz %d before the feed ran; want 503", code)
+	}
+	src := &flakySource{}
+	src.fails.Store(1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := startFeed(ctx, src, n, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	deadline := time.Now().Add(5 * time.Second)
+	for ready() != 200 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code := ready(); code != 200 || src.runs.Load() < 2 {
+		t.Fatalf("readyz %d after %d runs; want 200 once the restarted source produced", code, src.runs.Load())
+	}
+	if !n.market.HasSymbol("T.x1") || n.hub.Last(protocol.TopicKey(protocol.Tick, "T.x1")) == nil {
+		t.Fatal("the feed's ticks did not reach the hub")
+	}
+	cancel()
+	<-done
+}

@@ -40,7 +40,14 @@ type Config struct {
 		MaxPublishBody   int `yaml:"max_publish_body"`
 		MaxMessageBytes  int `yaml:"max_message_bytes"`
 		MaxSymbols       int `yaml:"max_symbols"`
+		MaxConnections   int `yaml:"max_connections"`
+		MaxConnectionsIP int `yaml:"max_connections_per_ip"`
 	} `yaml:"limits"`
+	HTTP struct {
+		ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+		ReadTimeout       Duration `yaml:"read_timeout"`
+		IdleTimeout       Duration `yaml:"idle_timeout"`
+	} `yaml:"http"`
 	Keepalive struct {
 		PingInterval Duration `yaml:"ping_interval"`
 	} `yaml:"keepalive"`
@@ -113,16 +120,57 @@ func Load(file string, getenv func(string) string) (*Config, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	if v := getenv("MARKETCAST_LISTEN"); v != "" {
-		c.Listen = v
-	}
-	if v := getenv("MARKETCAST_JWT_SECRET"); v != "" {
-		c.Auth.JWTSecret = v
+	for _, e := range envOverrides {
+		if v := getenv(e.name); v != "" {
+			if err := e.apply(&c, v); err != nil {
+				return nil, fmt.Errorf("config: %s=%q: %v", e.name, v, err)
+			}
+		}
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// envOverrides are the environment variables that win over any file, in
+// one table (docs/OPERATIONS.md lists them).
+var envOverrides = []struct {
+	name  string
+	apply func(c *Config, v string) error
+}{
+	{"MARKETCAST_LISTEN", func(c *Config, v string) error { c.Listen = v; return nil }},
+	{"MARKETCAST_JWT_SECRET", func(c *Config, v string) error { c.Auth.JWTSecret = v; return nil }},
+	{"MARKETCAST_DEV_MODE", func(c *Config, v string) error { return parseBool(v, &c.DevMode) }},
+}
+
+func parseBool(v string, dst *bool) error {
+	switch strings.ToLower(v) {
+	case "1", "true", "yes", "on":
+		*dst = true
+	case "0", "false", "no", "off":
+		*dst = false
+	default:
+		return fmt.Errorf("want true or false")
+	}
+	return nil
+}
+
+// CheckServe checks what only a serving process needs: development mode
+// and the secret must agree. Development mode serves GET /dev/token, which
+// signs a token for anyone with the configured secret, so it runs only with
+// the public development secret; a server not in development mode must not
+// accept tokens anyone can mint with that public secret.
+func (c *Config) CheckServe() error {
+	switch {
+	case c.DevMode && c.Auth.JWTSecret != DevSecret:
+		return fmt.Errorf("config: dev_mode: development mode signs tokens for anyone at /dev/token, so it runs only " +
+			"with the public development secret, not a real auth.jwt_secret; set dev_mode: false (MARKETCAST_DEV_MODE=false)")
+	case !c.DevMode && c.Auth.JWTSecret == DevSecret:
+		return fmt.Errorf("config: auth.jwt_secret: the development secret is public (anyone can mint tokens with it); " +
+			"set auth.jwt_secret or MARKETCAST_JWT_SECRET, or turn dev_mode on (MARKETCAST_DEV_MODE=true)")
+	}
+	return nil
 }
 
 // Validate checks every value and names the key of the first bad one.
@@ -134,6 +182,7 @@ func (c *Config) Validate() error {
 		"auth.timeout": c.Auth.Timeout, "auth.dev_token_ttl": c.Auth.DevTokenTTL,
 		"keepalive.ping_interval": c.Keepalive.PingInterval, "delivery.write_timeout": c.Delivery.WriteTimeout, "delivery.flush_delay": c.Delivery.FlushDelay,
 		"history.ttl": c.History.TTL, "shutdown.grace": c.Shutdown.Grace,
+		"http.read_header_timeout": c.HTTP.ReadHeaderTimeout, "http.read_timeout": c.HTTP.ReadTimeout, "http.idle_timeout": c.HTTP.IdleTimeout,
 	} {
 		if d.bad != "" {
 			return bad(key, fmt.Sprintf("%q", d.bad), "want a duration such as 5s or 250ms")
@@ -164,6 +213,16 @@ func (c *Config) Validate() error {
 		return bad("limits.max_message_bytes", c.Limits.MaxMessageBytes, "want in [256, limits.max_publish_body]")
 	case c.Limits.MaxSymbols <= 0:
 		return bad("limits.max_symbols", c.Limits.MaxSymbols, "want > 0")
+	case c.Limits.MaxConnections < 0:
+		return bad("limits.max_connections", c.Limits.MaxConnections, "want >= 0 (0: the open-file limit less a reserve)")
+	case c.Limits.MaxConnectionsIP < 0:
+		return bad("limits.max_connections_per_ip", c.Limits.MaxConnectionsIP, "want >= 0 (0: no per-address limit)")
+	case c.HTTP.ReadHeaderTimeout.Duration <= 0:
+		return bad("http.read_header_timeout", c.HTTP.ReadHeaderTimeout.Duration, "want > 0")
+	case c.HTTP.ReadTimeout.Duration <= 0:
+		return bad("http.read_timeout", c.HTTP.ReadTimeout.Duration, "want > 0")
+	case c.HTTP.IdleTimeout.Duration <= 0:
+		return bad("http.idle_timeout", c.HTTP.IdleTimeout.Duration, "want > 0")
 	case c.Keepalive.PingInterval.Duration < time.Second:
 		return bad("keepalive.ping_interval", c.Keepalive.PingInterval.Duration, "want >= 1s")
 	case c.Delivery.DeflateThreshold < 0:

@@ -15,13 +15,37 @@ func TestDefaultLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Listen != ":8000" || c.Auth.Timeout.Duration != 5*time.Second || c.Limits.RatePerMinute != 100 ||
+	if c.Listen != "127.0.0.1:8000" || c.Auth.Timeout.Duration != 5*time.Second || c.Limits.RatePerMinute != 100 ||
 		c.Keepalive.PingInterval.Duration != 25*time.Second || c.History.TTL.Duration != 5*time.Minute || !c.DevMode {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
 	if c.Auth.JWTSecret != DevSecret {
 		t.Fatalf("default secret %q; want DevSecret", c.Auth.JWTSecret)
 	}
+	if err := c.CheckServe(); err != nil {
+		t.Fatalf("the embedded default must serve: %v", err)
+	}
+}
+
+// TestDevModeAndSecretMustAgree: no configuration lets /dev/token sign with
+// a real secret, and nothing but development mode runs with the public one.
+func TestDevModeAndSecretMustAgree(t *testing.T) {
+	f := func(env map[string]string, wantErr string) {
+		t.Helper()
+		c, err := Load("", func(k string) string { return env[k] })
+		if err == nil {
+			err = c.CheckServe()
+		}
+		if wantErr == "" && err != nil || wantErr != "" && (err == nil || !strings.Contains(err.Error(), wantErr)) {
+			t.Fatalf("env %v: got %v; want %q", env, err, wantErr)
+		}
+	}
+	real := "a-real-secret-0123456789abcdef"
+	f(map[string]string{"MARKETCAST_JWT_SECRET": real}, "dev_mode: development mode signs tokens")
+	f(map[string]string{"MARKETCAST_DEV_MODE": "false"}, "auth.jwt_secret: the development secret is public")
+	f(map[string]string{"MARKETCAST_DEV_MODE": "false", "MARKETCAST_JWT_SECRET": real}, "")
+	f(map[string]string{"MARKETCAST_DEV_MODE": "0", "MARKETCAST_JWT_SECRET": real}, "")
+	f(map[string]string{"MARKETCAST_DEV_MODE": "maybe"}, `MARKETCAST_DEV_MODE="maybe": want true or false`)
 }
 
 func TestEnvOverridesWin(t *testing.T) {

@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"syscall"
 	"time"
 
 	"github.com/marketcast/marketcast/engine"
@@ -64,5 +65,29 @@ func (c *Config) Gateway() gateway.Config {
 		MaxPublishBody:   c.Limits.MaxPublishBody,
 		MaxMessageBytes:  c.Limits.MaxMessageBytes,
 		SubscribeTimeout: subscribeTimeout,
+
+		MaxConnections:      c.maxConnections(),
+		MaxConnectionsPerIP: c.Limits.MaxConnectionsIP,
+		ReadHeaderTimeout:   c.HTTP.ReadHeaderTimeout.Duration,
+		ReadTimeout:         c.HTTP.ReadTimeout.Duration,
+		IdleTimeout:         c.HTTP.IdleTimeout.Duration,
 	}
+}
+
+// fdReserve is what limits.max_connections: 0 leaves of the open-file limit
+// for everything that is not a client connection (files, broker links,
+// the health reserve).
+const fdReserve = 256
+
+// maxConnections is limits.max_connections, or the process's open-file
+// limit less fdReserve when it is 0.
+func (c *Config) maxConnections() int {
+	if c.Limits.MaxConnections > 0 {
+		return c.Limits.MaxConnections
+	}
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur > 1<<20 {
+		return 100000
+	}
+	return max(int(rl.Cur)-fdReserve, 64)
 }

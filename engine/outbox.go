@@ -41,6 +41,7 @@ type Outbox struct {
 	bytes     int     // bytes of queued frames that cannot be conflated
 	conflated int     // replacements since the last flush, for metrics
 	catchup   []*Subscription
+	ctrl      [2]ctrlSlot // the pending pong and ping, replaced rather than queued twice
 	flushing  bool
 	state     outboxState
 	closeCode uint16
@@ -57,12 +58,20 @@ const (
 	stateClosed              // the connection is closed
 )
 
+// ctrlSlot remembers where a control frame waits in the queue, valid while
+// gen equals Outbox.gen.
+type ctrlSlot struct {
+	gen uint64
+	idx int
+}
+
 type entry struct {
 	b           []byte
 	sub         *Subscription
 	at          time.Time // when the engine accepted the event; zero for answers and replays
 	counted     bool      // counted in Outbox.bytes
 	replaceable bool      // a newer frame of sub may take its place
+	control     bool      // a pong or ping (Outbox.ctrl knows where)
 	close       bool      // close the connection once this frame is written
 }
 
@@ -120,12 +129,17 @@ func (o *Outbox) enqueueReplay(sub *Subscription, b []byte, ev *Event) bool {
 	return o.state == stateOpen
 }
 
-// roomForReplay reports whether a resume may queue more: replays fill at
-// most half the budget, so live events keep room beside them.
+// replayWindow bounds what a resume queues at a time: half the budget, and
+// never more than 256 KiB, so that many connections resuming long
+// histories at once (or one resubscribing in a loop) hold little memory;
+// the socket drains it faster than a client can use more.
+func (o *Outbox) replayWindow() int { return min(o.hub.cfg.MaxPendingBytes/2, 256<<10) }
+
+// roomForReplay reports whether a resume may queue more.
 func (o *Outbox) roomForReplay() bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.state == stateOpen && o.bytes < o.hub.cfg.MaxPendingBytes/2
+	return o.state == stateOpen && o.bytes < o.replayWindow()
 }
 
 // appendLocked queues e, closing the outbox as a slow consumer when a
@@ -167,6 +181,29 @@ func (o *Outbox) Send(b []byte) {
 		return
 	}
 	o.appendLocked(entry{b: b, counted: true})
+}
+
+// Pong queues a pong, replacing one still waiting: a peer that sends pings
+// and reads nothing costs one pending frame, not one per ping (RFC 6455
+// lets a server answer only the latest ping).
+func (o *Outbox) Pong(b []byte) { o.control(0, b) }
+
+// Ping queues a server ping unless one is still waiting.
+func (o *Outbox) Ping(b []byte) { o.control(1, b) }
+
+func (o *Outbox) control(slot int, b []byte) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.state != stateOpen {
+		return
+	}
+	if c := &o.ctrl[slot]; c.gen == o.gen && c.idx < len(o.queue) && o.queue[c.idx].control {
+		o.queue[c.idx].b = b
+		return
+	}
+	o.ctrl[slot] = ctrlSlot{gen: o.gen, idx: len(o.queue)}
+	o.queue = append(o.queue, entry{b: b, control: true})
+	o.kickLocked()
 }
 
 // Close queues a close frame with code and reason after what is already
@@ -273,7 +310,7 @@ func (d *delayedFlushes) fire() {
 func (o *Outbox) refillCatchup() {
 	for {
 		o.mu.Lock()
-		if len(o.catchup) == 0 || o.state != stateOpen || o.bytes >= o.hub.cfg.MaxPendingBytes/2 {
+		if len(o.catchup) == 0 || o.state != stateOpen || o.bytes >= o.replayWindow() {
 			o.mu.Unlock()
 			return
 		}

@@ -115,13 +115,14 @@ func (m *Marketcast) Publish(msgs []Outgoing) error {
 }
 
 // BaseConfig is the marketcast configuration used by the scenarios: no
-// simulator unless asked, client limits out of the way, logs quiet.
+// simulator unless asked, client limits out of the way (the load generator
+// opens 10,000 connections per source address), logs quiet.
 func BaseConfig(simSymbols int, simRate float64) string {
 	feed := "feed:\n  kind: none\n"
 	if simSymbols > 0 {
 		feed = fmt.Sprintf("feed:\n  kind: sim\n  sim:\n    symbol_count: %d\n    rate: %g\n", simSymbols, simRate)
 	}
 	return "dev_mode: false\npprof: true\n" + feed +
-		"limits:\n  rate_per_minute: 100000\n  rate_burst: 1000\n  max_subscriptions: 4096\n" +
+		"limits:\n  rate_per_minute: 100000\n  rate_burst: 1000\n  max_subscriptions: 4096\n  max_connections_per_ip: 0\n" +
 		"log:\n  level: warn\n"
 }

@@ -219,7 +219,8 @@ func freePort(t *testing.T) string {
 func TestBinarySIGTERM(t *testing.T) {
 	addr := freePort(t)
 	cmd := exec.Command(binary)
-	cmd.Env = append(os.Environ(), "MARKETCAST_LISTEN="+addr, "MARKETCAST_JWT_SECRET=sigterm-test-secret-0123456789")
+	cmd.Env = append(os.Environ(), "MARKETCAST_LISTEN="+addr, "MARKETCAST_JWT_SECRET=sigterm-test-secret-0123456789",
+		"MARKETCAST_DEV_MODE=false")
 	var logs syncBuffer
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
@@ -234,8 +235,8 @@ func TestBinarySIGTERM(t *testing.T) {
 		}
 	}
 	go func() { _, _ = io.Copy(&logs, stderr) }()
-	if strings.Contains(logs.String(), "DEVELOPMENT JWT SECRET") {
-		t.Fatal("warned about the development secret although MARKETCAST_JWT_SECRET was set")
+	if strings.Contains(logs.String(), "DEVELOPMENT MODE") || strings.Contains(logs.String(), "token=") {
+		t.Fatalf("development mode announced, or a token printed, outside development mode:\n%s", logs.String())
 	}
 	cfg := &configs.Config{}
 	cfg.Auth.JWTSecret = "sigterm-test-secret-0123456789"
@@ -276,7 +277,7 @@ func TestBinaryAnnouncesDevSecretAndToken(t *testing.T) {
 	sc := bufio.NewScanner(stderr)
 	for token == "" && sc.Scan() {
 		line := sc.Text()
-		warned = warned || strings.Contains(line, "DEVELOPMENT JWT SECRET")
+		warned = warned || strings.Contains(line, "DEVELOPMENT MODE")
 		if _, rest, ok := strings.Cut(line, " token="); ok {
 			token, _, _ = strings.Cut(rest, " ")
 		}
@@ -314,6 +315,13 @@ func TestTokenCommand(t *testing.T) {
 		}
 	}
 	f("-user is required", "token")
+	// A real secret with development mode on (the embedded default) is
+	// refused: /dev/token would sign real tokens for anyone.
+	refused := exec.Command(binary)
+	refused.Env = append(os.Environ(), "MARKETCAST_LISTEN="+freePort(t), "MARKETCAST_JWT_SECRET=a-real-secret-0123456789abcdef")
+	if out, err := refused.CombinedOutput(); err == nil || !strings.Contains(string(out), "dev_mode: development mode signs tokens") {
+		t.Fatalf("a real secret in development mode: %v %s; want a refusal", err, out)
+	}
 	f("-ttl must be > 0", "token", "-user", "1", "-ttl", "-1h")
 	f(`unknown command "serv"`, "serv")
 	f("missing.yaml", "-config", "missing.yaml")
@@ -389,7 +397,7 @@ func publishOrders(t *testing.T, addr, secret, user string, ids ...string) {
 func TestBinaryRestartIsNeverRecovered(t *testing.T) {
 	const secret = "restart-test-secret-0123456789"
 	addr := freePort(t)
-	env := []string{"MARKETCAST_JWT_SECRET=" + secret}
+	env := []string{"MARKETCAST_JWT_SECRET=" + secret, "MARKETCAST_DEV_MODE=false"}
 	subscribe := func(req map[string]any) (*wsclient.Client, map[string]any) {
 		t.Helper()
 		tok, _ := auth.Issue([]byte(secret), "u1", nil, time.Hour)

@@ -52,8 +52,12 @@ func newGateway(cfg *configs.Config, n *node, log *slog.Logger) *gateway.Server 
 // Serve runs the server until ctx ends, then drains. ready, when not nil,
 // receives the bound address once the listener is up (tests use it).
 func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready chan<- string) error {
-	if cfg.Auth.JWTSecret == configs.DevSecret {
-		log.Warn("USING THE PUBLIC DEVELOPMENT JWT SECRET: anyone can mint tokens; set auth.jwt_secret or MARKETCAST_JWT_SECRET")
+	if err := cfg.CheckServe(); err != nil {
+		return err
+	}
+	if cfg.DevMode {
+		log.Warn("DEVELOPMENT MODE: GET /dev/token signs a token for anyone who asks, and the JWT secret is the public " +
+			"development one; never let others reach this server. Production: MARKETCAST_DEV_MODE=false MARKETCAST_JWT_SECRET=...")
 	}
 	n := newNode(cfg)
 	n.srv = newGateway(cfg, n, log)
@@ -71,7 +75,7 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
-	httpSrv, serveErr := serveHTTP(ln, httpHandler(cfg, n.srv, log))
+	httpSrv, serveErr := serveHTTP(n.srv.Listener(ln), n.srv.HTTPServer(httpHandler(cfg, n.srv, log)))
 
 	feedCtx, stopFeed := context.WithCancel(ctx)
 	defer stopFeed()
@@ -117,10 +121,9 @@ func httpHandler(cfg *configs.Config, srv *gateway.Server, log *slog.Logger) htt
 	return mux
 }
 
-// serveHTTP serves handler on ln until Shutdown; the channel reports a
-// failure of the server itself.
-func serveHTTP(ln net.Listener, handler http.Handler) (*http.Server, <-chan error) {
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+// serveHTTP serves srv on ln until Shutdown; the channel reports a failure
+// of the server itself.
+func serveHTTP(ln net.Listener, srv *http.Server) (*http.Server, <-chan error) {
 	errc := make(chan error, 1)
 	go func() {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

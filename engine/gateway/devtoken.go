@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -12,6 +13,13 @@ import (
 // serveDevToken signs a token for whoever asks. It exists only when the
 // configuration enables development tokens.
 func (s *Server) serveDevToken(w http.ResponseWriter, r *http.Request) {
+	if !localHost(r.Host) {
+		// A page on another site could make a browser ask a local server
+		// for tokens through a DNS name that resolves here (DNS rebinding);
+		// localhost and IP literals cannot be rebound.
+		s.apiFail(w, http.StatusForbidden, protocol.CodeForbidden, "development tokens are served to localhost or an IP address only")
+		return
+	}
 	user := r.URL.Query().Get("user")
 	if user == "" {
 		user = "demo"
@@ -31,6 +39,16 @@ func (s *Server) serveDevToken(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, devToken{Token: tok, UserID: user, Permissions: perms,
 		ExpiresAt: wireTime(time.Now().Add(s.cfg.DevTokenTTL))})
+}
+
+// localHost reports whether a request's Host names this machine in a way
+// DNS cannot redirect: localhost or an IP address.
+func localHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	return host == "localhost" || net.ParseIP(host) != nil
 }
 
 type devToken struct {

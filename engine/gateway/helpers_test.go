@@ -63,7 +63,10 @@ func newTestServer(t testing.TB, tune func(*configs.Config)) *testServer {
 	}
 	srv := gateway.New(gcfg, hub, market, auth.NewVerifier([]byte(testSecret)), nil)
 	srv.SetFeedReady(true)
-	hs := httptest.NewServer(srv.Handler())
+	hs := httptest.NewUnstartedServer(nil)
+	hs.Config = srv.HTTPServer(srv.Handler())
+	hs.Listener = srv.Listener(hs.Listener)
+	hs.Start()
 	ts := &testServer{t: t, cfg: cfg, hub: hub, broker: broker, market: market, srv: srv, http: hs,
 		ws: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"}
 	t.Cleanup(func() {

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -171,5 +172,16 @@ func TestSymbolsAndDevToken(t *testing.T) {
 	}
 	if code, _ := httpGet(t, dev.http.URL+"/dev/token?user=%20bad"); code != 400 {
 		t.Fatalf("invalid user: %d", code)
+	}
+	// DNS rebinding: a name that resolves here is not asked for tokens.
+	req, _ := http.NewRequest("GET", dev.http.URL+"/dev/token?user=victim&permissions=publish", nil)
+	req.Host = "attacker.example"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 {
+		t.Fatalf("dev token for Host attacker.example: %d; want 403", resp.StatusCode)
 	}
 }

@@ -52,6 +52,15 @@ type Config struct {
 	MaxMessageBytes int
 	// SubscribeTimeout bounds the broker reads of one subscribe.
 	SubscribeTimeout time.Duration
+	// MaxConnections bounds the TCP connections the listener holds (a small
+	// reserve beyond it serves health checks only).
+	MaxConnections int
+	// MaxConnectionsPerIP bounds those from one address; 0 turns it off
+	// (behind a proxy every client shares its address).
+	MaxConnectionsPerIP int
+	// ReadHeaderTimeout, ReadTimeout and IdleTimeout bound reading a
+	// request's headers, a whole request, and an idle keep-alive.
+	ReadHeaderTimeout, ReadTimeout, IdleTimeout time.Duration
 	// DevTokenTTL, when set, enables GET /dev/token, which signs a token for
 	// anyone who asks: development configurations only.
 	DevTokenTTL time.Duration
@@ -67,6 +76,8 @@ func (c *Config) check() {
 		"RatePerMinute": int64(c.RatePerMinute), "RateBurst": int64(c.RateBurst), "RateStrikes": int64(c.RateStrikes),
 		"AuthTimeout": int64(c.AuthTimeout), "PingInterval": int64(c.PingInterval), "MaxPublishBody": int64(c.MaxPublishBody),
 		"MaxMessageBytes": int64(c.MaxMessageBytes), "SubscribeTimeout": int64(c.SubscribeTimeout),
+		"MaxConnections": int64(c.MaxConnections), "ReadHeaderTimeout": int64(c.ReadHeaderTimeout),
+		"ReadTimeout": int64(c.ReadTimeout), "IdleTimeout": int64(c.IdleTimeout),
 	} {
 		if v <= 0 {
 			panic("gateway: Config." + name + " must be > 0")
@@ -114,6 +125,7 @@ type Server struct {
 	errorsAll  *metrics.Counter
 	published  *metrics.Counter
 	readPanics *metrics.Counter
+	tcpOpen    *metrics.Gauge
 
 	panicLog *throttledLog
 }
@@ -142,6 +154,7 @@ func New(cfg Config, hub *engine.Hub, market Market, verifier *auth.Verifier, lo
 	s.errorsAll = s.set.NewCounter("marketcast_errors_total")
 	s.published = s.set.NewCounter("marketcast_api_published_total")
 	s.readPanics = s.set.NewCounter("marketcast_connection_panics_total")
+	s.tcpOpen = s.set.NewGauge("marketcast_tcp_connections", nil)
 	s.panicLog = newThrottledLog(log, time.Minute, 5)
 
 	s.upgrader = gws.NewUpgrader(&wsHandler{s}, &gws.ServerOption{
@@ -294,7 +307,7 @@ func (s *Server) keepalive() {
 		case <-t.C:
 		}
 		s.sessions.Range(func(k, _ any) bool {
-			k.(*session).out.Send(frame.Ping)
+			k.(*session).out.Ping(frame.Ping)
 			return true
 		})
 	}
@@ -335,6 +348,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) countError(code string) {
 	s.errorsAll.Inc()
 	s.set.GetOrCreateCounter(`marketcast_errors_by_code_total{code="` + code + `"}`).Inc()
+}
+
+func (s *Server) countRejected(reason string) {
+	s.set.GetOrCreateCounter(`marketcast_connections_rejected_total{reason="` + reason + `"}`).Inc()
 }
 
 func (s *Server) countClose(code uint16) {

@@ -3,6 +3,8 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +29,7 @@ type session struct {
 	subs    map[string]*engine.Subscription // topic key → subscription
 	bucket  bucket
 	strikes int
+	closing bool // closed for rate limiting: ignore what still arrives
 
 	mu          sync.Mutex
 	ident       *auth.Identity
@@ -129,13 +132,21 @@ func (ss *session) finish(err error) {
 
 func (e *wsHandler) OnPing(c *gws.Conn, payload []byte) {
 	ss := sessionOf(c)
+	if !ss.admit(nil) {
+		return
+	}
 	_ = c.SetReadDeadline(time.Now().Add(2 * e.srv.cfg.PingInterval))
 	// The pong goes through the session's queue, never around it, so it can
-	// neither block the read loop nor interleave with a half-written batch.
-	ss.out.Send(frame.Pong(payload))
+	// neither block the read loop nor interleave with a half-written batch;
+	// a newer pong replaces one still waiting.
+	ss.out.Pong(frame.Pong(payload))
 }
 
 func (e *wsHandler) OnPong(c *gws.Conn, _ []byte) {
+	ss := sessionOf(c)
+	if !ss.admit(nil) {
+		return
+	}
 	_ = c.SetReadDeadline(time.Now().Add(2 * e.srv.cfg.PingInterval))
 }
 
@@ -150,25 +161,52 @@ func (e *wsHandler) OnMessage(c *gws.Conn, msg *gws.Message) {
 	}
 	ss := sessionOf(c)
 	_ = c.SetReadDeadline(time.Now().Add(2 * e.srv.cfg.PingInterval))
+	if msg.Opcode == gws.OpcodeBinary {
+		if ss.admit(nil) {
+			ss.sendError(nil, protocol.CodeInvalidMessage, "binary frames are not accepted: send JSON as text frames")
+		}
+		return
+	}
 	ss.handle(msg.Bytes())
+}
+
+// admit charges one client frame (a message, a ping or a pong: control
+// frames count too) to the connection's rate budget. Past the budget a
+// message is answered RATE_LIMITED (b is its bytes; nil for control
+// frames); after RateStrikes refusals in a row the connection is closed
+// with 4029 and read for at most one more second.
+func (ss *session) admit(b []byte) bool {
+	s := ss.srv
+	if ss.closing {
+		return false
+	}
+	s.received.Inc()
+	if ss.bucket.allow(time.Now()) {
+		ss.strikes = 0
+		return true
+	}
+	ss.strikes++
+	if ss.strikes >= s.cfg.RateStrikes {
+		ss.closing = true
+		ss.sendError(nil, protocol.CodeRateLimited, "rate limit exceeded persistently; closing")
+		ss.close(protocol.CloseRateLimited, "rate limit exceeded")
+		// A peer that floods and reads nothing must not keep this read loop
+		// busy until the write timeout: stop reading soon.
+		_ = ss.conn.SetReadDeadline(time.Now().Add(time.Second))
+		return false
+	}
+	if b != nil {
+		ss.sendError(peekID(b), protocol.CodeRateLimited,
+			fmt.Sprintf("more than %d messages per minute; slow down", s.cfg.RatePerMinute))
+	}
+	return false
 }
 
 // handle answers one client frame.
 func (ss *session) handle(b []byte) {
-	s := ss.srv
-	s.received.Inc()
-	if !ss.bucket.allow(time.Now()) {
-		ss.strikes++
-		if ss.strikes >= s.cfg.RateStrikes {
-			ss.sendError(nil, protocol.CodeRateLimited, "rate limit exceeded persistently; closing")
-			ss.close(protocol.CloseRateLimited, "rate limit exceeded")
-			return
-		}
-		ss.sendError(peekID(b), protocol.CodeRateLimited,
-			fmt.Sprintf("more than %d messages per minute; slow down", s.cfg.RatePerMinute))
+	if !ss.admit(b) {
 		return
 	}
-	ss.strikes = 0
 
 	req, err := DecodeRequest(b)
 	if err != nil {
@@ -252,6 +290,27 @@ func (ss *session) authenticate(id []byte, token string) {
 		ExpiresAt: wireTime(ident.ExpiresAt),
 	}}))
 	ss.mu.Unlock()
+	ss.recheck(ident)
+}
+
+// recheck ends every subscription the identity no longer permits: a re-auth
+// with fewer permissions takes effect on what the connection already holds,
+// not only on new subscribes. The client is told which topics ended.
+func (ss *session) recheck(ident *auth.Identity) {
+	var ended []string
+	for key := range ss.subs {
+		push, _, _ := strings.Cut(key, ":")
+		ch, ok := protocol.Lookup(push)
+		if ok && ch.Permission != "" && !ident.Has(ch.Permission) {
+			ss.drop(key)
+			ended = append(ended, key)
+		}
+	}
+	if len(ended) > 0 {
+		slices.Sort(ended)
+		ss.sendError(nil, protocol.CodeForbidden, "the new token lacks a permission these subscriptions need; unsubscribed: "+
+			strings.Join(ended, ", "))
+	}
 }
 
 // bucket is a token bucket: rate per minute sustained, burst at once. It is

@@ -28,9 +28,22 @@ type Config struct {
 	Web     bool   `yaml:"web"`
 	Auth    struct {
 		JWTSecret   string   `yaml:"jwt_secret"`
+		PublicKeys  []string `yaml:"public_keys"`
+		JWKSURL     string   `yaml:"jwks_url"`
+		JWKSRefresh Duration `yaml:"jwks_refresh"`
+		Issuer      string   `yaml:"issuer"`
+		Audience    string   `yaml:"audience"`
 		Timeout     Duration `yaml:"timeout"`
 		DevTokenTTL Duration `yaml:"dev_token_ttl"`
 	} `yaml:"auth"`
+	TLS struct {
+		CertFile string `yaml:"cert_file"`
+		KeyFile  string `yaml:"key_file"`
+	} `yaml:"tls"`
+	Ops struct {
+		Listen string `yaml:"listen"`
+		Token  string `yaml:"token"`
+	} `yaml:"ops"`
 	Limits struct {
 		MaxSubscriptions int `yaml:"max_subscriptions"`
 		MaxFrameBytes    int `yaml:"max_frame_bytes"`
@@ -47,6 +60,7 @@ type Config struct {
 		ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
 		ReadTimeout       Duration `yaml:"read_timeout"`
 		IdleTimeout       Duration `yaml:"idle_timeout"`
+		AllowedOrigins    []string `yaml:"allowed_origins"`
 	} `yaml:"http"`
 	Keepalive struct {
 		PingInterval Duration `yaml:"ping_interval"`
@@ -142,6 +156,11 @@ var envOverrides = []struct {
 	{"MARKETCAST_LISTEN", func(c *Config, v string) error { c.Listen = v; return nil }},
 	{"MARKETCAST_JWT_SECRET", func(c *Config, v string) error { c.Auth.JWTSecret = v; return nil }},
 	{"MARKETCAST_DEV_MODE", func(c *Config, v string) error { return parseBool(v, &c.DevMode) }},
+	{"MARKETCAST_TLS_CERT", func(c *Config, v string) error { c.TLS.CertFile = v; return nil }},
+	{"MARKETCAST_TLS_KEY", func(c *Config, v string) error { c.TLS.KeyFile = v; return nil }},
+	{"MARKETCAST_JWKS_URL", func(c *Config, v string) error { c.Auth.JWKSURL = v; return nil }},
+	{"MARKETCAST_OPS_LISTEN", func(c *Config, v string) error { c.Ops.Listen = v; return nil }},
+	{"MARKETCAST_OPS_TOKEN", func(c *Config, v string) error { c.Ops.Token = v; return nil }},
 }
 
 func parseBool(v string, dst *bool) error {
@@ -179,7 +198,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: %s: %s, got %v", key, want, val)
 	}
 	for key, d := range map[string]Duration{
-		"auth.timeout": c.Auth.Timeout, "auth.dev_token_ttl": c.Auth.DevTokenTTL,
+		"auth.timeout": c.Auth.Timeout, "auth.dev_token_ttl": c.Auth.DevTokenTTL, "auth.jwks_refresh": c.Auth.JWKSRefresh,
 		"keepalive.ping_interval": c.Keepalive.PingInterval, "delivery.write_timeout": c.Delivery.WriteTimeout, "delivery.flush_delay": c.Delivery.FlushDelay,
 		"history.ttl": c.History.TTL, "shutdown.grace": c.Shutdown.Grace,
 		"http.read_header_timeout": c.HTTP.ReadHeaderTimeout, "http.read_timeout": c.HTTP.ReadTimeout, "http.idle_timeout": c.HTTP.IdleTimeout,
@@ -191,8 +210,19 @@ func (c *Config) Validate() error {
 	switch {
 	case c.Listen == "" || !strings.Contains(c.Listen, ":"):
 		return bad("listen", fmt.Sprintf("%q", c.Listen), "want host:port such as :8000")
-	case len(c.Auth.JWTSecret) < 16:
-		return bad("auth.jwt_secret", fmt.Sprintf("%d characters", len(c.Auth.JWTSecret)), "want at least 16 characters")
+	case len(c.Auth.JWTSecret) < 16 && (c.Auth.JWTSecret != "" || len(c.Auth.PublicKeys) == 0 && c.Auth.JWKSURL == ""):
+		return bad("auth.jwt_secret", fmt.Sprintf("%d characters", len(c.Auth.JWTSecret)),
+			"want at least 16 characters (empty only with auth.public_keys or auth.jwks_url)")
+	case c.Auth.JWKSURL != "" && !strings.HasPrefix(c.Auth.JWKSURL, "https://") && !strings.HasPrefix(c.Auth.JWKSURL, "http://"):
+		return bad("auth.jwks_url", fmt.Sprintf("%q", c.Auth.JWKSURL), "want an http(s) URL")
+	case c.Auth.JWKSRefresh.Duration < time.Minute:
+		return bad("auth.jwks_refresh", c.Auth.JWKSRefresh.Duration, "want >= 1m")
+	case (c.TLS.CertFile == "") != (c.TLS.KeyFile == ""):
+		return bad("tls", fmt.Sprintf("cert_file %q, key_file %q", c.TLS.CertFile, c.TLS.KeyFile), "want both files or neither")
+	case c.Ops.Listen != "" && !strings.Contains(c.Ops.Listen, ":"):
+		return bad("ops.listen", fmt.Sprintf("%q", c.Ops.Listen), "want host:port such as 127.0.0.1:9090")
+	case c.Ops.Token != "" && len(c.Ops.Token) < 16:
+		return bad("ops.token", fmt.Sprintf("%d characters", len(c.Ops.Token)), "want at least 16 characters")
 	case c.Auth.Timeout.Duration <= 0:
 		return bad("auth.timeout", c.Auth.Timeout.Duration, "want > 0")
 	case c.DevMode && c.Auth.DevTokenTTL.Duration <= 0:

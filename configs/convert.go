@@ -1,10 +1,13 @@
 package configs
 
 import (
+	"fmt"
+	"os"
 	"syscall"
 	"time"
 
 	"github.com/marketcast/marketcast/engine"
+	"github.com/marketcast/marketcast/engine/auth"
 	"github.com/marketcast/marketcast/engine/gateway"
 )
 
@@ -71,7 +74,33 @@ func (c *Config) Gateway() gateway.Config {
 		ReadHeaderTimeout:   c.HTTP.ReadHeaderTimeout.Duration,
 		ReadTimeout:         c.HTTP.ReadTimeout.Duration,
 		IdleTimeout:         c.HTTP.IdleTimeout.Duration,
+		AllowedOrigins:      c.HTTP.AllowedOrigins,
+		OpsToken:            c.Ops.Token,
+		OpsSeparate:         c.Ops.Listen != "",
 	}
+}
+
+// Verifier builds the token verifier: the HS256 secret, the public key
+// files, the JWKS (fetched now: an unreachable one is an error).
+func (c *Config) Verifier() (*auth.Verifier, error) {
+	ac := auth.Config{Secret: []byte(c.Auth.JWTSecret), JWKSURL: c.Auth.JWKSURL, JWKSRefresh: c.Auth.JWKSRefresh.Duration,
+		Issuer: c.Auth.Issuer, Audience: c.Auth.Audience}
+	for _, file := range c.Auth.PublicKeys {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("config: auth.public_keys: %w", err)
+		}
+		k, err := auth.ParsePublicKeyPEM(b)
+		if err != nil {
+			return nil, fmt.Errorf("config: auth.public_keys: %s: %w", file, err)
+		}
+		ac.PublicKeys = append(ac.PublicKeys, k)
+	}
+	v, err := auth.New(ac)
+	if err != nil {
+		return nil, fmt.Errorf("config: auth: %w", err)
+	}
+	return v, nil
 }
 
 // fdReserve is what limits.max_connections: 0 leaves of the open-file limit

@@ -4,6 +4,7 @@
 package wsclient
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,6 +46,8 @@ type Options struct {
 	// full the read loop blocks, which stalls the connection like a slow
 	// reader would.
 	Buffer int
+	// TLS configures a wss:// connection.
+	TLS *tls.Config
 }
 
 // Client is a connected WebSocket client.
@@ -54,6 +57,8 @@ type Client struct {
 
 	closed    chan struct{}
 	closeOnce sync.Once
+	done      chan struct{} // closed by Close
+	doneOnce  sync.Once
 	closeErr  atomic.Value // error
 
 	gateMu sync.Mutex
@@ -68,10 +73,11 @@ func Dial(url string, o Options) (*Client, *http.Response, error) {
 	if o.Buffer == 0 {
 		o.Buffer = 4096
 	}
-	c := &Client{Messages: make(chan *Message, o.Buffer), closed: make(chan struct{})}
+	c := &Client{Messages: make(chan *Message, o.Buffer), closed: make(chan struct{}), done: make(chan struct{})}
 	conn, resp, err := gws.NewClient(handler{c}, &gws.ClientOption{
 		Addr:               url,
 		RequestHeader:      o.Header,
+		TlsConfig:          o.TLS,
 		ReadMaxPayloadSize: 64 << 20,
 		HandshakeTimeout:   5 * time.Second,
 		PermessageDeflate: gws.PermessageDeflate{
@@ -194,8 +200,10 @@ func (c *Client) Unstall() {
 	}
 }
 
-// Close closes the connection with 1000.
+// Close closes the connection with 1000. A read loop stalled or blocked
+// on a full Messages buffer is released, so it ends with the connection.
 func (c *Client) Close() {
+	c.doneOnce.Do(func() { close(c.done) })
 	_ = c.Conn.WriteClose(1000, nil)
 	_ = c.Conn.NetConn().Close()
 }
@@ -224,6 +232,7 @@ func (h handler) OnMessage(conn *gws.Conn, msg *gws.Message) {
 		select { // frozen until Unstall or the end of the connection
 		case <-gate:
 		case <-h.c.closed:
+		case <-h.c.done:
 		}
 	}
 	raw := append([]byte(nil), msg.Bytes()...)
@@ -231,7 +240,10 @@ func (h handler) OnMessage(conn *gws.Conn, msg *gws.Message) {
 	if err := json.Unmarshal(raw, m); err != nil {
 		m.Type = "!invalid-json"
 	}
-	h.c.Messages <- m
+	select {
+	case h.c.Messages <- m:
+	case <-h.c.done:
+	}
 }
 
 // fmtErr keeps atomic.Value's concrete type constant.

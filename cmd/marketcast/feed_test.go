@@ -44,7 +44,7 @@ func (s *flakySource) Run(ctx context.Context, sink feed.Sink) error {
 func TestFeedIsRestartedAndReadinessFollowsIt(t *testing.T) {
 	cfg := configs.Default()
 	n := newNode(cfg)
-	n.srv = newGateway(cfg, n, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	n.srv, _ = newGateway(cfg, n, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	hs := httptest.NewServer(n.srv.Handler())
 	defer hs.Close()
 	ready := func() int {

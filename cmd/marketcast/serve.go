@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,10 +23,11 @@ import (
 // node is what one server process runs: the hub and its broker, the market
 // (catalogue and market publishing) and the gateway in front of them.
 type node struct {
-	hub    *engine.Hub
-	broker *engine.MemoryBroker
-	market *feed.Market
-	srv    *gateway.Server
+	hub      *engine.Hub
+	broker   *engine.MemoryBroker
+	market   *feed.Market
+	verifier *auth.Verifier
+	srv      *gateway.Server
 }
 
 // newNode builds the hub with its broker and the market.
@@ -37,16 +39,20 @@ func newNode(cfg *configs.Config) *node {
 
 // newGateway builds the network face: limits, auth, development tokens and
 // the demo page as configured.
-func newGateway(cfg *configs.Config, n *node, log *slog.Logger) *gateway.Server {
-	secret := []byte(cfg.Auth.JWTSecret)
+func newGateway(cfg *configs.Config, n *node, log *slog.Logger) (*gateway.Server, error) {
+	verifier, err := cfg.Verifier()
+	if err != nil {
+		return nil, err
+	}
+	n.verifier = verifier
 	gcfg := cfg.Gateway()
 	if cfg.DevMode {
-		gcfg.DevTokenTTL, gcfg.DevSecret = cfg.Auth.DevTokenTTL.Duration, secret
+		gcfg.DevTokenTTL, gcfg.DevSecret = cfg.Auth.DevTokenTTL.Duration, []byte(cfg.Auth.JWTSecret)
 	}
 	if cfg.Web {
 		gcfg.Index = web.Handler()
 	}
-	return gateway.New(gcfg, n.hub, n.market, auth.NewVerifier(secret), log)
+	return gateway.New(gcfg, n.hub, n.market, verifier, log), nil
 }
 
 // Serve runs the server until ctx ends, then drains. ready, when not nil,
@@ -60,7 +66,11 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 			"development one; never let others reach this server. Production: MARKETCAST_DEV_MODE=false MARKETCAST_JWT_SECRET=...")
 	}
 	n := newNode(cfg)
-	n.srv = newGateway(cfg, n, log)
+	var err error
+	if n.srv, err = newGateway(cfg, n, log); err != nil {
+		return err
+	}
+	defer n.verifier.Close()
 
 	bg, stopBackground := context.WithCancel(context.Background())
 	defer stopBackground()
@@ -71,11 +81,26 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, err := listen(cfg, log)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		return err
 	}
 	httpSrv, serveErr := serveHTTP(n.srv.Listener(ln), n.srv.HTTPServer(httpHandler(cfg, n.srv, log)))
+	if cfg.Ops.Listen != "" {
+		opsLn, err := net.Listen("tcp", cfg.Ops.Listen)
+		if err != nil {
+			_ = httpSrv.Close()
+			return fmt.Errorf("ops.listen %s: %w", cfg.Ops.Listen, err)
+		}
+		opsSrv, opsErr := serveHTTP(opsLn, &http.Server{Handler: n.srv.OpsHandler(pprofRoutes(cfg, n.srv)), ReadHeaderTimeout: 10 * time.Second})
+		defer opsSrv.Close()
+		go func() {
+			if err := <-opsErr; err != nil {
+				log.Error("ops listener failed", "err", err)
+			}
+		}()
+		log.Info("operations endpoints", "addr", opsLn.Addr().String())
+	}
 
 	feedCtx, stopFeed := context.WithCancel(ctx)
 	defer stopFeed()
@@ -105,20 +130,51 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 	return nil
 }
 
-// httpHandler is the gateway's routes, with the profiler when configured.
+// listen opens the main listener, with TLS when configured.
+func listen(cfg *configs.Config, log *slog.Logger) (net.Listener, error) {
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	if cfg.TLS.CertFile == "" {
+		return ln, nil
+	}
+	certs, err := newCertReloader(cfg.TLS.CertFile, cfg.TLS.KeyFile, log)
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	return tls.NewListener(ln, tlsConfig(certs)), nil
+}
+
+// httpHandler is the gateway's routes, with the profiler when configured
+// and the operations endpoints share the main listener.
 func httpHandler(cfg *configs.Config, srv *gateway.Server, log *slog.Logger) http.Handler {
 	handler := srv.Handler()
 	if !cfg.Pprof {
 		return handler
 	}
+	log.Warn("profiler enabled at /debug/pprof/")
+	if cfg.Ops.Listen != "" {
+		return handler // the profiler is on the ops listener
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/", handler)
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	log.Warn("profiler enabled at /debug/pprof/")
+	pprofRoutes(cfg, srv)(mux)
 	return mux
+}
+
+// pprofRoutes adds Go's profiler behind the operations token, when enabled.
+func pprofRoutes(cfg *configs.Config, srv *gateway.Server) func(*http.ServeMux) {
+	return func(mux *http.ServeMux) {
+		if !cfg.Pprof {
+			return
+		}
+		mux.Handle("/debug/pprof/", srv.OpsAuth(http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/profile", srv.OpsAuth(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/symbol", srv.OpsAuth(http.HandlerFunc(pprof.Symbol)))
+		mux.Handle("/debug/pprof/trace", srv.OpsAuth(http.HandlerFunc(pprof.Trace)))
+	}
 }
 
 // serveHTTP serves srv on ln until Shutdown; the channel reports a failure
@@ -136,17 +192,21 @@ func serveHTTP(ln net.Listener, srv *http.Server) (*http.Server, <-chan error) {
 // announce logs where the server listens and, in development mode, a ready
 // token.
 func announce(cfg *configs.Config, addr string, log *slog.Logger) {
-	log.Info("marketcast listening", "addr", addr, "ws", "ws://"+hostPort(addr)+"/ws",
-		"metrics", "http://"+hostPort(addr)+"/metrics")
+	ws, web := "ws", "http"
+	if cfg.TLS.CertFile != "" {
+		ws, web = "wss", "https"
+	}
+	log.Info("marketcast listening", "addr", addr, "ws", ws+"://"+hostPort(addr)+"/ws",
+		"metrics", web+"://"+hostPort(addr)+"/metrics")
 	if cfg.Web {
-		log.Info("demo terminal", "open", "http://"+hostPort(addr)+"/")
+		log.Info("demo terminal", "open", web+"://"+hostPort(addr)+"/")
 	}
 	if cfg.DevMode {
 		tok, err := auth.Issue([]byte(cfg.Auth.JWTSecret), "1",
 			[]string{protocol.PermReadMarketData, protocol.PermReadSignals, protocol.PermPublish}, cfg.Auth.DevTokenTTL.Duration)
 		if err == nil {
 			log.Info("development token (user 1, all permissions)", "token", tok,
-				"try", fmt.Sprintf("ws://%s/ws?token=%s", hostPort(addr), tok))
+				"try", fmt.Sprintf("%s://%s/ws?token=%s", ws, hostPort(addr), tok))
 		}
 	}
 }

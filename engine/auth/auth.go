@@ -1,10 +1,20 @@
 // Package auth verifies the JWTs that clients and back ends present and
-// turns them into a user id and a permission set.
+// turns them into a user id and a permission set. Tokens may be HS256
+// (a shared secret: development, and back ends that mint their own), or
+// RS256, ES256 and EdDSA signed by an identity provider whose public keys
+// are configured as PEM files or fetched from its JWKS URL.
 package auth
 
 import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -24,13 +34,6 @@ type Identity struct {
 // Has reports whether the identity carries permission p.
 func (id *Identity) Has(p string) bool { return slices.Contains(id.Permissions, p) }
 
-// Verifier checks HS256 tokens signed with one secret.
-type Verifier struct {
-	secret []byte
-	parser *jwt.Parser
-	now    func() time.Time
-}
-
 // Errors a token can fail with; the gateway turns them into codes.
 var (
 	ErrMissing = errors.New("auth: token missing")
@@ -38,21 +41,160 @@ var (
 	ErrInvalid = errors.New("auth: token invalid")
 )
 
+// Config says which tokens a Verifier accepts.
+type Config struct {
+	// Secret verifies HS256 tokens; empty turns HS256 off.
+	Secret []byte
+	// PublicKeys verify RS256 (*rsa.PublicKey), ES256 (*ecdsa.PublicKey on
+	// P-256) and EdDSA (ed25519.PublicKey) tokens.
+	PublicKeys []crypto.PublicKey
+	// JWKSURL is an identity provider's JSON Web Key Set, fetched at start
+	// and every JWKSRefresh; a token's kid picks its key, and an unknown kid
+	// makes the set be fetched again (at most every 30 s).
+	JWKSURL     string
+	JWKSRefresh time.Duration
+	HTTPClient  *http.Client
+	// Issuer, when set, must equal a token's iss; Audience, when set, must
+	// be among its aud.
+	Issuer, Audience string
+}
+
+// Verifier checks tokens. It is safe for concurrent use.
+type Verifier struct {
+	secret []byte
+	static []crypto.PublicKey
+	jwks   *jwks
+	parser *jwt.Parser
+	now    func() time.Time
+}
+
 // NewVerifier returns a verifier for HS256 tokens signed with secret.
 func NewVerifier(secret []byte) *Verifier {
-	v := &Verifier{secret: secret, now: time.Now}
-	v.parser = jwt.NewParser(
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+	v, _ := New(Config{Secret: secret}) // no keys to fetch: cannot fail
+	return v
+}
+
+// maxIssuedAhead is how far in the future a token's iat may lie (clock
+// skew between its issuer and us); beyond, the token is refused.
+const maxIssuedAhead = time.Minute
+
+// New returns a verifier for cfg. With a JWKS URL it fetches the key set
+// first and fails if it cannot: a server that can verify no token should
+// say so at start.
+func New(cfg Config) (*Verifier, error) {
+	v := &Verifier{secret: cfg.Secret, static: cfg.PublicKeys, now: time.Now}
+	var methods []string
+	if len(cfg.Secret) > 0 {
+		methods = append(methods, jwt.SigningMethodHS256.Alg())
+	}
+	if len(cfg.PublicKeys) > 0 || cfg.JWKSURL != "" {
+		methods = append(methods, jwt.SigningMethodRS256.Alg(), jwt.SigningMethodES256.Alg(), jwt.SigningMethodEdDSA.Alg())
+	}
+	if len(methods) == 0 {
+		return nil, errors.New("auth: no way to verify tokens: set a secret, public keys or a JWKS URL")
+	}
+	for _, k := range cfg.PublicKeys {
+		if _, err := keyAlg(k); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.JWKSURL != "" {
+		v.jwks = newJWKS(cfg.JWKSURL, cfg.HTTPClient, cfg.JWKSRefresh)
+		if err := v.jwks.fetch(); err != nil {
+			v.jwks.stop()
+			return nil, fmt.Errorf("auth: jwks %s: %w", cfg.JWKSURL, err)
+		}
+	}
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods(methods),
 		jwt.WithExpirationRequired(),
 		jwt.WithTimeFunc(func() time.Time { return v.now() }),
-	)
-	return v
+	}
+	if cfg.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
+	}
+	if cfg.Audience != "" {
+		opts = append(opts, jwt.WithAudience(cfg.Audience))
+	}
+	v.parser = jwt.NewParser(opts...)
+	return v, nil
+}
+
+// Close stops the key set's refresh.
+func (v *Verifier) Close() {
+	if v.jwks != nil {
+		v.jwks.stop()
+	}
+}
+
+// keyAlg is the algorithm a public key verifies.
+func keyAlg(k crypto.PublicKey) (string, error) {
+	switch k := k.(type) {
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return "", fmt.Errorf("auth: RSA key of %d bits; want at least 2048", k.N.BitLen())
+		}
+		return jwt.SigningMethodRS256.Alg(), nil
+	case *ecdsa.PublicKey:
+		if k.Curve.Params().Name != "P-256" {
+			return "", fmt.Errorf("auth: ECDSA key on %s; ES256 wants P-256", k.Curve.Params().Name)
+		}
+		return jwt.SigningMethodES256.Alg(), nil
+	case ed25519.PublicKey:
+		return jwt.SigningMethodEdDSA.Alg(), nil
+	}
+	return "", fmt.Errorf("auth: unsupported public key type %T", k)
+}
+
+// key finds the keys that may have signed t: only keys of the kind its
+// algorithm needs, so a token can never have an HMAC checked with a public
+// key or the reverse.
+func (v *Verifier) key(t *jwt.Token) (any, error) {
+	alg := t.Method.Alg()
+	if _, ok := t.Method.(*jwt.SigningMethodHMAC); ok {
+		if len(v.secret) == 0 {
+			return nil, errors.New("HS256 tokens are not accepted here")
+		}
+		return v.secret, nil
+	}
+	kid, _ := t.Header["kid"].(string)
+	var keys []jwt.VerificationKey
+	for _, k := range v.static {
+		if a, _ := keyAlg(k); a == alg {
+			keys = append(keys, k)
+		}
+	}
+	if v.jwks != nil {
+		keys = append(keys, v.jwks.keys(kid, alg)...)
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("no %s key (kid %q)", alg, kid)
+	}
+	return jwt.VerificationKeySet{Keys: keys}, nil
 }
 
 type claims struct {
 	jwt.RegisteredClaims
 	Permissions []string `json:"permissions,omitempty"`
 	Scope       string   `json:"scope,omitempty"`
+}
+
+// UnmarshalJSON refuses time claims that are not JSON numbers (RFC 7519
+// says NumericDate; the library also took "123" as a string).
+func (c *claims) UnmarshalJSON(b []byte) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	for _, k := range []string{"exp", "nbf", "iat"} {
+		if v, ok := raw[k]; ok {
+			if v = bytes.TrimSpace(v); len(v) == 0 || !(v[0] == '-' || v[0] >= '0' && v[0] <= '9') {
+				return fmt.Errorf("claim %s must be a number", k)
+			}
+		}
+	}
+	type plain claims // without this method
+	return json.Unmarshal(b, (*plain)(c))
 }
 
 // Verify checks a token (a leading "Bearer " is accepted) and returns who it
@@ -66,17 +208,15 @@ func (v *Verifier) Verify(token string) (*Identity, error) {
 		return nil, ErrMissing
 	}
 	var c claims
-	_, err := v.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
-		if _, ok := t.Method.(*jwt.SigningMethodHMAC); !ok {
-			return nil, fmt.Errorf("unexpected signing method %q", t.Method.Alg())
-		}
-		return v.secret, nil
-	})
+	_, err := v.parser.ParseWithClaims(token, &c, v.key)
 	switch {
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return nil, fmt.Errorf("%w: %v", ErrExpired, err)
 	case err != nil:
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if c.IssuedAt != nil && c.IssuedAt.After(v.now().Add(maxIssuedAhead)) {
+		return nil, fmt.Errorf("%w: issued in the future (iat %v)", ErrInvalid, c.IssuedAt.Time)
 	}
 	if c.Subject == "" {
 		return nil, fmt.Errorf("%w: no sub claim", ErrInvalid)
@@ -94,8 +234,8 @@ func (v *Verifier) Verify(token string) (*Identity, error) {
 	return &Identity{UserID: c.Subject, Permissions: perms, ExpiresAt: c.ExpiresAt.Time}, nil
 }
 
-// Issue signs a token for user with permissions, valid for ttl. It backs the
-// `marketcast token` command and the tests.
+// Issue signs an HS256 token for user with permissions, valid for ttl. It
+// backs the `marketcast token` command, development tokens and the tests.
 func Issue(secret []byte, user string, permissions []string, ttl time.Duration) (string, error) {
 	now := time.Now()
 	c := claims{

@@ -93,6 +93,7 @@ func TestPublishAPIErrors(t *testing.T) {
 	f(pub, `{"channel":5}`, 400, "channel")
 
 	f(pub, `{"channel":"orders","user_id":"1","data":{"pad":"`+strings.Repeat("x", 5<<20)+`"}}`, 413, "larger than")
+	f(pub, `{"channel":"orders","user_id":"1","data":{"pad":"`+strings.Repeat("x", 70<<10)+`"}}`, 400, "at most 65536")
 
 	// A batch with one bad message publishes nothing.
 	f(pub, `[`+order+`,{"channel":"orders","data":{}}]`, 400, "message 1")

@@ -5,6 +5,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/subtle"
 	"fmt"
 	"io"
 	"log/slog"
@@ -61,6 +62,15 @@ type Config struct {
 	// ReadHeaderTimeout, ReadTimeout and IdleTimeout bound reading a
 	// request's headers, a whole request, and an idle keep-alive.
 	ReadHeaderTimeout, ReadTimeout, IdleTimeout time.Duration
+	// AllowedOrigins lists the browser Origins that may open /ws
+	// ("https://*.example.com" matches subdomains); empty allows any.
+	AllowedOrigins []string
+	// OpsToken, when set, is required as a bearer token by the operations
+	// endpoints (/metrics, /ws/stats).
+	OpsToken string
+	// OpsSeparate leaves the operations endpoints out of Handler: the
+	// server serves OpsHandler on a listener of its own.
+	OpsSeparate bool
 	// DevTokenTTL, when set, enables GET /dev/token, which signs a token for
 	// anyone who asks: development configurations only.
 	DevTokenTTL time.Duration
@@ -128,6 +138,7 @@ type Server struct {
 	tcpOpen    *metrics.Gauge
 
 	panicLog *throttledLog
+	authLog  *throttledLog // failed logins: a stranger can cause them at will
 }
 
 // New returns a server for hub and market. It starts the keepalive loop;
@@ -156,6 +167,7 @@ func New(cfg Config, hub *engine.Hub, market Market, verifier *auth.Verifier, lo
 	s.readPanics = s.set.NewCounter("marketcast_connection_panics_total")
 	s.tcpOpen = s.set.NewGauge("marketcast_tcp_connections", nil)
 	s.panicLog = newThrottledLog(log, time.Minute, 5)
+	s.authLog = newThrottledLog(log, time.Minute, 20)
 
 	s.upgrader = gws.NewUpgrader(&wsHandler{s}, &gws.ServerOption{
 		ReadMaxPayloadSize: cfg.MaxFrameBytes,
@@ -184,18 +196,23 @@ func New(cfg Config, hub *engine.Hub, market Market, verifier *auth.Verifier, lo
 // SetFeedReady marks whether the market feed runs; /readyz reports it.
 func (s *Server) SetFeedReady(ok bool) { s.feedReady.Store(ok) }
 
-// Handler returns the HTTP routes of PROTOCOL.md.
+// Handler returns the HTTP routes of PROTOCOL.md (the operations
+// endpoints too, unless they have a listener of their own).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
-	mux.HandleFunc("GET /metrics", s.serveMetrics)
-	mux.HandleFunc("GET /ws/stats", s.serveStats)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("GET /readyz", s.serveReady)
+	if !s.cfg.OpsSeparate {
+		s.opsRoutes(mux)
+	}
+	s.healthRoutes(mux)
 	mux.HandleFunc("POST /api/v1/publish", s.servePublish)
+	for _, m := range []string{"GET", "PUT", "PATCH", "DELETE"} {
+		// Without these, GET would fall through to the demo page's 404.
+		mux.HandleFunc(m+" /api/v1/publish", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Allow", "POST")
+			s.apiFail(w, http.StatusMethodNotAllowed, protocol.CodeInvalidMessage, "use POST to publish")
+		})
+	}
 	mux.HandleFunc("GET /api/v1/symbols", s.serveSymbols)
 	if s.cfg.DevTokenTTL > 0 {
 		mux.HandleFunc("GET /dev/token", s.serveDevToken)
@@ -204,6 +221,70 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("GET /", s.cfg.Index)
 	}
 	return mux
+}
+
+// OpsHandler serves the operations endpoints and health checks, for a
+// listener of their own.
+func (s *Server) OpsHandler(extra func(*http.ServeMux)) http.Handler {
+	mux := http.NewServeMux()
+	s.opsRoutes(mux)
+	s.healthRoutes(mux)
+	if extra != nil {
+		extra(mux)
+	}
+	return mux
+}
+
+func (s *Server) opsRoutes(mux *http.ServeMux) {
+	mux.Handle("GET /metrics", s.opsAuth(http.HandlerFunc(s.serveMetrics)))
+	mux.Handle("GET /ws/stats", s.opsAuth(http.HandlerFunc(s.serveStats)))
+}
+
+func (s *Server) healthRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", s.serveReady)
+}
+
+// opsAuth requires the operations token, when one is configured.
+func (s *Server) opsAuth(next http.Handler) http.Handler {
+	if s.cfg.OpsToken == "" {
+		return next
+	}
+	want := []byte(s.cfg.OpsToken)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(bearerToken(r)), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="marketcast-ops"`)
+			s.apiFail(w, http.StatusUnauthorized, protocol.CodeNotAuthenticated, "the operations endpoints need Authorization: Bearer <ops.token>")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// OpsAuth wraps another operations handler (the profiler) in the same
+// token check.
+func (s *Server) OpsAuth(h http.Handler) http.Handler { return s.opsAuth(h) }
+
+// originAllowed reports whether a browser from origin may open /ws.
+func (s *Server) originAllowed(origin string) bool {
+	if origin == "" || len(s.cfg.AllowedOrigins) == 0 {
+		return true // not a browser, or no list: tokens are explicit, never cookies
+	}
+	for _, allowed := range s.cfg.AllowedOrigins {
+		if strings.EqualFold(origin, allowed) {
+			return true
+		}
+		if scheme, domain, ok := strings.Cut(allowed, "://*."); ok {
+			rest, ok := strings.CutPrefix(strings.ToLower(origin), strings.ToLower(scheme)+"://")
+			if ok && strings.HasSuffix(rest, "."+strings.ToLower(domain)) && !strings.ContainsAny(rest, "/@") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
@@ -251,6 +332,11 @@ func bearerToken(r *http.Request) string {
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if s.draining.Load() {
 		http.Error(w, "server is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	if origin := r.Header.Get("Origin"); !s.originAllowed(origin) {
+		s.countRejected("origin")
+		http.Error(w, "origin "+origin+" may not open this WebSocket (http.allowed_origins)", http.StatusForbidden)
 		return
 	}
 	socket, err := s.upgrader.Upgrade(w, r)

@@ -251,7 +251,7 @@ func (ss *session) authenticate(id []byte, token string) {
 			code, msg = protocol.CodeTokenExpired, "token expired"
 		}
 		s.countError(code)
-		s.log.Info("authentication failed", "remote", ss.remote, "err", err)
+		s.authLog.Info("authentication failed", "remote", ss.remote, "err", err)
 		ss.send(encodeAnswer(&answer{Type: protocol.AnswerAuth, ID: id, Data: authData{Status: "error", Code: code, Message: msg}}))
 		ss.close(protocol.CloseAuthFailed, "authentication failed")
 		return

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { startServer, publish } from '../../clients/js/testutil/server.js';
+import { startServer } from '../../clients/js/testutil/server.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const executablePath = process.env.CHROMIUM || ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find(existsSync);
@@ -47,11 +47,11 @@ test('the demo terminal shows live markets and private orders', { timeout: 60000
     assert.ok(inked > 50, `chart has ${inked} painted pixels`);
 
     // An order published by a back end appears in the orders panel.
-    await publish(srv.base, { channel: 'orders', user_id: '1', data: {
+    await srv.publish({ channel: 'orders', user_id: '1', data: {
       order_id: 'ORD_20231201_001', symbol: 'SHFE.rb2405', side: 'BUY', quantity: '1.0', price: '4000.0', status: 'FILLED' } });
     await page.waitForSelector('#order-ORD_20231201_001', { timeout: 10000 });
     assert.match(await page.textContent('#order-ORD_20231201_001'), /FILLED/);
-    await publish(srv.base, { channel: 'notifications', user_id: '1', data: { level: 'WARNING', title: '持仓风险提醒', message: '螺纹钢持仓已达到风控上限' } });
+    await srv.publish({ channel: 'notifications', user_id: '1', data: { level: 'WARNING', title: '持仓风险提醒', message: '螺纹钢持仓已达到风控上限' } });
     await page.waitForSelector('#notifications li', { timeout: 10000 });
 
     await page.waitForTimeout(1500); // a few more ticks for a lively picture

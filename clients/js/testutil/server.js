@@ -25,16 +25,19 @@ export function freePort() {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** Starts the server; resolves when /readyz answers 200. */
+/**
+ * Starts the server; resolves when /readyz answers 200. A development-mode
+ * server (dev: true) runs with the public development secret, as it must;
+ * use the returned token() and publish(), which sign with the right one.
+ */
 export async function startServer({ port, config = '', dev = false } = {}) {
   port = port || (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'mc-js-'));
   const cfg = join(dir, 'config.yaml');
   writeFileSync(cfg, `dev_mode: ${dev}\nfeed:\n  sim:\n    rate: 20\nlog:\n  level: warn\n` + config);
-  const proc = spawn(BIN, ['-config', cfg], {
-    env: { ...process.env, MARKETCAST_LISTEN: `127.0.0.1:${port}`, MARKETCAST_JWT_SECRET: SECRET },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const env = { ...process.env, MARKETCAST_LISTEN: `127.0.0.1:${port}` };
+  if (!dev) env.MARKETCAST_JWT_SECRET = SECRET;
+  const proc = spawn(BIN, ['-config', cfg], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   proc.stderr.on('data', (d) => { log += d; });
   const base = `http://127.0.0.1:${port}`;
@@ -53,20 +56,25 @@ export async function startServer({ port, config = '', dev = false } = {}) {
     proc.once('exit', (code) => resolve(code));
     proc.kill('SIGTERM');
   });
-  return { port, base, url: `ws://127.0.0.1:${port}/ws`, proc, stop, log: () => log };
+  return {
+    port, base, url: `ws://127.0.0.1:${port}/ws`, proc, stop, log: () => log,
+    token: (user, opts = {}) => token(user, { ...opts, dev }),
+    publish: (body) => publish(base, body, { dev }),
+  };
 }
 
-/** A token from the binary's own `token` command. */
-export function token(user, { permissions = 'read:market_data,read:signals', ttl = '1h' } = {}) {
-  return execFileSync(BIN, ['token', '-user', user, '-permissions', permissions, '-ttl', ttl], {
-    env: { ...process.env, MARKETCAST_JWT_SECRET: SECRET },
-  }).toString().trim();
+/** A token from the binary's own `token` command (dev: the development secret). */
+export function token(user, { permissions = 'read:market_data,read:signals', ttl = '1h', dev = false } = {}) {
+  const env = { ...process.env };
+  delete env.MARKETCAST_JWT_SECRET;
+  if (!dev) env.MARKETCAST_JWT_SECRET = SECRET;
+  return execFileSync(BIN, ['token', '-user', user, '-permissions', permissions, '-ttl', ttl], { env }).toString().trim();
 }
 
-export async function publish(base, body) {
+export async function publish(base, body, { dev = false } = {}) {
   const res = await fetch(base + '/api/v1/publish', {
     method: 'POST',
-    headers: { Authorization: 'Bearer ' + token('backend', { permissions: 'publish' }), 'Content-Type': 'application/json' },
+    headers: { Authorization: 'Bearer ' + token('backend', { permissions: 'publish', dev }), 'Content-Type': 'application/json' },
     body: JSON.stringify(body),
   });
   const json = await res.json();

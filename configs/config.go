@@ -77,6 +77,28 @@ type Config struct {
 		TTL      Duration `yaml:"ttl"`
 		MaxBytes int      `yaml:"max_bytes"`
 	} `yaml:"history"`
+	Cluster struct {
+		NATSURL      string   `yaml:"nats_url"`
+		NATSCreds    string   `yaml:"nats_creds"`
+		NATSUser     string   `yaml:"nats_user"`
+		NATSPassword string   `yaml:"nats_password"`
+		NATSToken    string   `yaml:"nats_token"`
+		Name         string   `yaml:"name"`
+		HeadCheck    Duration `yaml:"head_check"`
+		Stream       struct {
+			Name       string   `yaml:"name"`
+			Replicas   int      `yaml:"replicas"`
+			Storage    string   `yaml:"storage"`
+			MaxAge     Duration `yaml:"max_age"`
+			MaxBytes   int64    `yaml:"max_bytes"`
+			Duplicates Duration `yaml:"duplicates"`
+		} `yaml:"stream"`
+		Embedded struct {
+			DataDir    string `yaml:"data_dir"`
+			Listen     string `yaml:"listen"`
+			SyncAlways bool   `yaml:"sync_always"`
+		} `yaml:"embedded"`
+	} `yaml:"cluster"`
 	Feed struct {
 		Kind string `yaml:"kind"`
 		Sim  struct {
@@ -161,6 +183,31 @@ var envOverrides = []struct {
 	{"MARKETCAST_JWKS_URL", func(c *Config, v string) error { c.Auth.JWKSURL = v; return nil }},
 	{"MARKETCAST_OPS_LISTEN", func(c *Config, v string) error { c.Ops.Listen = v; return nil }},
 	{"MARKETCAST_OPS_TOKEN", func(c *Config, v string) error { c.Ops.Token = v; return nil }},
+	{"MARKETCAST_NATS_URL", func(c *Config, v string) error { c.Cluster.NATSURL = v; return nil }},
+	{"MARKETCAST_NATS_CREDS", func(c *Config, v string) error { c.Cluster.NATSCreds = v; return nil }},
+	{"MARKETCAST_NATS_USER", func(c *Config, v string) error { c.Cluster.NATSUser = v; return nil }},
+	{"MARKETCAST_NATS_PASSWORD", func(c *Config, v string) error { c.Cluster.NATSPassword = v; return nil }},
+	{"MARKETCAST_NATS_TOKEN", func(c *Config, v string) error { c.Cluster.NATSToken = v; return nil }},
+	{"MARKETCAST_NODE_NAME", func(c *Config, v string) error { c.Cluster.Name = v; return nil }},
+	{"MARKETCAST_DATA_DIR", func(c *Config, v string) error { c.Cluster.Embedded.DataDir = v; return nil }},
+	{"MARKETCAST_FEED", func(c *Config, v string) error { c.Feed.Kind = v; return nil }},
+}
+
+// UsesNATS reports whether the node runs on NATS: a NATS URL, or an
+// embedded NATS server with a data directory.
+func (c *Config) UsesNATS() bool { return c.Cluster.NATSURL != "" || c.Cluster.Embedded.DataDir != "" }
+
+// FeedKind is the market source actually run: "auto" is the simulator on a
+// node of its own and NATS ingest on a node of a cluster (where one
+// `marketcast feed` process publishes for every node).
+func (c *Config) FeedKind() string {
+	if c.Feed.Kind != "auto" {
+		return c.Feed.Kind
+	}
+	if c.Cluster.NATSURL != "" {
+		return "nats"
+	}
+	return "sim"
 }
 
 func parseBool(v string, dst *bool) error {
@@ -201,6 +248,8 @@ func (c *Config) Validate() error {
 		"auth.timeout": c.Auth.Timeout, "auth.dev_token_ttl": c.Auth.DevTokenTTL, "auth.jwks_refresh": c.Auth.JWKSRefresh,
 		"keepalive.ping_interval": c.Keepalive.PingInterval, "delivery.write_timeout": c.Delivery.WriteTimeout, "delivery.flush_delay": c.Delivery.FlushDelay,
 		"history.ttl": c.History.TTL, "shutdown.grace": c.Shutdown.Grace,
+		"cluster.head_check": c.Cluster.HeadCheck, "cluster.stream.max_age": c.Cluster.Stream.MaxAge,
+		"cluster.stream.duplicates": c.Cluster.Stream.Duplicates,
 		"http.read_header_timeout": c.HTTP.ReadHeaderTimeout, "http.read_timeout": c.HTTP.ReadTimeout, "http.idle_timeout": c.HTTP.IdleTimeout,
 	} {
 		if d.bad != "" {
@@ -269,8 +318,27 @@ func (c *Config) Validate() error {
 		return bad("history.ttl", c.History.TTL.Duration, "want > 0")
 	case c.History.MaxBytes < 64<<10:
 		return bad("history.max_bytes", c.History.MaxBytes, "want >= 65536")
-	case c.Feed.Kind != "sim" && c.Feed.Kind != "none":
-		return bad("feed.kind", fmt.Sprintf("%q", c.Feed.Kind), `want "sim" or "none"`)
+	case c.Feed.Kind != "auto" && c.Feed.Kind != "sim" && c.Feed.Kind != "nats" && c.Feed.Kind != "none":
+		return bad("feed.kind", fmt.Sprintf("%q", c.Feed.Kind), `want "auto", "sim", "nats" or "none"`)
+	case c.Feed.Kind == "nats" && !c.UsesNATS():
+		return bad("feed.kind", `"nats"`, "needs cluster.nats_url (MARKETCAST_NATS_URL) or cluster.embedded.data_dir")
+	case c.Feed.Kind == "sim" && c.Cluster.NATSURL != "":
+		return bad("feed.kind", `"sim"`, "a node of a cluster takes market data from NATS: run one `marketcast feed` for the "+
+			"cluster and leave feed.kind auto (or nats)")
+	case c.Cluster.Stream.Name == "" || strings.ContainsAny(c.Cluster.Stream.Name, ". *>"):
+		return bad("cluster.stream.name", fmt.Sprintf("%q", c.Cluster.Stream.Name), "want a stream name without . * > or spaces")
+	case c.Cluster.Stream.Replicas < 1 || c.Cluster.Stream.Replicas > 5:
+		return bad("cluster.stream.replicas", c.Cluster.Stream.Replicas, "want 1 to 5")
+	case c.Cluster.Stream.Storage != "file" && c.Cluster.Stream.Storage != "memory":
+		return bad("cluster.stream.storage", fmt.Sprintf("%q", c.Cluster.Stream.Storage), "want file or memory")
+	case c.Cluster.Stream.MaxAge.Duration < c.History.TTL.Duration:
+		return bad("cluster.stream.max_age", c.Cluster.Stream.MaxAge.Duration, "want >= history.ttl (the stream keeps a topic's run longer than its resume window)")
+	case c.Cluster.Stream.Duplicates.Duration <= 0:
+		return bad("cluster.stream.duplicates", c.Cluster.Stream.Duplicates.Duration, "want > 0")
+	case c.Cluster.HeadCheck.Duration < time.Second:
+		return bad("cluster.head_check", c.Cluster.HeadCheck.Duration, "want >= 1s")
+	case c.Cluster.NATSURL != "" && c.Cluster.Embedded.DataDir != "":
+		return bad("cluster.embedded.data_dir", fmt.Sprintf("%q", c.Cluster.Embedded.DataDir), "is for a node without cluster.nats_url: use one or the other")
 	case c.Feed.Sim.Rate <= 0 || c.Feed.Sim.Rate > 1000:
 		return bad("feed.sim.rate", c.Feed.Sim.Rate, "want in (0, 1000]")
 	case c.Feed.Sim.Levels < 1 || c.Feed.Sim.Levels > 20:

@@ -84,7 +84,10 @@ func TestErrorsNameKeyAndValue(t *testing.T) {
 		}
 	}
 	f("limits:\n  rate_per_minute: -5\n", "limits.rate_per_minute: want > 0, got -5")
-	f("feed:\n  kind: kafka\n", `feed.kind: want "sim" or "none", got "kafka"`)
+	f("feed:\n  kind: kafka\n", `feed.kind: want "auto", "sim", "nats" or "none", got "kafka"`)
+	f("feed:\n  kind: nats\n", "feed.kind: needs cluster.nats_url")
+	f("cluster:\n  nats_url: nats://x:4222\nfeed:\n  kind: sim\n", "run one `marketcast feed` for the cluster")
+	f("cluster:\n  stream:\n    max_age: 1m\n", "cluster.stream.max_age")
 	f("auth:\n  jwt_secret: short\n", "auth.jwt_secret")
 	f("keepalive:\n  ping_interval: 10ms\n", "keepalive.ping_interval: want >= 1s, got 10ms")
 	f("log:\n  level: loud\n", `log.level: want debug, info, warn or error, got "loud"`)

@@ -9,6 +9,7 @@ import (
 	"github.com/marketcast/marketcast/engine"
 	"github.com/marketcast/marketcast/engine/auth"
 	"github.com/marketcast/marketcast/engine/gateway"
+	"github.com/marketcast/marketcast/engine/natsbroker"
 )
 
 // Settings too internal for the file: named here, their one home.
@@ -78,6 +79,30 @@ func (c *Config) Gateway() gateway.Config {
 		OpsToken:            c.Ops.Token,
 		OpsSeparate:         c.Ops.Listen != "",
 	}
+}
+
+// natsTimeout bounds one request to NATS (a publish's store and ack, a
+// history read); a publish that cannot finish in time answers 503.
+const natsTimeout = 5 * time.Second
+
+// NATSBroker is the cluster broker's configuration.
+func (c *Config) NATSBroker() natsbroker.Config {
+	s := c.Cluster.Stream
+	return natsbroker.Config{
+		Stream: s.Name, Replicas: s.Replicas, Memory: s.Storage == "memory",
+		History: c.HistoryLimits(), MaxAge: s.MaxAge.Duration, MaxBytes: s.MaxBytes,
+		Duplicates: s.Duplicates.Duration, HeadCheck: c.Cluster.HeadCheck.Duration, Timeout: natsTimeout,
+	}
+}
+
+// NodeName names this node in logs and to NATS: cluster.name, or the host
+// and listen address.
+func (c *Config) NodeName() string {
+	if c.Cluster.Name != "" {
+		return c.Cluster.Name
+	}
+	host, _ := os.Hostname()
+	return host + "/" + c.Listen
 }
 
 // Verifier builds the token verifier: the HS256 secret, the public key

@@ -12,16 +12,21 @@ import (
 // import; only cmd wires configuration.
 func TestImportDirections(t *testing.T) {
 	const mod = "github.com/marketcast/marketcast/"
-	all := []string{mod + "engine", mod + "feed", mod + "configs", mod + "cmd", mod + "web", mod + "bench", mod + "clients", "github.com/lxzan/gws"}
+	const nats = "github.com/nats-io"
+	all := []string{mod + "engine", mod + "feed", mod + "configs", mod + "cmd", mod + "web", mod + "bench", mod + "clients", "github.com/lxzan/gws", nats}
+	// Only the broker (engine/natsbroker), the NATS feed (feed/natsfeed)
+	// and cmd may import NATS; feeds never import a broker.
 	rules := map[string][]string{
-		mod + "protocol":       all,
-		mod + "engine":         {mod + "feed", mod + "engine/gateway", mod + "configs", mod + "cmd", "github.com/lxzan/gws"},
-		mod + "engine/frame":   {mod + "feed", mod + "engine/gateway", mod + "configs", "github.com/lxzan/gws"},
-		mod + "engine/auth":    {mod + "feed", mod + "engine/gateway", mod + "configs", "github.com/lxzan/gws"},
-		mod + "engine/gateway": {mod + "feed", mod + "configs", mod + "cmd"},
-		mod + "feed":           {mod + "engine/gateway", mod + "configs", "github.com/lxzan/gws"},
-		mod + "feed/sim":       {mod + "engine/gateway", mod + "configs", "github.com/lxzan/gws"},
-		mod + "feed/kline":     {mod + "engine/gateway", mod + "configs", "github.com/lxzan/gws"},
+		mod + "protocol":          all,
+		mod + "engine":            {mod + "feed", mod + "engine/gateway", mod + "engine/natsbroker", mod + "configs", mod + "cmd", "github.com/lxzan/gws", nats},
+		mod + "engine/frame":      {mod + "feed", mod + "engine/gateway", mod + "configs", "github.com/lxzan/gws", nats},
+		mod + "engine/auth":       {mod + "feed", mod + "engine/gateway", mod + "configs", "github.com/lxzan/gws", nats},
+		mod + "engine/gateway":    {mod + "feed", mod + "engine/natsbroker", mod + "configs", mod + "cmd", nats},
+		mod + "engine/natsbroker": {mod + "feed", mod + "engine/gateway", mod + "configs", mod + "cmd", "github.com/lxzan/gws"},
+		mod + "feed":              {mod + "engine/gateway", mod + "engine/natsbroker", mod + "configs", "github.com/lxzan/gws", nats},
+		mod + "feed/sim":          {mod + "engine/gateway", mod + "engine/natsbroker", mod + "configs", "github.com/lxzan/gws", nats},
+		mod + "feed/kline":        {mod + "engine/gateway", mod + "engine/natsbroker", mod + "configs", "github.com/lxzan/gws", nats},
+		mod + "feed/natsfeed":     {mod + "engine/gateway", mod + "engine/natsbroker", mod + "configs", "github.com/lxzan/gws"},
 	}
 	for pkg, banned := range rules {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", pkg).CombinedOutput()

@@ -12,10 +12,11 @@ import (
 // every subscriber that needs that variant. Brokers create events with
 // NewEvent; the hub creates the events of conflated topics itself.
 type Event struct {
-	topic string
-	env   frame.Envelope
-	data  []byte
-	final bool
+	topic   string
+	env     frame.Envelope
+	data    []byte
+	final   bool
+	idemKey string // the memory broker's: forgotten with the event
 
 	mu       sync.Mutex
 	variants []variant

@@ -34,7 +34,8 @@ type memoryStream struct {
 	head, n  int
 	bytes    int
 	watchers int
-	dead     bool // forgotten by Sweep; look the topic up again
+	keys     map[string]*Event // idempotency keys of events still in history
+	dead     bool              // forgotten by Sweep; look the topic up again
 }
 
 // NewMemoryBroker returns an empty in-memory broker.
@@ -81,12 +82,22 @@ func (b *MemoryBroker) stream(topic string, create bool) *memoryStream {
 func (b *MemoryBroker) Publish(_ context.Context, m *Message) (*Event, error) {
 	st := b.stream(m.Topic, true)
 	defer st.mu.Unlock()
+	if ev := st.keys[m.IdempotencyKey]; ev != nil && m.IdempotencyKey != "" {
+		return ev, nil // a retry of a publish already stored
+	}
 	if st.epoch == "" {
 		st.epoch = NewEpoch()
 	}
 	st.seq++
 	ev := NewEvent(m, st.seq, st.epoch, b.now())
 	st.last = ev
+	if m.IdempotencyKey != "" {
+		if st.keys == nil {
+			st.keys = make(map[string]*Event)
+		}
+		st.keys[m.IdempotencyKey] = ev
+		ev.idemKey = m.IdempotencyKey
+	}
 	st.add(ev, b.limits)
 	st.expire(ev.Time(), b.limits.TTL)
 	if b.handler != nil {
@@ -160,6 +171,9 @@ func (st *memoryStream) add(e *Event, l HistoryLimits) {
 
 func (st *memoryStream) dropOldest() {
 	e := st.ring[st.head]
+	if e.idemKey != "" {
+		delete(st.keys, e.idemKey)
+	}
 	st.ring[st.head] = nil
 	st.head = (st.head + 1) % len(st.ring)
 	st.n--

@@ -62,8 +62,9 @@ type Message struct {
 	Broadcast  bool   // envelope "broadcast": a notice to every user
 	Data       []byte
 	Final      bool // last message of a bar: never conflated away
-	// IdempotencyKey, when set, lets a broker store a retried publish once
-	// (the cluster broker's duplicate window); the memory broker ignores it.
+	// IdempotencyKey, when set, stores a retried publish once: the memory
+	// broker while the first is in the topic's history, the cluster broker
+	// within its duplicates window.
 	IdempotencyKey string
 }
 
@@ -106,7 +107,8 @@ func ModeOf(c *protocol.Channel) Mode {
 // FromPublication is the engine message of a validated publication: the
 // one conversion the publish API and every feed share.
 func FromPublication(p *protocol.Publication) Message {
-	m := Message{Topic: p.Topic(), Mode: ModeOf(p.Channel), Type: p.Type, Channel: p.Channel.Push, Data: p.Data, Final: p.Final}
+	m := Message{Topic: p.Topic(), Mode: ModeOf(p.Channel), Type: p.Type, Channel: p.Channel.Push, Data: p.Data,
+		Final: p.Final, IdempotencyKey: p.IdempotencyKey}
 	switch p.Channel.Kind {
 	case protocol.KindMarket:
 		m.Symbol = p.ID

@@ -18,6 +18,10 @@ type Item struct {
 	StrategyID string          `json:"strategy_id,omitempty"`
 	Symbol     string          `json:"symbol,omitempty"`
 	Data       json.RawMessage `json:"data"`
+	// IdempotencyKey makes a retried publish of a reliable message stored
+	// once: a second publish with the same key to the same topic, while the
+	// first is still in history, is answered with the first's position.
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
 }
 
 // Publication is a validated item, ready to publish.
@@ -32,6 +36,8 @@ type Publication struct {
 	Data []byte
 	// Final marks a bar's closing message, which conflation never replaces.
 	Final bool
+	// IdempotencyKey, on reliable channels, stores a retried publish once.
+	IdempotencyKey string
 }
 
 // Topic is the publication's topic key.
@@ -64,6 +70,15 @@ func Validate(it *Item, maxData int) (*Publication, error) {
 		return nil, fmt.Errorf("channel %s: data: %v", it.Channel, err)
 	}
 	p := &Publication{Channel: c, Type: c.Type, Data: compact.Bytes()}
+	if k := it.IdempotencyKey; k != "" {
+		if !c.Reliable() {
+			return nil, fmt.Errorf("channel %s: idempotency_key applies to private channels and signals only", it.Channel)
+		}
+		if !ValidID(k) {
+			return nil, fmt.Errorf("invalid idempotency_key (1-%d bytes of printable UTF-8)", MaxIDBytes)
+		}
+		p.IdempotencyKey = k
+	}
 	if it.Type != "" {
 		if c != Notifications {
 			return nil, fmt.Errorf("channel %s: type cannot be overridden (only notifications take a type)", it.Channel)

@@ -8,22 +8,32 @@ import (
 
 	"github.com/marketcast/marketcast/configs"
 	"github.com/marketcast/marketcast/feed"
+	"github.com/marketcast/marketcast/feed/natsfeed"
 	"github.com/marketcast/marketcast/feed/sim"
 	"github.com/marketcast/marketcast/protocol"
 )
 
 // newSource builds the configured market source; nil means none (market
 // data then comes only from the publish API).
-func newSource(cfg *configs.Config) (feed.Source, error) {
-	switch cfg.Feed.Kind {
+func newSource(cfg *configs.Config, n *node, log *slog.Logger) (feed.Source, error) {
+	switch cfg.FeedKind() {
 	case "sim":
-		symbols := cfg.Feed.Sim.Symbols
-		if cfg.Feed.Sim.SymbolCount > 0 {
-			symbols = sim.Universe(cfg.Feed.Sim.SymbolCount)
-		}
-		return sim.New(sim.Config{Symbols: symbols, Rate: cfg.Feed.Sim.Rate, Levels: cfg.Feed.Sim.Levels})
+		return newSim(cfg)
+	case "nats":
+		src := natsfeed.NewSource(n.nats.nc, cfg.Limits.MaxMessageBytes, log)
+		n.srv.AddMetrics(src.Metrics())
+		return src, nil
 	}
 	return nil, nil
+}
+
+// newSim builds the simulator as configured.
+func newSim(cfg *configs.Config) (*sim.Sim, error) {
+	symbols := cfg.Feed.Sim.Symbols
+	if cfg.Feed.Sim.SymbolCount > 0 {
+		symbols = sim.Universe(cfg.Feed.Sim.SymbolCount)
+	}
+	return sim.New(sim.Config{Symbols: symbols, Rate: cfg.Feed.Sim.Rate, Levels: cfg.Feed.Sim.Levels})
 }
 
 // Restart delays of a failed source.
@@ -46,6 +56,11 @@ func startFeed(ctx context.Context, src feed.Source, n *node, log *slog.Logger) 
 	}
 	if err := n.market.AddSymbols(src.Symbols()); err != nil {
 		log.Error("feed symbols do not fit the catalogue", "err", err)
+	}
+	if _, ok := src.(*natsfeed.Source); ok {
+		// A bus feed is ready while NATS is there, produce or not.
+		n.srv.SetFeedReady(n.nats.nc.IsConnected())
+		n.nats.onFeed = n.srv.SetFeedReady
 	}
 	go func() {
 		defer close(done)
@@ -71,8 +86,11 @@ func startFeed(ctx context.Context, src feed.Source, n *node, log *slog.Logger) 
 }
 
 func describe(src feed.Source) string {
-	if _, ok := src.(*sim.Sim); ok {
+	switch src.(type) {
+	case *sim.Sim:
 		return "sim"
+	case *natsfeed.Source:
+		return "nats"
 	}
 	return "custom"
 }

@@ -43,8 +43,13 @@ func (s *flakySource) Run(ctx context.Context, sink feed.Sink) error {
 // the source has produced; a failing source is restarted with backoff.
 func TestFeedIsRestartedAndReadinessFollowsIt(t *testing.T) {
 	cfg := configs.Default()
-	n := newNode(cfg)
-	n.srv, _ = newGateway(cfg, n, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	n, err := newNode(context.Background(), cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.close()
+	n.srv, _ = newGateway(cfg, n, log)
 	hs := httptest.NewServer(n.srv.Handler())
 	defer hs.Close()
 	ready := func() int {

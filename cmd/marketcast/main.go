@@ -2,6 +2,8 @@
 //
 //	marketcast [serve] [-config FILE]     run the server (default: embedded config)
 //	marketcast token -user ID [-permissions a,b] [-ttl 1h] [-config FILE]
+//	marketcast feed [-config FILE]        run the market source once for a cluster, publishing to NATS
+//	marketcast nats [-listen ADDR] [-store DIR]   run a NATS server with JetStream (a cluster's broker)
 package main
 
 import (
@@ -41,8 +43,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return serve(args, stderr)
 	case "token":
 		return token(args, stdout)
+	case "feed":
+		return feedCmd(args, stderr)
+	case "nats":
+		return natsCmd(args, stderr)
 	default:
-		return fmt.Errorf("unknown command %q (want serve or token)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, token, feed or nats)", cmd)
 	}
 }
 

@@ -234,7 +234,11 @@ func TestBinarySIGTERM(t *testing.T) {
 			break
 		}
 	}
-	go func() { _, _ = io.Copy(&logs, stderr) }()
+	go func() { // the scanner may hold lines already read: keep using it
+		for sc.Scan() {
+			logs.WriteString(sc.Text() + "\n")
+		}
+	}()
 	if strings.Contains(logs.String(), "DEVELOPMENT MODE") || strings.Contains(logs.String(), "token=") {
 		t.Fatalf("development mode announced, or a token printed, outside development mode:\n%s", logs.String())
 	}
@@ -357,7 +361,11 @@ func startBinary(t *testing.T, addr string, env ...string) *binaryProc {
 			break
 		}
 	}
-	go func() { _, _ = io.Copy(logs, stderr) }()
+	go func() { // the scanner may hold lines already read: keep using it
+		for sc.Scan() {
+			logs.WriteString(sc.Text() + "\n")
+		}
+	}()
 	return p
 }
 

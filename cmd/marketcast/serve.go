@@ -15,26 +15,94 @@ import (
 	"github.com/marketcast/marketcast/engine"
 	"github.com/marketcast/marketcast/engine/auth"
 	"github.com/marketcast/marketcast/engine/gateway"
+	"github.com/marketcast/marketcast/engine/natsbroker"
 	"github.com/marketcast/marketcast/feed"
+	"github.com/marketcast/marketcast/feed/natsfeed"
 	"github.com/marketcast/marketcast/protocol"
 	"github.com/marketcast/marketcast/web"
 )
 
 // node is what one server process runs: the hub and its broker, the market
-// (catalogue and market publishing) and the gateway in front of them.
+// (catalogue and market publishing) and the gateway in front of them, and
+// in cluster mode the NATS link they share.
 type node struct {
+	name     string
 	hub      *engine.Hub
-	broker   *engine.MemoryBroker
-	market   *feed.Market
+	memory   *engine.MemoryBroker // the broker of a node on its own
+	cluster  *natsbroker.Broker   // the broker of a node on NATS
+	nats     *natsLink
+	market   *feed.Market   // where sources publish: this node's hub
+	api      gateway.Market // where the publish API sends market data
 	verifier *auth.Verifier
 	srv      *gateway.Server
 }
 
-// newNode builds the hub with its broker and the market.
-func newNode(cfg *configs.Config) *node {
-	broker := engine.NewMemoryBroker(cfg.HistoryLimits())
-	hub := engine.NewHub(cfg.Engine(), broker)
-	return &node{hub: hub, broker: broker, market: feed.NewMarket(hub, cfg.Limits.MaxSymbols)}
+// newNode builds the hub with its broker (in memory, or JetStream when the
+// node runs on NATS) and the market.
+func newNode(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*node, error) {
+	n := &node{name: cfg.NodeName()}
+	var broker engine.Broker
+	if cfg.UsesNATS() {
+		link, err := connectNATS(cfg, n.name, log)
+		if err != nil {
+			return nil, err
+		}
+		n.nats = link
+		if n.cluster, err = natsbroker.New(ctx, link.nc, cfg.NATSBroker(), log); err != nil {
+			link.close()
+			return nil, err
+		}
+		link.onReconnect = n.cluster.Reconnected
+		broker = n.cluster
+	} else {
+		n.memory = engine.NewMemoryBroker(cfg.HistoryLimits())
+		broker = n.memory
+	}
+	n.hub = engine.NewHub(cfg.Engine(), broker)
+	n.market = feed.NewMarket(n.hub, cfg.Limits.MaxSymbols)
+	n.api = n.market
+	if cfg.FeedKind() == "nats" {
+		// Every node ingests md.>: market data published here goes there
+		// too, so all nodes serve it, numbered alike.
+		n.api = &busMarket{Market: n.market, bus: natsfeed.NewBus(n.nats.nc)}
+	}
+	return n, nil
+}
+
+// close releases the broker and the NATS link.
+func (n *node) close() {
+	if n.cluster != nil {
+		n.cluster.Close()
+	}
+	if n.nats != nil {
+		n.nats.close()
+	}
+	if n.verifier != nil {
+		n.verifier.Close()
+	}
+}
+
+// run starts what the node runs in the background until ctx ends: sweeps,
+// and in cluster mode the resynchronization after NATS comes back.
+func (n *node) run(ctx context.Context) {
+	go n.hub.RunSweeper(ctx, 10*time.Second)
+	if n.memory != nil {
+		go n.memory.RunSweeper(ctx, time.Minute)
+	}
+}
+
+// busMarket sends the publish API's market data to the cluster bus, which
+// every node (this one included) ingests.
+type busMarket struct {
+	*feed.Market
+	bus *natsfeed.Bus
+}
+
+func (m *busMarket) Publish(ctx context.Context, p *protocol.Publication) (uint64, error) {
+	if err := m.AddSymbols([]string{p.ID}); err != nil { // the catalogue's limit holds here too
+		return 0, err
+	}
+	return m.bus.Publish(ctx, p)
 }
 
 // newGateway builds the network face: limits, auth, development tokens and
@@ -52,7 +120,11 @@ func newGateway(cfg *configs.Config, n *node, log *slog.Logger) (*gateway.Server
 	if cfg.Web {
 		gcfg.Index = web.Handler()
 	}
-	return gateway.New(gcfg, n.hub, n.market, verifier, log), nil
+	srv := gateway.New(gcfg, n.hub, n.api, verifier, log)
+	if n.cluster != nil {
+		srv.AddMetrics(n.cluster.Metrics())
+	}
+	return srv, nil
 }
 
 // Serve runs the server until ctx ends, then drains. ready, when not nil,
@@ -65,19 +137,19 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 		log.Warn("DEVELOPMENT MODE: GET /dev/token signs a token for anyone who asks, and the JWT secret is the public " +
 			"development one; never let others reach this server. Production: MARKETCAST_DEV_MODE=false MARKETCAST_JWT_SECRET=...")
 	}
-	n := newNode(cfg)
-	var err error
+	n, err := newNode(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer n.close()
 	if n.srv, err = newGateway(cfg, n, log); err != nil {
 		return err
 	}
-	defer n.verifier.Close()
-
 	bg, stopBackground := context.WithCancel(context.Background())
 	defer stopBackground()
-	go n.hub.RunSweeper(bg, 10*time.Second)
-	go n.broker.RunSweeper(bg, time.Minute)
+	n.run(bg)
 
-	src, err := newSource(cfg)
+	src, err := newSource(cfg, n, log)
 	if err != nil {
 		return err
 	}
@@ -107,6 +179,10 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 	feedDone := startFeed(feedCtx, src, n, log)
 
 	announce(cfg, ln.Addr().String(), log)
+	if n.nats != nil {
+		log.Info("node joined the cluster", "node", n.name, "nats", n.nats.nc.ConnectedUrlRedacted(),
+			"stream", cfg.Cluster.Stream.Name, "feed", cfg.FeedKind())
+	}
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}

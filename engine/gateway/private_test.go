@@ -447,3 +447,42 @@ func TestTokenExpiryAndReauth(t *testing.T) {
 	default:
 	}
 }
+
+// TestIdempotentPublish: a back end that retries a publish (its first
+// answer was lost) with the same key gets the first position back, and the
+// message is stored once.
+func TestIdempotentPublish(t *testing.T) {
+	ts := newTestServer(t, nil)
+	c := ts.login("1")
+	subscribeOrders(t, c, nil)
+	body := `{"channel":"orders","user_id":"1","idempotency_key":"ORD-7/fill-1","data":{"order_id":"ORD-7"}}`
+	_, first := ts.post(ts.publisher(), body)
+	_, again := ts.post(ts.publisher(), body)
+	if fmt.Sprint(first["results"]) != fmt.Sprint(again["results"]) {
+		t.Fatalf("retry answered %v; want the first answer %v", again, first)
+	}
+	req, _ := http.NewRequest("POST", ts.http.URL+"/api/v1/publish", strings.NewReader(`{"channel":"orders","user_id":"1","data":{"order_id":"ORD-8"}}`))
+	req.Header.Set("Authorization", "Bearer "+ts.publisher())
+	req.Header.Set("Idempotency-Key", "ORD-8/fill-1")
+	for range 2 {
+		resp, err := http.DefaultClient.Do(req.Clone(context.Background()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		req.Body = io.NopCloser(strings.NewReader(`{"channel":"orders","user_id":"1","data":{"order_id":"ORD-8"}}`))
+	}
+	if m := mustNext(t, c); m.Sequence != 1 {
+		t.Fatalf("got %s", m.Raw)
+	}
+	if m := mustNext(t, c); m.Sequence != 2 || m.DataMap()["order_id"] != "ORD-8" {
+		t.Fatalf("got %s", m.Raw)
+	}
+	mustSend(t, c, map[string]any{"type": "ping", "id": "end"})
+	if m := mustNext(t, c); m.Type != "pong" {
+		t.Fatalf("a retried publish was delivered twice: %s", m.Raw)
+	}
+	if status, v := ts.post(ts.publisher(), `{"channel":"tick","symbol":"SHFE.rb2405","idempotency_key":"k","data":{}}`); status != 400 {
+		t.Fatalf("idempotency key on market data: %d %v", status, v)
+	}
+}

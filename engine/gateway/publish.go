@@ -72,6 +72,17 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		s.apiFail(w, http.StatusBadRequest, protocol.CodeInvalidMessage, err.Error())
 		return
 	}
+	if key := r.Header.Get("Idempotency-Key"); key != "" {
+		// One key for the request: message i of a batch gets key/i.
+		for i := range items {
+			if items[i].IdempotencyKey == "" {
+				items[i].IdempotencyKey = key
+				if len(items) > 1 {
+					items[i].IdempotencyKey = fmt.Sprintf("%s/%d", key, i)
+				}
+			}
+		}
+	}
 	// Everything is validated before anything is published.
 	pubs := make([]*protocol.Publication, len(items))
 	for i := range items {

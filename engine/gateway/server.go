@@ -128,6 +128,8 @@ type Server struct {
 	wg        sync.WaitGroup
 
 	set        *metrics.Set
+	extraMu    sync.Mutex
+	extra      []*metrics.Set
 	connsTotal *metrics.Counter
 	connsOpen  *metrics.Gauge
 	received   *metrics.Counter
@@ -305,10 +307,23 @@ func (s *Server) serveSymbols(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"symbols": s.market.Symbols()})
 }
 
+// AddMetrics adds a metric set (a broker's, a feed's) to /metrics.
+func (s *Server) AddMetrics(set *metrics.Set) {
+	s.extraMu.Lock()
+	s.extra = append(s.extra, set)
+	s.extraMu.Unlock()
+}
+
 func (s *Server) serveMetrics(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 	s.set.WritePrometheus(w)
 	s.hub.Metrics().WritePrometheus(w)
+	s.extraMu.Lock()
+	extra := s.extra
+	s.extraMu.Unlock()
+	for _, set := range extra {
+		set.WritePrometheus(w)
+	}
 	metrics.WriteProcessMetrics(w)
 }
 

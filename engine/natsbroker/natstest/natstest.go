@@ -1,0 +1,85 @@
+// Package natstest runs a real NATS server with JetStream inside a test
+// process (the nats-server module, not a mock), on a loopback port, with
+// its store in a directory the test chooses, so a test can restart it with
+// the same store or a fresh one.
+package natstest
+
+import (
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Server is an embedded NATS server.
+type Server struct {
+	t    testing.TB
+	port int
+	dir  string
+	ns   *server.Server
+}
+
+// Start runs a server storing JetStream data in dir (t.TempDir() when "").
+func Start(t testing.TB, dir string) *Server {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	s := &Server{t: t, port: freePort(t), dir: dir}
+	s.start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func freePort(t testing.TB) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func (s *Server) start() {
+	s.t.Helper()
+	ns, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: s.port, JetStream: true, StoreDir: s.dir,
+		NoLog: true, NoSigs: true,
+	})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		s.t.Fatal("nats server not ready")
+	}
+	s.ns = ns
+}
+
+// URL is the server's client URL.
+func (s *Server) URL() string { return "nats://127.0.0.1:" + strconv.Itoa(s.port) }
+
+// Dir is where JetStream keeps its files.
+func (s *Server) Dir() string { return s.dir }
+
+// Stop shuts the server down (again is harmless).
+func (s *Server) Stop() {
+	if s.ns != nil {
+		s.ns.Shutdown()
+		s.ns.WaitForShutdown()
+		s.ns = nil
+	}
+}
+
+// Restart stops the server and starts it again on the same port, with the
+// same store, or a fresh empty one when wipe is set (a lost store).
+func (s *Server) Restart(wipe bool) {
+	s.t.Helper()
+	s.Stop()
+	if wipe {
+		s.dir = s.t.TempDir()
+	}
+	s.start()
+}

@@ -1,0 +1,238 @@
+// Package natsfeed carries market data over NATS: a Source that ingests
+// what collectors publish on md.<channel>.<symbol> (md.tick.SHFE.rb2405,
+// md.depth.…, md.kline_1m.…), and a Bus that publishes there, so one feed
+// process serves every node of a cluster. A memory stream keeps the last
+// message of each subject, so a node that starts late has every symbol's
+// latest tick, book and bar at once.
+package natsfeed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/marketcast/marketcast/engine"
+	"github.com/marketcast/marketcast/feed"
+	"github.com/marketcast/marketcast/protocol"
+)
+
+// LastStream is the memory stream holding the last message of every market
+// subject.
+const LastStream = "MC_MD_LAST"
+
+// Source ingests market data from NATS. It implements feed.Source.
+type Source struct {
+	nc       *nats.Conn
+	maxBytes int
+	log      *slog.Logger
+
+	set     *metrics.Set
+	ingest  *metrics.Counter
+	warmed  *metrics.Counter
+	dropLog *dropLog
+}
+
+// NewSource returns a source on nc; messages larger than maxBytes are
+// dropped. Its metrics (marketcast_feed_*) are in Metrics.
+func NewSource(nc *nats.Conn, maxBytes int, log *slog.Logger) *Source {
+	set := metrics.NewSet()
+	return &Source{nc: nc, maxBytes: maxBytes, log: log, set: set,
+		ingest:  set.NewCounter("marketcast_feed_messages_total"),
+		warmed:  set.NewCounter("marketcast_feed_warmup_messages_total"),
+		dropLog: &dropLog{log: log, set: set, every: time.Second}}
+}
+
+// Metrics is the source's metric set.
+func (s *Source) Metrics() *metrics.Set { return s.set }
+
+// Symbols implements feed.Source: the universe is learned from messages.
+func (s *Source) Symbols() []string { return nil }
+
+// Run implements feed.Source: it subscribes md.>, warms up from the last
+// value stream (skipping subjects already seen live), and ingests until
+// ctx ends. NATS going away does not end it: the connection reconnects and
+// the subscription resumes by itself.
+func (s *Source) Run(ctx context.Context, sink feed.Sink) error {
+	msgs := make(chan *nats.Msg, 8192)
+	sub, err := s.nc.ChanSubscribe(protocol.MarketSubjectPrefix+".>", msgs)
+	if err != nil {
+		return fmt.Errorf("natsfeed: subscribe: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	// A slow sink would otherwise make NATS drop messages for this
+	// subscription silently; bound it and count what is dropped.
+	_ = sub.SetPendingLimits(1<<20, 256<<20)
+
+	seen := &sync.Map{} // subjects received live before the warm-up reached them
+	warm := make(chan *nats.Msg, 1024)
+	go s.warmUp(ctx, warm)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case m := <-msgs:
+			seen.Store(m.Subject, true)
+			s.handle(ctx, sink, m.Subject, m.Data, false)
+		case m, ok := <-warm:
+			if !ok {
+				warm = nil // done
+				continue
+			}
+			if _, live := seen.Load(m.Subject); !live {
+				s.handle(ctx, sink, m.Subject, m.Data, true)
+			}
+		}
+	}
+}
+
+// warmUp reads the last message of every market subject, ensuring the
+// stream that keeps them exists.
+func (s *Source) warmUp(ctx context.Context, out chan<- *nats.Msg) {
+	defer close(out)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		return
+	}
+	if err := EnsureLastStream(ctx, js); err != nil {
+		s.log.Warn("no last-value stream: a late node waits for each symbol's next message", "err", err)
+		return
+	}
+	st, err := js.Stream(ctx, LastStream)
+	if err != nil {
+		return
+	}
+	if info, err := st.Info(ctx); err != nil || info.State.Msgs == 0 {
+		return
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy})
+	if err != nil {
+		s.log.Warn("warm-up failed", "err", err)
+		return
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return
+	}
+	defer it.Stop()
+	for {
+		m, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			return
+		}
+		select {
+		case out <- &nats.Msg{Subject: m.Subject(), Data: m.Data()}:
+		case <-ctx.Done():
+			return
+		}
+		if md, err := m.Metadata(); err != nil || md.NumPending == 0 {
+			return
+		}
+	}
+}
+
+// EnsureLastStream creates the memory stream that keeps each market
+// subject's last message.
+func EnsureLastStream(ctx context.Context, js jetstream.JetStream) error {
+	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              LastStream,
+		Description:       "marketcast: the last message of every market subject, for nodes that start late",
+		Subjects:          []string{protocol.MarketSubjectPrefix + ".>"},
+		Storage:           jetstream.MemoryStorage,
+		MaxMsgsPerSubject: 1,
+		Discard:           jetstream.DiscardOld,
+	})
+	return err
+}
+
+// handle validates one market message from its subject and payload and
+// hands it to the sink; bad input is counted by reason and dropped.
+func (s *Source) handle(ctx context.Context, sink feed.Sink, subject string, data []byte, warm bool) {
+	ch, symbol, ok := protocol.ParseMarketSubject(subject)
+	if !ok {
+		s.dropLog.drop("subject", subject, errors.New("not md.<market channel>.<symbol>"))
+		return
+	}
+	if len(data) > s.maxBytes {
+		s.dropLog.drop("too_large", subject, fmt.Errorf("%d bytes; at most %d", len(data), s.maxBytes))
+		return
+	}
+	p, err := protocol.Validate(&protocol.Item{Channel: ch.Push, Symbol: symbol, Data: data}, s.maxBytes)
+	if err != nil {
+		s.dropLog.drop(reasonOf(err), subject, err)
+		return
+	}
+	if _, err := sink.Publish(ctx, p); err != nil {
+		s.dropLog.drop("rejected", subject, err)
+		return
+	}
+	if warm {
+		s.warmed.Inc()
+	} else {
+		s.ingest.Inc()
+	}
+}
+
+// reasonOf names the reason a validation failed, for the metric's label.
+func reasonOf(err error) string {
+	var r interface{ Reason() string }
+	if errors.As(err, &r) {
+		return r.Reason()
+	}
+	return "invalid"
+}
+
+// dropLog counts dropped messages by reason and logs at most one line a
+// second, with the subject: a broken collector must not fill the log.
+type dropLog struct {
+	log   *slog.Logger
+	set   *metrics.Set
+	every time.Duration
+
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func (d *dropLog) drop(reason, subject string, err error) {
+	d.set.GetOrCreateCounter(`marketcast_feed_dropped_total{reason="` + reason + `"}`).Inc()
+	d.mu.Lock()
+	now := time.Now()
+	if now.Sub(d.last) < d.every {
+		d.suppressed++
+		d.mu.Unlock()
+		return
+	}
+	suppressed := d.suppressed
+	d.last, d.suppressed = now, 0
+	d.mu.Unlock()
+	d.log.Warn("market message dropped", "reason", reason, "subject", subject, "err", err, "suppressed_since_last", suppressed)
+}
+
+// Bus publishes market publications to NATS, for every node to ingest.
+type Bus struct{ nc *nats.Conn }
+
+// NewBus returns a bus on nc.
+func NewBus(nc *nats.Conn) *Bus { return &Bus{nc: nc} }
+
+// Publish implements feed.Sink. There is no sequence to report: each node
+// numbers market data as it ingests it.
+func (b *Bus) Publish(_ context.Context, p *protocol.Publication) (uint64, error) {
+	if err := b.nc.Publish(protocol.MarketSubject(p.Channel, p.ID), p.Data); err != nil {
+		return 0, fmt.Errorf("%w: %v", engine.ErrUnavailable, err)
+	}
+	return 0, nil
+}
+
+var (
+	_ feed.Source = (*Source)(nil)
+	_ feed.Sink   = (*Bus)(nil)
+)

@@ -1,7 +1,7 @@
 # marketcast — the two commands that matter: `make run` and `make test`.
 GO ?= go
 
-.PHONY: run test vet test-go test-js test-browser build bench fuzz clean FORCE
+.PHONY: run test vet test-go test-js test-browser build bench fuzz cluster clean FORCE
 
 ## run: start the server with the embedded default config and the simulator
 run:
@@ -36,6 +36,10 @@ FORCE:
 build:
 	$(GO) build -o bin/marketcast ./cmd/marketcast
 	$(GO) build -o bin/mcbench ./cmd/mcbench
+
+## cluster: NATS with JetStream, three nodes (8001-8003) and one feed, on loopback
+cluster:
+	bash examples/cluster/run.sh
 
 ## bench: the benchmark set of BENCHMARKS.md (go test -bench, then load scenarios vs Centrifugo); < 15 min
 bench:

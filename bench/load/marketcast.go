@@ -19,6 +19,8 @@ type Marketcast struct {
 	Bin string
 	// Config is YAML merged over the embedded default (feed, limits...).
 	Config string
+	// Env adds environment variables (a cluster node's NATS URL).
+	Env []string
 
 	addr, secret, pubToken string
 	proc                   *process
@@ -41,7 +43,7 @@ func (m *Marketcast) Start(ctx context.Context) error {
 		return err
 	}
 	m.proc, err = startProcess(ctx, m.Bin, []string{"-config", cfg},
-		[]string{"MARKETCAST_LISTEN=" + addr, "MARKETCAST_JWT_SECRET=" + m.secret}, "http://"+addr+"/healthz")
+		append([]string{"MARKETCAST_LISTEN=" + addr, "MARKETCAST_JWT_SECRET=" + m.secret}, m.Env...), "http://"+addr+"/healthz")
 	if err != nil {
 		return err
 	}

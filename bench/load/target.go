@@ -101,6 +101,10 @@ func startProcess(ctx context.Context, bin string, args, env []string, health st
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
 	p := &process{cmd: cmd, dir: dir}
+	if health == "" {
+		time.Sleep(300 * time.Millisecond) // no health URL: give it a moment
+		return p, nil
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		resp, err := http.Get(health)

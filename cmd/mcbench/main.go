@@ -11,6 +11,7 @@
 //	mcbench -scenario memory  -target marketcast|centrifugo   19,000 idle subscribed connections
 //	mcbench -scenario slow                                    1 of 1,000 subscribers stops reading
 //	mcbench -scenario private                                 order updates to 10,000 users
+//	mcbench -scenario cluster [-nodes 3]                      one node, then NATS + 3 nodes: fan-out, private publishes, failover
 //
 // Results go to stdout as benchstat-readable lines; progress goes to stderr.
 package main
@@ -37,23 +38,27 @@ import (
 )
 
 type options struct {
-	scenario, target, bin, centrifugo string
-	subs, conns, users, symbols       int
-	channel                           string
-	rates                             []int
-	step, duration                    time.Duration
-	deflate                           bool
-	payload                           int
-	p99Limit                          float64
-	name                              string
-	extraConfig                       string
+	scenario, target, bin, centrifugo  string
+	subs, conns, users, symbols, nodes int
+	channel                            string
+	rates                              []int
+	step, duration                     time.Duration
+	deflate                            bool
+	payload                            int
+	p99Limit                           float64
+	name                               string
+	extraConfig                        string
+	privateRate, failoverClients       int
 }
 
 func main() {
 	var o options
 	var rates string
-	flag.StringVar(&o.scenario, "scenario", "fanout", "fanout, fleet, memory, slow or private")
-	flag.StringVar(&o.target, "target", "marketcast", "marketcast or centrifugo")
+	flag.StringVar(&o.scenario, "scenario", "fanout", "fanout, fleet, memory, slow, private or cluster")
+	flag.StringVar(&o.target, "target", "marketcast", "marketcast, centrifugo or cluster (NATS + -nodes marketcast nodes)")
+	flag.IntVar(&o.nodes, "nodes", 3, "nodes of the cluster target")
+	flag.IntVar(&o.privateRate, "private-rate", 1000, "cluster: private order updates per second")
+	flag.IntVar(&o.failoverClients, "failover-clients", 1500, "cluster: terminals spread over the nodes for the failover")
 	flag.StringVar(&o.bin, "bin", "bin/marketcast", "marketcast binary")
 	flag.StringVar(&o.centrifugo, "centrifugo-bin", "bin/centrifugo", "Centrifugo binary (bench/centrifugo.sh installs it)")
 	flag.IntVar(&o.subs, "subs", 1000, "subscribers (fanout, slow)")
@@ -111,6 +116,8 @@ func newTarget(o options, cfg string) (load.Target, error) {
 		return &load.Marketcast{Bin: o.bin, Config: cfg + o.extraConfig + "\n"}, nil
 	case "centrifugo":
 		return &load.Centrifugo{Bin: o.centrifugo}, nil
+	case "cluster":
+		return &load.Cluster{Bin: o.bin, Nodes: o.nodes, Config: cfg + o.extraConfig + "\n"}, nil
 	}
 	return nil, fmt.Errorf("unknown target %q", o.target)
 }
@@ -127,6 +134,8 @@ func run(ctx context.Context, o options) error {
 		return slow(ctx, o)
 	case "private":
 		return private(ctx, o)
+	case "cluster":
+		return cluster(ctx, o)
 	}
 	return fmt.Errorf("unknown scenario %q", o.scenario)
 }
@@ -140,6 +149,9 @@ type bench struct {
 	counts  []atomic.Int64  // deliveries per connection
 	stalled atomic.Int64    // index+1 of a connection whose deliveries are ignored
 	workers []*worker       // child processes holding the rest
+
+	pubMu  sync.Mutex
+	pubRTT *hdrhistogram.Histogram // publish API round trips, µs
 }
 
 func start(ctx context.Context, o options, cfg string) (*bench, error) {
@@ -150,7 +162,7 @@ func start(ctx context.Context, o options, cfg string) (*bench, error) {
 	if err := t.Start(ctx); err != nil {
 		return nil, err
 	}
-	return &bench{o: o, t: t, rec: load.NewRecorder()}, nil
+	return &bench{o: o, t: t, rec: load.NewRecorder(), pubRTT: hdrhistogram.New(1, 60_000_000, 3)}, nil
 }
 
 // sourceIP spreads connections over 127.0.0.1..n so no source address runs
@@ -260,9 +272,13 @@ func (b *bench) publish(ctx context.Context, rate int, d time.Duration, topics [
 		go func() {
 			defer wg.Done()
 			for batch := range batches {
+				t0 := time.Now()
 				if err := b.t.Publish(batch); err != nil {
 					errOnce.Do(func() { pubErr = err })
 				}
+				b.pubMu.Lock()
+				_ = b.pubRTT.RecordValue(time.Since(t0).Microseconds())
+				b.pubMu.Unlock()
 			}
 		}()
 	}
@@ -308,6 +324,27 @@ type sample struct {
 	rss                  int64
 	delivered            int64
 	q                    load.Quantiles
+	// Publish API round trips (a batch each), in ms.
+	pubP50, pubP99 float64
+}
+
+// serverPIDs are the processes under test: one server, or a cluster's
+// NATS and nodes.
+func (b *bench) serverPIDs() []int {
+	if c, ok := b.t.(interface{ PIDs() []int }); ok {
+		return c.PIDs()
+	}
+	return []int{b.t.PID()}
+}
+
+// serverCPU is the CPU time of every process under test.
+func (b *bench) serverCPU() time.Duration {
+	var total time.Duration
+	for _, pid := range b.serverPIDs() {
+		t, _ := load.CPUTime(pid)
+		total += t
+	}
+	return total
 }
 
 func (b *bench) measure(label string, fn func() error) (sample, error) {
@@ -318,7 +355,10 @@ func (b *bench) measure(label string, fn func() error) (sample, error) {
 	if b.o.target == "marketcast" {
 		lag0, _ = load.ScrapeLag(b.metricsURL())
 	}
-	cpu0, _ := load.CPUTime(b.t.PID())
+	b.pubMu.Lock()
+	b.pubRTT.Reset()
+	b.pubMu.Unlock()
+	cpu0 := b.serverCPU()
 	self0, _ := load.CPUTime(os.Getpid())
 	begin := time.Now()
 	done := make(chan error, 1)
@@ -337,13 +377,20 @@ loop:
 		}
 	}
 	time.Sleep(300 * time.Millisecond) // let the last deliveries land
-	cpu1, _ := load.CPUTime(b.t.PID())
+	cpu1 := b.serverCPU()
 	self1, _ := load.CPUTime(os.Getpid())
-	rss, _ := load.RSS(b.t.PID())
+	var rss int64
+	for _, pid := range b.serverPIDs() {
+		r, _ := load.RSS(pid)
+		rss += r
+	}
 	hist := b.rec.Snapshot(false)
 	remote := b.collect(hist) // workers' share, if any
 	s := sample{elapsed: time.Since(begin), cpu: cpu1 - cpu0, loadCPU: self1 - self0, rss: rss,
 		delivered: b.rec.Delivered() - d0 + remote, q: load.Summarise(hist)}
+	b.pubMu.Lock()
+	s.pubP50, s.pubP99 = float64(b.pubRTT.ValueAtQuantile(50))/1000, float64(b.pubRTT.ValueAtQuantile(99))/1000
+	b.pubMu.Unlock()
 	if lag0 != nil {
 		if lag1, err := load.ScrapeLag(b.metricsURL()); err == nil {
 			s.serverP50, s.serverP99 = lag1.Quantile(lag0, 0.5), lag1.Quantile(lag0, 0.99)
@@ -371,9 +418,9 @@ func report(name string, s sample, expected int64, extra ...string) {
 	if expected > 0 {
 		loss = 100 * float64(expected-s.delivered) / float64(expected)
 	}
-	fmt.Printf("Benchmark%s 1 %.0f deliveries/s %.0f deliveries/cpu-s %.3f p50-ms %.3f p99-ms %.3f p99.9-ms %.3f max-ms %.3f server-lag-p50-ms %.3f server-lag-p99-ms %.3f server-cpu-s %.3f loadgen-cpu-s %.1f rss-MiB %.3f loss-%% %s\n",
+	fmt.Printf("Benchmark%s 1 %.0f deliveries/s %.0f deliveries/cpu-s %.3f p50-ms %.3f p99-ms %.3f p99.9-ms %.3f max-ms %.3f server-lag-p50-ms %.3f server-lag-p99-ms %.3f server-cpu-s %.3f loadgen-cpu-s %.1f rss-MiB %.3f loss-%% %.3f publish-p50-ms %.3f publish-p99-ms %s\n",
 		name, float64(s.delivered)/s.elapsed.Seconds(), perCPU, s.q.P50, s.q.P99, s.q.P999, s.q.Max,
-		s.serverP50, s.serverP99, s.cpu.Seconds(), s.loadCPU.Seconds(), float64(s.rss)/(1<<20), loss, strings.Join(extra, " "))
+		s.serverP50, s.serverP99, s.cpu.Seconds(), s.loadCPU.Seconds(), float64(s.rss)/(1<<20), loss, s.pubP50, s.pubP99, strings.Join(extra, " "))
 }
 
 func fanout(ctx context.Context, o options) error {

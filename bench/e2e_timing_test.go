@@ -15,7 +15,7 @@ import (
 	"github.com/marketcast/marketcast/engine"
 	"github.com/marketcast/marketcast/engine/auth"
 	"github.com/marketcast/marketcast/engine/gateway"
-	"github.com/marketcast/marketcast/feed"
+	"github.com/marketcast/marketcast/feed/market"
 	"github.com/marketcast/marketcast/protocol"
 )
 
@@ -28,7 +28,7 @@ func BenchmarkEndToEndLoopback(b *testing.B) {
 			secret := []byte("bench-secret-0123456789abcdef")
 			def := configs.Default()
 			hub := engine.NewHub(def.Engine(), engine.NewMemoryBroker(def.HistoryLimits()))
-			srv := gateway.New(def.Gateway(), hub, feed.NewMarket(hub, def.Limits.MaxSymbols), auth.NewVerifier(secret), nil)
+			srv := gateway.New(def.Gateway(), hub, market.New(hub, market.Config{MaxSymbols: def.Limits.MaxSymbols}), auth.NewVerifier(secret), nil)
 			hs := httptest.NewServer(srv.Handler())
 			defer hs.Close()
 			tok, _ := auth.Issue(secret, "bench", []string{protocol.PermReadSignals}, time.Hour)

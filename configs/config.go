@@ -100,10 +100,13 @@ type Config struct {
 		} `yaml:"embedded"`
 	} `yaml:"cluster"`
 	Feed struct {
-		Kind string `yaml:"kind"`
-		Sim  struct {
+		Kind       string `yaml:"kind"`
+		Sessions   string `yaml:"sessions"`
+		BarHistory int    `yaml:"bar_history"`
+		Sim        struct {
 			Rate        float64  `yaml:"rate"`
 			Levels      int      `yaml:"levels"`
+			Hours       string   `yaml:"hours"`
 			Symbols     []string `yaml:"symbols"`
 			SymbolCount int      `yaml:"symbol_count"`
 		} `yaml:"sim"`
@@ -191,6 +194,21 @@ var envOverrides = []struct {
 	{"MARKETCAST_NODE_NAME", func(c *Config, v string) error { c.Cluster.Name = v; return nil }},
 	{"MARKETCAST_DATA_DIR", func(c *Config, v string) error { c.Cluster.Embedded.DataDir = v; return nil }},
 	{"MARKETCAST_FEED", func(c *Config, v string) error { c.Feed.Kind = v; return nil }},
+	{"MARKETCAST_SESSIONS", func(c *Config, v string) error { c.Feed.Sessions = v; return nil }},
+	{"MARKETCAST_SIM_HOURS", func(c *Config, v string) error { c.Feed.Sim.Hours = v; return nil }},
+}
+
+// SessionsKind is the calendar bars are built by: "auto" follows the
+// built-in simulator's hours when it is the feed, and each product's
+// exchange sessions otherwise.
+func (c *Config) SessionsKind() string {
+	if c.Feed.Sessions != "auto" {
+		return c.Feed.Sessions
+	}
+	if c.FeedKind() == "sim" && c.Feed.Sim.Hours == "always" {
+		return "always"
+	}
+	return "exchange"
 }
 
 // UsesNATS reports whether the node runs on NATS: a NATS URL, or an
@@ -250,7 +268,7 @@ func (c *Config) Validate() error {
 		"history.ttl": c.History.TTL, "shutdown.grace": c.Shutdown.Grace,
 		"cluster.head_check": c.Cluster.HeadCheck, "cluster.stream.max_age": c.Cluster.Stream.MaxAge,
 		"cluster.stream.duplicates": c.Cluster.Stream.Duplicates,
-		"http.read_header_timeout": c.HTTP.ReadHeaderTimeout, "http.read_timeout": c.HTTP.ReadTimeout, "http.idle_timeout": c.HTTP.IdleTimeout,
+		"http.read_header_timeout":  c.HTTP.ReadHeaderTimeout, "http.read_timeout": c.HTTP.ReadTimeout, "http.idle_timeout": c.HTTP.IdleTimeout,
 	} {
 		if d.bad != "" {
 			return bad(key, fmt.Sprintf("%q", d.bad), "want a duration such as 5s or 250ms")
@@ -339,6 +357,12 @@ func (c *Config) Validate() error {
 		return bad("cluster.head_check", c.Cluster.HeadCheck.Duration, "want >= 1s")
 	case c.Cluster.NATSURL != "" && c.Cluster.Embedded.DataDir != "":
 		return bad("cluster.embedded.data_dir", fmt.Sprintf("%q", c.Cluster.Embedded.DataDir), "is for a node without cluster.nats_url: use one or the other")
+	case c.Feed.Sessions != "auto" && c.Feed.Sessions != "exchange" && c.Feed.Sessions != "always":
+		return bad("feed.sessions", fmt.Sprintf("%q", c.Feed.Sessions), `want "auto", "exchange" or "always"`)
+	case c.Feed.Sim.Hours != "always" && c.Feed.Sim.Hours != "exchange":
+		return bad("feed.sim.hours", fmt.Sprintf("%q", c.Feed.Sim.Hours), `want "always" or "exchange"`)
+	case c.Feed.BarHistory < 0 || c.Feed.BarHistory > 5000:
+		return bad("feed.bar_history", c.Feed.BarHistory, "want in [0, 5000]")
 	case c.Feed.Sim.Rate <= 0 || c.Feed.Sim.Rate > 1000:
 		return bad("feed.sim.rate", c.Feed.Sim.Rate, "want in (0, 1000]")
 	case c.Feed.Sim.Levels < 1 || c.Feed.Sim.Levels > 20:

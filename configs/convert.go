@@ -46,6 +46,7 @@ func (c *Config) Engine() engine.Config {
 		FlushDelay:       c.Delivery.FlushDelay.Duration,
 		Linger:           topicLinger,
 		ReplayPage:       replayPage,
+		BarHistory:       c.Feed.BarHistory,
 	}
 }
 
@@ -76,6 +77,7 @@ func (c *Config) Gateway() gateway.Config {
 		ReadTimeout:         c.HTTP.ReadTimeout.Duration,
 		IdleTimeout:         c.HTTP.IdleTimeout.Duration,
 		AllowedOrigins:      c.HTTP.AllowedOrigins,
+		MaxBarHistory:       c.Feed.BarHistory,
 		OpsToken:            c.Ops.Token,
 		OpsSeparate:         c.Ops.Listen != "",
 	}

@@ -36,6 +36,9 @@ type Config struct {
 	// ReplayPage is how many events a resume reads from the broker at a
 	// time; a resume streams history page by page as its socket drains.
 	ReplayPage int
+	// BarHistory is how many final messages (closed bars) a conflated
+	// topic keeps for subscribers that ask for history; 0 keeps none.
+	BarHistory int
 }
 
 func (c *Config) check() {
@@ -54,6 +57,8 @@ func (c *Config) check() {
 		panic("engine: Config.Linger must be >= 0")
 	case c.ReplayPage <= 0:
 		panic("engine: Config.ReplayPage must be > 0")
+	case c.BarHistory < 0:
+		panic("engine: Config.BarHistory must be >= 0")
 	}
 }
 
@@ -161,6 +166,9 @@ func (h *Hub) Publish(ctx context.Context, m Message) (*Event, error) {
 	t.seq++
 	ev := NewEvent(&m, t.seq, "", h.now())
 	t.last = ev
+	if ev.final && h.cfg.BarHistory > 0 {
+		t.finals.add(ev, h.cfg.BarHistory)
+	}
 	h.deliverLocked(t, ev)
 	t.mu.Unlock()
 	h.metrics.published.Inc()
@@ -176,6 +184,31 @@ func (h *Hub) Last(key string) *Event {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.last
+}
+
+// Finals returns the final messages (closed bars) a conflated topic keeps,
+// oldest first.
+func (h *Hub) Finals(key string) []*Event {
+	t := h.lookup(key)
+	if t == nil {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.finals.list(0)
+}
+
+// MergeFinals puts older final messages (closed bars from a store, for a
+// node that started late) before those the topic keeps, skipping any it
+// already has. The topic is created if needed.
+func (h *Hub) MergeFinals(key string, older []*Event) error {
+	t, err := h.topic(key, Conflated)
+	if err != nil {
+		return err
+	}
+	defer t.mu.Unlock()
+	t.finals.prepend(older, h.cfg.BarHistory)
+	return nil
 }
 
 // Sweep forgets reliable topics no subscription has held for the linger

@@ -17,6 +17,7 @@ type Subscription struct {
 	next     uint64   // reliable: the next sequence owed to this subscription
 	epoch    string   // reliable: the run it follows ("" while the topic has none)
 	snapshot *Event   // sent by Start, before anything else of the topic
+	history  int      // conflated: final messages to send first
 	replay   []*Event // catch-up: events read from the broker, not yet queued
 	idx      int      // position in t.subs; -1 while not live
 	gone     bool     // unsubscribed
@@ -45,6 +46,10 @@ type SubscribeOptions struct {
 	// check, which is unsafe across a restart: a new run that has passed
 	// Since would be taken for the old one.
 	Epoch string
+	// History, on a conflated topic, sends up to this many of its last
+	// final messages (closed bars) first, oldest first, marked as
+	// snapshots, before the current state.
+	History int
 }
 
 // Resume describes where a reliable topic stood when a subscription began.
@@ -67,7 +72,7 @@ func (h *Hub) Subscribe(ctx context.Context, out *Outbox, key string, mode Mode,
 	if err != nil {
 		return nil, Resume{}, err
 	}
-	sub := &Subscription{out: out, t: t, proj: opts.Projection, idx: -1, pendIdx: -1}
+	sub := &Subscription{out: out, t: t, proj: opts.Projection, idx: -1, pendIdx: -1, history: opts.History}
 	t.starting++ // keeps Sweep away until Start or Unsubscribe
 	if mode == Conflated {
 		if opts.Snapshot {
@@ -193,7 +198,15 @@ func (h *Hub) Start(sub *Subscription) {
 	}
 	out := sub.out
 	if t.mode == Conflated {
-		if sub.snapshot != nil && t.last != nil {
+		// History first (closed bars, oldest first), then the state: the
+		// latest message unless it is final (a bar just closed: it is in
+		// the history, and the next bar has not begun).
+		if sub.history > 0 {
+			for _, ev := range t.finals.list(sub.history) {
+				out.enqueueSnapshot(sub, ev.frame(h.metrics, h.cfg.DeflateThreshold, sub.proj, out.deflate, true), Conflated, ev)
+			}
+		}
+		if sub.snapshot != nil && t.last != nil && !t.last.final {
 			ev := t.last
 			out.enqueueSnapshot(sub, ev.frame(h.metrics, h.cfg.DeflateThreshold, sub.proj, out.deflate, true), Conflated, ev)
 		}

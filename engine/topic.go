@@ -22,6 +22,7 @@ type topic struct {
 	starting  int             // subscriptions not yet live (subscribing, catching up)
 	idleSince time.Time       // when subs last became empty
 	dead      bool            // removed from the registry by Sweep
+	finals    ring            // conflated: the last final messages (closed bars)
 
 	// Reliable topics only.
 	watchMu sync.Mutex // serializes the first Watch; taken before mu, never under it
@@ -190,5 +191,63 @@ func (h *Hub) backfill(t *topic) {
 			return
 		}
 		t.mu.Unlock()
+	}
+}
+
+// ring keeps the last events of a kind, oldest first, bounded; it grows
+// by doubling so a quiet topic holds little.
+type ring struct {
+	buf     []*Event
+	head, n int
+}
+
+func (r *ring) add(e *Event, size int) {
+	if r.n == len(r.buf) && len(r.buf) < size {
+		grown := make([]*Event, min(max(2*r.n, 8), size))
+		copy(grown, r.list(0))
+		r.buf, r.head = grown, 0
+	}
+	if r.n < len(r.buf) {
+		r.buf[(r.head+r.n)%len(r.buf)] = e
+		r.n++
+		return
+	}
+	r.buf[r.head] = e // full: overwrite the oldest
+	r.head = (r.head + 1) % len(r.buf)
+}
+
+// list returns the last n events (all when n is 0), oldest first.
+func (r *ring) list(n int) []*Event {
+	if n <= 0 || n > r.n {
+		n = r.n
+	}
+	out := make([]*Event, 0, n)
+	for i := r.n - n; i < r.n; i++ {
+		out = append(out, r.buf[(r.head+i)%len(r.buf)])
+	}
+	return out
+}
+
+// prepend puts older events before the ring's, skipping those it has (same
+// data), keeping at most size of the newest.
+func (r *ring) prepend(older []*Event, size int) {
+	have := r.list(0)
+	known := make(map[string]bool, len(have))
+	for _, e := range have {
+		known[string(e.data)] = true
+	}
+	all := make([]*Event, 0, len(older)+len(have))
+	for _, e := range older {
+		if !known[string(e.data)] {
+			all = append(all, e)
+		}
+	}
+	all = append(all, have...)
+	if len(all) > size {
+		all = all[len(all)-size:]
+	}
+	*r = ring{}
+	for _, e := range all {
+		r.add(e, size)
 	}
 }

@@ -28,7 +28,9 @@ type Source interface {
 	Run(ctx context.Context, sink Sink) error
 }
 
-// Tick is a quote: the seed's tick keys, every number a decimal string.
+// Tick is a quote: the seed's tick keys, then the exchange's update time
+// and what a futures terminal shows beside them; every number a decimal
+// string. Volume and turnover are the trading day's cumulative values.
 type Tick struct {
 	Symbol        string `json:"-"`
 	LastPrice     string `json:"last_price"`
@@ -41,14 +43,23 @@ type Tick struct {
 	OpenInterest  string `json:"open_interest"`
 	Change        string `json:"change"`
 	ChangePercent string `json:"change_percent"`
+	UpdateTime    string `json:"update_time,omitempty"`
+	Open          string `json:"open,omitempty"`
+	High          string `json:"high,omitempty"`
+	Low           string `json:"low,omitempty"`
+	PreSettlement string `json:"pre_settlement,omitempty"`
+	UpperLimit    string `json:"upper_limit,omitempty"`
+	LowerLimit    string `json:"lower_limit,omitempty"`
+	AveragePrice  string `json:"average_price,omitempty"`
 }
 
 // Depth is an order book: levels best first, each [price, volume].
 type Depth struct {
-	Symbol string      `json:"-"`
-	Bids   [][2]string `json:"bids"`
-	Asks   [][2]string `json:"asks"`
-	Levels int         `json:"levels"`
+	Symbol     string      `json:"-"`
+	Bids       [][2]string `json:"bids"`
+	Asks       [][2]string `json:"asks"`
+	Levels     int         `json:"levels"`
+	UpdateTime string      `json:"update_time,omitempty"`
 }
 
 // Bar is one kline update; Closed marks the bar's final message.

@@ -2,8 +2,8 @@ package feed
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -27,7 +27,8 @@ func TestDecimalString(t *testing.T) {
 }
 
 func TestPublicationsCarrySeedShapes(t *testing.T) {
-	m := TickPublication(&Tick{Symbol: "SHFE.rb2405", LastPrice: "4000.0"})
+	m := TickPublication(&Tick{Symbol: "SHFE.rb2405", LastPrice: "4000.0", UpdateTime: "x", Open: "1", High: "1", Low: "1",
+		PreSettlement: "1", UpperLimit: "1", LowerLimit: "1", AveragePrice: "1"})
 	var d map[string]any
 	if err := json.Unmarshal(m.Data, &d); err != nil {
 		t.Fatal(err)
@@ -35,10 +36,15 @@ func TestPublicationsCarrySeedShapes(t *testing.T) {
 	if m.Topic() != "tick:SHFE.rb2405" || m.Type != "market_data" || m.Channel != protocol.Tick || len(d) != len(protocol.TickFields) {
 		t.Fatalf("tick %+v data %v", m, d)
 	}
-	for _, k := range protocol.TickFields {
-		if _, ok := d[k]; !ok {
-			t.Fatalf("tick data lacks %s", k)
+	// The struct's keys are the protocol's, in the protocol's order.
+	var keys []string
+	for i := range reflect.TypeFor[Tick]().NumField() {
+		if k, _, _ := strings.Cut(reflect.TypeFor[Tick]().Field(i).Tag.Get("json"), ","); k != "-" {
+			keys = append(keys, k)
 		}
+	}
+	if fmt.Sprint(keys) != fmt.Sprint(protocol.TickFields) {
+		t.Fatalf("feed.Tick keys %v; protocol.TickFields %v", keys, protocol.TickFields)
 	}
 	b := BarPublication(&Bar{Symbol: "X", Channel: "kline_5m", Closed: true})
 	if !b.Final || b.Type != "kline" || b.Topic() != "kline_5m:X" {
@@ -47,24 +53,5 @@ func TestPublicationsCarrySeedShapes(t *testing.T) {
 	dm := DepthPublication(&Depth{Symbol: "X", Bids: [][2]string{{"1.0", "2"}}, Levels: 1})
 	if string(dm.Data) != `{"bids":[["1.0","2"]],"asks":null,"levels":1}` {
 		t.Fatalf("depth data %s", dm.Data)
-	}
-}
-
-func TestCatalogIsBoundedAndSorted(t *testing.T) {
-	c := NewCatalog(3)
-	if got := c.Sorted(); got == nil || len(got) != 0 {
-		t.Fatalf("empty catalogue lists %v; want []", got)
-	}
-	for _, s := range []string{"b", "a", "c", "a"} {
-		if err := c.Add(s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	err := c.Add("d")
-	if !errors.Is(err, protocol.ErrRejected) || !strings.Contains(err.Error(), "limits.max_symbols") {
-		t.Fatalf("a fourth symbol: %v; want a rejection naming the limit", err)
-	}
-	if got := c.Sorted(); fmt.Sprint(got) != "[a b c]" || c.Len() != 3 || !c.Has("b") || c.Has("d") {
-		t.Fatalf("catalogue %v", got)
 	}
 }

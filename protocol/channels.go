@@ -109,9 +109,11 @@ func ChannelNames() []string {
 }
 
 // TickFields are a tick's data keys in wire order: what a subscription's
-// "fields" may select.
+// "fields" may select. The seed's ten come first; then the exchange's
+// update time and what a futures terminal shows beside them.
 var TickFields = []string{"last_price", "bid_price", "ask_price", "bid_volume", "ask_volume",
-	"volume", "turnover", "open_interest", "change", "change_percent"}
+	"volume", "turnover", "open_interest", "change", "change_percent",
+	"update_time", "open", "high", "low", "pre_settlement", "upper_limit", "lower_limit", "average_price"}
 
 // FieldAliases are the seed's short names for tick keys.
 var FieldAliases = map[string]string{"bid": "bid_price", "ask": "ask_price"}

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -108,8 +109,12 @@ func TestValidate(t *testing.T) {
 	if p := ok(`{"channel":"signals","strategy_id":"S1","data":{}}`); p.Channel != Signals {
 		t.Fatalf("signals alias: %+v", p)
 	}
-	if p := ok(`{"channel":"kline_1m","symbol":"X.a1","data":{"closed":true}}`); !p.Final {
+	bar := `"open":"1.0","high":"2.0","low":"0.5","close":"1.5","volume":"10","turnover":"15.0","start_time":"2026-11-27T01:00:00Z","end_time":"2026-11-27T01:01:00Z"`
+	if p := ok(`{"channel":"kline_1m","symbol":"X.a1","data":{` + bar + `,"closed":true}}`); !p.Final {
 		t.Fatalf("closed bar not final: %+v", p)
+	}
+	if p := ok(`{"channel":"kline_1m","symbol":"X.a1","data":{` + bar + `}}`); p.Final || !strings.HasSuffix(string(p.Data), `"closed":false}`) {
+		t.Fatalf("forming bar: %s", p.Data)
 	}
 	bad(`{"data":{}}`, "missing channel")
 	bad(`{"channel":"trades","data":{}}`, "unknown channel")
@@ -122,6 +127,65 @@ func TestValidate(t *testing.T) {
 	bad(`{"channel":"tick","data":{}}`, "symbol")
 	bad(`{"channel":"tick","symbol":"a b","data":{}}`, "symbol")
 	bad(`{"channel":"strategy_signals","data":{}}`, "strategy_id")
-	bad(`{"channel":"kline_1m","symbol":"X","data":{"closed":"yes"}}`, "closed")
+	bad(`{"channel":"kline_1m","symbol":"X","data":{`+bar+`,"closed":"yes"}}`, "closed")
 	bad(`{"channel":"orders","user_id":"1","data":{"pad":"`+strings.Repeat("x", 2000)+`"}}`, "at most 1024")
+}
+
+// TestMarketShapes: market data from any publisher is checked against its
+// channel's shape and normalized, numbers kept exactly as written.
+func TestMarketShapes(t *testing.T) {
+	norm := func(ch, data string) string {
+		t.Helper()
+		p, err := Validate(&Item{Channel: ch, Symbol: "SHFE.rb2405", Data: []byte(data)}, 1<<16)
+		if err != nil {
+			t.Fatalf("%s %s: %v", ch, data, err)
+		}
+		return string(p.Data)
+	}
+	refuse := func(ch, data, reason, mentions string) {
+		t.Helper()
+		_, err := Validate(&Item{Channel: ch, Symbol: "SHFE.rb2405", Data: []byte(data)}, 1<<16)
+		var inv *InvalidData
+		if !errors.As(err, &inv) || inv.Reason() != reason || !strings.Contains(err.Error(), mentions) {
+			t.Fatalf("%s %s: %v; want reason %s mentioning %q", ch, data, err, reason, mentions)
+		}
+	}
+	if got := norm("tick", `{"volume":15,"last_price":3999.0,"bid_price":"3998.0","turnover":5.9985e5,"timestamp":"2026-11-27T09:00:00.5+08:00"}`); got !=
+		`{"last_price":"3999.0","bid_price":"3998.0","volume":"15","turnover":"599850","update_time":"2026-11-27T01:00:00.500Z"}` {
+		t.Fatalf("tick normalized to %s", got)
+	}
+	if got := norm("tick", `{"last_price":1.25e-3,"change":-2E1}`); got != `{"last_price":"0.00125","change":"-20"}` {
+		t.Fatalf("exponents: %s", got)
+	}
+	refuse("tick", `{"last_price":"4000.0","volume":"-3"}`, "negative", "volume")
+	if got := norm("tick", `{"trading_day":"20261127","last_price":"4000.0","seq":7}`); got != `{"last_price":"4000.0","seq":7,"trading_day":"20261127"}` {
+		t.Fatalf("a collector's own keys: %s", got)
+	}
+	refuse("tick", `{"last_price":true}`, "type", "last_price")
+	refuse("tick", `{"last_price":"4,000"}`, "type", "last_price")
+	refuse("tick", `{"volume":"3"}`, "missing", "last_price")
+	refuse("tick", `{"last_price":"1.0","update_time":"yesterday"}`, "time", "update_time")
+	refuse("tick", `{"last_price":`, "json", "JSON")
+	if got := norm("depth", `{"bids":[[3999,10],["3998.0","5"]],"asks":[["4000.0",7]],"levels":5}`); got !=
+		`{"bids":[["3999","10"],["3998.0","5"]],"asks":[["4000.0","7"]],"levels":2}` {
+		t.Fatalf("depth normalized to %s", got)
+	}
+	refuse("depth", `{"bids":[["3998.0","5"],["3999.0","10"]]}`, "order", "best first")
+	refuse("depth", `{"bids":[["4001.0","5"]],"asks":[["4000.0","7"]]}`, "order", "crossed")
+	refuse("depth", `{"bids":[["4001.0"]]}`, "type", "[price, volume]")
+	refuse("depth", `{"bids":[["4001.0","-1"]]}`, "negative", "volume")
+	refuse("kline_1m", `{"open":"2.0","high":"1.0","low":"0.5","close":"1.5","volume":"1","turnover":"1","start_time":"2026-11-27T01:00:00Z","end_time":"2026-11-27T01:01:00Z"}`, "order", "out of order")
+	refuse("kline_1m", `{"open":"1.0","high":"2.0","low":"0.5","close":"1.5","volume":"1","turnover":"1","start_time":"2026-11-27T01:01:00Z","end_time":"2026-11-27T01:00:00Z"}`, "time", "end_time")
+}
+
+func TestPlainDecimal(t *testing.T) {
+	for lit, want := range map[string]string{"4000": "4000", "3999.0": "3999.0", "1e3": "1000", "1.5E2": "150",
+		"-2.5e-2": "-0.025", "0e5": "0", "12.34e1": "123.4", "5e-1": "0.5"} {
+		if got, ok := plainDecimal(lit); !ok || got != want {
+			t.Errorf("plainDecimal(%s) = %s, %v; want %s", lit, got, ok, want)
+		}
+	}
+	if _, ok := plainDecimal("1e999"); ok {
+		t.Error("1e999 expanded")
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 )
 
 // Item is one message as a publisher sends it: an element of a publish API
@@ -38,6 +39,9 @@ type Publication struct {
 	Final bool
 	// IdempotencyKey, on reliable channels, stores a retried publish once.
 	IdempotencyKey string
+	// Time is the exchange time market data carries (update_time); zero
+	// when it carries none.
+	Time time.Time
 }
 
 // Topic is the publication's topic key.
@@ -59,15 +63,15 @@ func Validate(it *Item, maxData int) (*Publication, error) {
 	}
 	data := bytes.TrimSpace(it.Data)
 	if len(data) == 0 || data[0] != '{' {
-		return nil, fmt.Errorf("channel %s: data must be a JSON object", it.Channel)
+		return nil, fmt.Errorf("channel %s: %w", it.Channel, invalid("json", "data must be a JSON object"))
 	}
 	if len(data) > maxData {
-		return nil, fmt.Errorf("channel %s: data is %d bytes; at most %d", it.Channel, len(data), maxData)
+		return nil, fmt.Errorf("channel %s: %w", it.Channel, invalid("too_large", "data is %d bytes; at most %d", len(data), maxData))
 	}
 	var compact bytes.Buffer
 	compact.Grow(len(data))
 	if err := json.Compact(&compact, data); err != nil {
-		return nil, fmt.Errorf("channel %s: data: %v", it.Channel, err)
+		return nil, fmt.Errorf("channel %s: %w", it.Channel, invalid("json", "data is not valid JSON: %v", err))
 	}
 	p := &Publication{Channel: c, Type: c.Type, Data: compact.Bytes()}
 	if k := it.IdempotencyKey; k != "" {
@@ -93,15 +97,12 @@ func Validate(it *Item, maxData int) (*Publication, error) {
 			return nil, fmt.Errorf("channel %s: missing or invalid symbol %q (want tokens of A-Z a-z 0-9 _ - joined by dots)", it.Channel, it.Symbol)
 		}
 		p.ID = it.Symbol
-		if c.Kline() {
-			var bar struct {
-				Closed bool `json:"closed"`
-			}
-			if err := json.Unmarshal(p.Data, &bar); err != nil {
-				return nil, fmt.Errorf("channel %s: closed must be true or false", it.Channel)
-			}
-			p.Final = bar.Closed
+		data, at, err := marketData(c, p.Data)
+		if err != nil {
+			return nil, fmt.Errorf("channel %s %s: %w", it.Channel, it.Symbol, err)
 		}
+		p.Data, p.Time = data, at
+		p.Final = c.Kline() && bytes.HasSuffix(data, []byte(`"closed":true}`))
 		return p, nil
 	case KindSignals:
 		if !ValidID(it.StrategyID) {

@@ -93,7 +93,7 @@ export const CLOSE = Object.freeze({
 });
 
 /** Tick data keys a subscription's fields may select. */
-export const TICK_FIELDS = Object.freeze(['last_price', 'bid_price', 'ask_price', 'bid_volume', 'ask_volume', 'volume', 'turnover', 'open_interest', 'change', 'change_percent']);
+export const TICK_FIELDS = Object.freeze(['last_price', 'bid_price', 'ask_price', 'bid_volume', 'ask_volume', 'volume', 'turnover', 'open_interest', 'change', 'change_percent', 'update_time', 'open', 'high', 'low', 'pre_settlement', 'upper_limit', 'lower_limit', 'average_price']);
 
 /** Short names of tick keys. */
 export const FIELD_ALIASES = Object.freeze({ ask: 'ask_price', bid: 'bid_price' });

@@ -33,7 +33,8 @@ func newSim(cfg *configs.Config) (*sim.Sim, error) {
 	if cfg.Feed.Sim.SymbolCount > 0 {
 		symbols = sim.Universe(cfg.Feed.Sim.SymbolCount)
 	}
-	return sim.New(sim.Config{Symbols: symbols, Rate: cfg.Feed.Sim.Rate, Levels: cfg.Feed.Sim.Levels})
+	return sim.New(sim.Config{Symbols: symbols, Rate: cfg.Feed.Sim.Rate, Levels: cfg.Feed.Sim.Levels,
+		Exchange: cfg.Feed.Sim.Hours == "exchange"})
 }
 
 // Restart delays of a failed source.

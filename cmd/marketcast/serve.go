@@ -16,7 +16,8 @@ import (
 	"github.com/marketcast/marketcast/engine/auth"
 	"github.com/marketcast/marketcast/engine/gateway"
 	"github.com/marketcast/marketcast/engine/natsbroker"
-	"github.com/marketcast/marketcast/feed"
+	"github.com/marketcast/marketcast/feed/kline"
+	"github.com/marketcast/marketcast/feed/market"
 	"github.com/marketcast/marketcast/feed/natsfeed"
 	"github.com/marketcast/marketcast/protocol"
 	"github.com/marketcast/marketcast/web"
@@ -31,7 +32,7 @@ type node struct {
 	memory   *engine.MemoryBroker // the broker of a node on its own
 	cluster  *natsbroker.Broker   // the broker of a node on NATS
 	nats     *natsLink
-	market   *feed.Market   // where sources publish: this node's hub
+	market   *market.Market // where sources publish: this node's hub
 	api      gateway.Market // where the publish API sends market data
 	verifier *auth.Verifier
 	srv      *gateway.Server
@@ -59,7 +60,16 @@ func newNode(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*node,
 		broker = n.memory
 	}
 	n.hub = engine.NewHub(cfg.Engine(), broker)
-	n.market = feed.NewMarket(n.hub, cfg.Limits.MaxSymbols)
+	mcfg := market.Config{MaxSymbols: cfg.Limits.MaxSymbols, Calendar: calendar(cfg), BarHistory: cfg.Feed.BarHistory}
+	if n.nats != nil {
+		store, err := natsfeed.NewBarStore(ctx, n.nats.nc, cfg.Feed.BarHistory)
+		if err != nil {
+			n.close()
+			return nil, err
+		}
+		mcfg.Store = store // a node that starts late serves history all the same
+	}
+	n.market = market.New(n.hub, mcfg)
 	n.api = n.market
 	if cfg.FeedKind() == "nats" {
 		// Every node ingests md.>: market data published here goes there
@@ -86,15 +96,25 @@ func (n *node) close() {
 // and in cluster mode the resynchronization after NATS comes back.
 func (n *node) run(ctx context.Context) {
 	go n.hub.RunSweeper(ctx, 10*time.Second)
+	go n.market.Run(ctx)
 	if n.memory != nil {
 		go n.memory.RunSweeper(ctx, time.Minute)
 	}
 }
 
+// calendar is what bars are built by: every product's exchange sessions,
+// or around the clock (the simulator's demo hours).
+func calendar(cfg *configs.Config) func(string) *kline.Calendar {
+	if cfg.SessionsKind() == "always" {
+		return func(string) *kline.Calendar { return kline.Always }
+	}
+	return kline.CalendarOf
+}
+
 // busMarket sends the publish API's market data to the cluster bus, which
 // every node (this one included) ingests.
 type busMarket struct {
-	*feed.Market
+	*market.Market
 	bus *natsfeed.Bus
 }
 

@@ -17,6 +17,8 @@ import (
 	"github.com/marketcast/marketcast/engine/auth"
 	"github.com/marketcast/marketcast/engine/gateway"
 	"github.com/marketcast/marketcast/feed"
+	"github.com/marketcast/marketcast/feed/kline"
+	"github.com/marketcast/marketcast/feed/market"
 	"github.com/marketcast/marketcast/protocol"
 )
 
@@ -31,7 +33,7 @@ type testServer struct {
 	cfg    *configs.Config
 	hub    *engine.Hub
 	broker *engine.MemoryBroker
-	market *feed.Market
+	market *market.Market
 	srv    *gateway.Server
 	http   *httptest.Server
 	ws     string // ws://127.0.0.1:port/ws
@@ -53,21 +55,26 @@ func newTestServer(t testing.TB, tune func(*configs.Config)) *testServer {
 	}
 	broker := engine.NewMemoryBroker(cfg.HistoryLimits())
 	hub := engine.NewHub(cfg.Engine(), broker)
-	market := feed.NewMarket(hub, cfg.Limits.MaxSymbols)
-	if err := market.AddSymbols(testSymbols); err != nil {
+	// As the server builds it: bars from ticks by the configured sessions.
+	cal := kline.CalendarOf
+	if cfg.SessionsKind() == "always" {
+		cal = func(string) *kline.Calendar { return kline.Always }
+	}
+	mkt := market.New(hub, market.Config{MaxSymbols: cfg.Limits.MaxSymbols, Calendar: cal, BarHistory: cfg.Feed.BarHistory})
+	if err := mkt.AddSymbols(testSymbols); err != nil {
 		t.Fatal(err)
 	}
 	gcfg := cfg.Gateway()
 	if cfg.DevMode {
 		gcfg.DevTokenTTL, gcfg.DevSecret = cfg.Auth.DevTokenTTL.Duration, []byte(testSecret)
 	}
-	srv := gateway.New(gcfg, hub, market, auth.NewVerifier([]byte(testSecret)), nil)
+	srv := gateway.New(gcfg, hub, mkt, auth.NewVerifier([]byte(testSecret)), nil)
 	srv.SetFeedReady(true)
 	hs := httptest.NewUnstartedServer(nil)
 	hs.Config = srv.HTTPServer(srv.Handler())
 	hs.Listener = srv.Listener(hs.Listener)
 	hs.Start()
-	ts := &testServer{t: t, cfg: cfg, hub: hub, broker: broker, market: market, srv: srv, http: hs,
+	ts := &testServer{t: t, cfg: cfg, hub: hub, broker: broker, market: mkt, srv: srv, http: hs,
 		ws: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)

@@ -22,11 +22,13 @@ type Request struct {
 	Since      *uint64         `json:"since,omitempty"`
 	Epoch      string          `json:"epoch,omitempty"`
 	// notifications: where the client stands in the broadcast stream.
-	BroadcastSince *uint64         `json:"broadcast_since,omitempty"`
-	BroadcastEpoch string          `json:"broadcast_epoch,omitempty"`
-	Token          string          `json:"token,omitempty"` // the seed client's auth shape
-	Data           json.RawMessage `json:"data,omitempty"`  // {"token": ...} in the documented auth shape
-	Timestamp      json.RawMessage `json:"timestamp,omitempty"`
+	BroadcastSince *uint64 `json:"broadcast_since,omitempty"`
+	BroadcastEpoch string  `json:"broadcast_epoch,omitempty"`
+	// kline channels: how many closed bars to send first.
+	History   int             `json:"history,omitempty"`
+	Token     string          `json:"token,omitempty"` // the seed client's auth shape
+	Data      json.RawMessage `json:"data,omitempty"`  // {"token": ...} in the documented auth shape
+	Timestamp json.RawMessage `json:"timestamp,omitempty"`
 }
 
 // requestError is a decode failure with its protocol code. id is the

@@ -71,6 +71,8 @@ type Config struct {
 	// OpsSeparate leaves the operations endpoints out of Handler: the
 	// server serves OpsHandler on a listener of its own.
 	OpsSeparate bool
+	// MaxBarHistory bounds a kline subscription's "history".
+	MaxBarHistory int
 	// DevTokenTTL, when set, enables GET /dev/token, which signs a token for
 	// anyone who asks: development configurations only.
 	DevTokenTTL time.Duration
@@ -108,6 +110,9 @@ type Market interface {
 	Symbols() []string
 	// SymbolCount is the size of the universe.
 	SymbolCount() int
+	// WarmBars makes a kline topic's closed bars available before a
+	// subscription asks for its history (a late node loads them).
+	WarmBars(ctx context.Context, ch *protocol.Channel, symbol string) error
 }
 
 // Server serves WebSocket clients and the HTTP API.

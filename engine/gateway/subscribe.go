@@ -99,6 +99,13 @@ func (ss *session) subscribeMarket(req *Request, ch *protocol.Channel) {
 	if !ok {
 		return
 	}
+	if req.History != 0 {
+		if !ch.Kline() || req.History < 0 || req.History > ss.srv.cfg.MaxBarHistory {
+			ss.sendError(req.ID, protocol.CodeInvalidMessage, fmt.Sprintf(
+				"history applies to kline channels: 1 to %d closed bars", ss.srv.cfg.MaxBarHistory))
+			return
+		}
+	}
 	keys := make([]string, len(symbols))
 	for i, sym := range symbols {
 		keys[i] = protocol.TopicKey(ch, sym)
@@ -106,13 +113,23 @@ func (ss *session) subscribeMarket(req *Request, ch *protocol.Channel) {
 	if !ss.roomFor(req, keys) {
 		return
 	}
+	if req.History > 0 {
+		for _, sym := range symbols {
+			ctx, cancel := context.WithTimeout(context.Background(), ss.srv.cfg.SubscribeTimeout)
+			err := ss.srv.market.WarmBars(ctx, ch, sym)
+			cancel()
+			if err != nil { // serve what this node has; say why it may be short
+				ss.srv.log.Warn("bar history not loaded", "symbol", sym, "channel", ch.Push, "err", err)
+			}
+		}
+	}
 	started := make([]*engine.Subscription, 0, len(keys))
 	for _, key := range keys {
 		// A repeated subscribe replaces the projection and sends a fresh
 		// snapshot.
 		ss.drop(key)
 		sub, _, err := ss.srv.hub.Subscribe(context.Background(), ss.out, key, engine.Conflated,
-			engine.SubscribeOptions{Projection: proj, Snapshot: true})
+			engine.SubscribeOptions{Projection: proj, Snapshot: true, History: req.History})
 		if err != nil {
 			ss.srv.log.Error("subscribe failed", "topic", key, "err", err)
 			continue

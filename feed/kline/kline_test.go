@@ -1,50 +1,171 @@
 package kline
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/marketcast/marketcast/feed"
 )
 
-func d(u int64) feed.Decimal { return feed.Decimal{Units: u, Scale: 1} }
+// at is an exchange (CST) time.
+func at(s string) time.Time {
+	t, err := time.ParseInLocation("2006-01-02 15:04:05", s, cst)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
 
-func TestBarsFromTicks(t *testing.T) {
-	a := New("SHFE.rb2405")
-	var got []*feed.Bar
-	emit := func(b *feed.Bar) {
-		if b.Channel == "kline_1m" {
-			got = append(got, b)
+func dec(s string) feed.Decimal {
+	d, err := feed.ParseDecimal(s)
+	if err != nil {
+		panic(err)
+	}
+	return d
+}
+
+// 2026-11-23 is a Monday.
+func TestTradingDays(t *testing.T) {
+	f := func(symbol, when string, wantDay string, wantIn bool) {
+		t.Helper()
+		d, in := CalendarOf(symbol).Locate(at(when))
+		got := d.at(0).Format("2006-01-02")
+		if in != wantIn || (in && got != wantDay) {
+			t.Fatalf("%s at %s: day %s in-session %v; want %s %v", symbol, when, got, in, wantDay, wantIn)
 		}
 	}
-	base := time.Date(2024, 3, 1, 1, 30, 10, 0, time.UTC) // 09:30:10 in Shanghai
-	a.Tick(base, d(40000), 100, d(4000000), emit)
-	a.Tick(base.Add(20*time.Second), d(40100), 110, d(4401000), emit)
-	a.Tick(base.Add(30*time.Second), d(39900), 115, d(4600500), emit)
-	a.Tick(base.Add(55*time.Second), d(40050), 120, d(4800750), emit) // 09:31:05: next bar
-	last := got[2]
-	if last.Open != "4000.0" || last.High != "4010.0" || last.Low != "3990.0" || last.Close != "3990.0" ||
-		last.Volume != "15" || last.Turnover != "60050.0" || last.Closed {
-		t.Fatalf("forming bar %+v", last)
-	}
-	closed, next := got[3], got[4]
-	if !closed.Closed || closed.Close != "3990.0" || closed.StartTime != "2024-03-01T01:30:00.000Z" || closed.EndTime != "2024-03-01T01:31:00.000Z" {
-		t.Fatalf("closed bar %+v", closed)
-	}
-	if next.Closed || next.Open != "4005.0" || next.Volume != "5" || next.StartTime != "2024-03-01T01:31:00.000Z" {
-		t.Fatalf("next bar %+v", next)
-	}
-	// Advance closes a bar on time without a tick.
-	got = nil
-	a.Advance(base.Add(2*time.Minute), emit)
-	if len(got) != 1 || !got[0].Closed || got[0].StartTime != "2024-03-01T01:31:00.000Z" {
-		t.Fatalf("advance emitted %+v", got)
+	f("SHFE.rb2601", "2026-11-24 09:00:00", "2026-11-24", true)
+	f("SHFE.rb2601", "2026-11-24 10:20:00", "", false) // the 10:15-10:30 break
+	f("SHFE.rb2601", "2026-11-24 12:00:00", "", false) // lunch
+	f("SHFE.rb2601", "2026-11-24 14:59:59", "2026-11-24", true)
+	f("SHFE.rb2601", "2026-11-24 15:00:00", "", false)
+	f("SHFE.rb2601", "2026-11-24 21:30:00", "2026-11-25", true) // night: the next trading day
+	f("SHFE.rb2601", "2026-11-24 23:30:00", "", false)          // rb's night ends at 23:00
+	f("SHFE.cu2601", "2026-11-25 00:30:00", "2026-11-25", true) // cu's runs to 01:00
+	f("SHFE.au2602", "2026-11-25 02:00:00", "2026-11-25", true) // au's to 02:30, across midnight
+	f("SHFE.au2602", "2026-11-25 02:30:00", "", false)
+	f("SHFE.rb2601", "2026-11-27 21:30:00", "2026-11-30", true) // Friday night belongs to Monday
+	f("SHFE.au2602", "2026-11-28 01:30:00", "2026-11-30", true) // and so does its part past midnight on Saturday
+	f("SHFE.rb2601", "2026-11-28 10:00:00", "", false)          // Saturday
+	f("SHFE.rb2601", "2026-11-29 21:30:00", "", false)          // Sunday evening: no night session
+	f("CFFEX.IF2512", "2026-11-24 09:15:00", "", false)         // index futures open at 09:30
+	f("CFFEX.T2603", "2026-11-24 15:10:00", "2026-11-24", true) // bonds close at 15:15
+	f("NOPE.x1", "2026-11-28 03:00:00", "2026-11-28", true)     // not in the table: around the clock
+	if c := CalendarOf("SHFE.rb2601"); !c.Open(dateOf(at("2026-11-30 00:00:00"))).Equal(at("2026-11-27 21:00:00")) {
+		t.Fatal("Monday's trading day opens with Friday's night session")
 	}
 }
 
-func TestDailyBarsAlignToShanghai(t *testing.T) {
-	tm := time.Date(2024, 3, 1, 17, 0, 0, 0, time.UTC) // 01:00 on 2 March in Shanghai
-	if got := BarStart(tm, 24*time.Hour); !got.Equal(time.Date(2024, 3, 1, 16, 0, 0, 0, time.UTC)) {
-		t.Fatalf("daily bar starts %v; want Shanghai midnight", got)
+// collect builds bars and keeps every emitted update.
+type collect struct{ bars []*feed.Bar }
+
+func (c *collect) emit(b *feed.Bar) { c.bars = append(c.bars, b) }
+
+func (c *collect) last(channel string, closed bool) *feed.Bar {
+	for i := len(c.bars) - 1; i >= 0; i-- {
+		if b := c.bars[i]; b.Channel == channel && b.Closed == closed {
+			return b
+		}
+	}
+	return nil
+}
+
+func TestBarsFollowTickTimeAndCountEveryTrade(t *testing.T) {
+	var c collect
+	b := NewBuilder(CalendarOf, c.emit)
+	tick := func(when, price, vol, to string) {
+		b.Tick("SHFE.rb2601", at(when), dec(price), dec(vol), dec(to), true)
+	}
+	// The night session's first tick: its cumulative volume is all traded today.
+	tick("2026-11-24 21:00:00", "3900.0", "15", "585000.0")
+	tick("2026-11-24 21:00:30", "3901.0", "20", "780050.0")
+	tick("2026-11-24 21:00:59.999", "3902.0", "20", "780050.0") // quotes only: no trade
+	tick("2026-11-24 21:01:00", "3899.0", "23", "897020.0")     // exactly on the boundary: the next bar
+	m1 := c.last("kline_1m", true)
+	if m1 == nil || m1.StartTime != "2026-11-24T13:00:00.000Z" || m1.Volume != "20" || m1.Turnover != "780050.0" ||
+		m1.Open != "3900.0" || m1.High != "3901.0" || m1.Close != "3901.0" {
+		t.Fatalf("first 1m bar %+v; want the first trade counted, the boundary tick left out", m1)
+	}
+	if f := c.last("kline_1m", false); f.StartTime != "2026-11-24T13:01:00.000Z" || f.Open != "3899.0" || f.Volume != "3" {
+		t.Fatalf("forming bar %+v", f)
+	}
+	d := c.last("kline_1d", false)
+	if d.Volume != "23" || d.StartTime != "2026-11-24T13:00:00.000Z" || d.EndTime != "2026-11-25T07:00:00.000Z" {
+		t.Fatalf("1d bar %+v; want the day's cumulative volume, 21:00 to 15:00 of the next day", d)
+	}
+	// Outside the sessions nothing is built.
+	n := len(c.bars)
+	tick("2026-11-24 23:30:00", "3905.0", "30", "1170000.0")
+	if len(c.bars) != n {
+		t.Fatal("a tick after the night session built a bar")
+	}
+	// A late tick for a closed bar changes nothing.
+	b.Advance(at("2026-11-24 21:03:00"))
+	n = len(c.bars)
+	tick("2026-11-24 21:01:30", "3950.0", "31", "1200000.0")
+	for _, br := range c.bars[n:] {
+		if br.Channel == "kline_1m" {
+			t.Fatalf("a late tick reopened a closed bar: %+v", br)
+		}
+	}
+	if d := c.last("kline_1d", false); d.Close != "3950.0" || d.Volume != "31" {
+		t.Fatalf("the daily bar, still open, takes the late tick: %+v", d)
+	}
+}
+
+func TestDayRolloverAndWeekend(t *testing.T) {
+	var c collect
+	b := NewBuilder(CalendarOf, c.emit)
+	tick := func(when, vol string) { b.Tick("SHFE.rb2601", at(when), dec("3900.0"), dec(vol), dec("0.0"), true) }
+	tick("2026-11-27 14:00:00", "100") // joining Friday's day session: counting starts here
+	tick("2026-11-27 14:30:00", "130")
+	if d := c.last("kline_1d", false); d.Volume != "30" {
+		t.Fatalf("joined mid-day: 1d volume %s; want 30 (what was seen)", d.Volume)
+	}
+	tick("2026-11-27 21:05:00", "7") // Friday night: Monday's trading day, cumulative from 0
+	if d := c.last("kline_1d", true); d == nil || d.StartTime != "2026-11-26T13:00:00.000Z" {
+		t.Fatalf("Friday's daily bar not closed at the rollover: %+v", d)
+	}
+	if d := c.last("kline_1d", false); d.Volume != "7" || d.StartTime != "2026-11-27T13:00:00.000Z" || d.EndTime != "2026-11-30T07:00:00.000Z" {
+		t.Fatalf("Monday's daily bar %+v; want Friday 21:00 to Monday 15:00 with the night's volume", d)
+	}
+	tick("2026-11-30 09:00:00", "12")
+	if d := c.last("kline_1d", false); d.Volume != "12" {
+		t.Fatalf("Monday's daily bar across the weekend: %s; want 12", d.Volume)
+	}
+}
+
+// TestSameTicksSameBars: two builders (two nodes) given the same ticks,
+// with their clocks closing bars at different moments, emit the same
+// closed bars.
+func TestSameTicksSameBars(t *testing.T) {
+	var a, b collect
+	ba, bb := NewBuilder(CalendarOf, a.emit), NewBuilder(CalendarOf, b.emit)
+	base := at("2026-11-24 09:00:00")
+	for i := 0; i < 400; i++ {
+		when := base.Add(time.Duration(i) * 500 * time.Millisecond)
+		price := dec(fmt.Sprintf("%d.0", 3900+i%7))
+		vol := dec(fmt.Sprint(10 * i))
+		to := dec(fmt.Sprintf("%d.0", 39000*i))
+		ba.Tick("SHFE.rb2601", when, price, vol, to, true)
+		bb.Tick("SHFE.rb2601", when, price, vol, to, true)
+		if i%37 == 0 {
+			ba.Advance(when.Add(-time.Second)) // one node's clock lags
+		}
+	}
+	ba.Advance(base.Add(time.Hour))
+	bb.Advance(base.Add(time.Hour))
+	closed := func(c collect) []string {
+		var out []string
+		for _, br := range c.bars {
+			if br.Closed && br.Channel == "kline_1m" {
+				out = append(out, fmt.Sprintf("%+v", *br))
+			}
+		}
+		return out
+	}
+	if ca, cb := closed(a), closed(b); fmt.Sprint(ca) != fmt.Sprint(cb) || len(ca) < 3 {
+		t.Fatalf("nodes disagree:\n%v\n%v", ca, cb)
 	}
 }

@@ -1,28 +1,39 @@
 // Package sim is the built-in market simulator: Chinese futures contracts
-// with their real tick sizes and multipliers, prices that walk on the tick
-// grid inside the daily limits, cumulative volume, turnover and open
-// interest, a five-level book, and klines built from the ticks. It trades
-// around the clock (a 24 h demo session); see docs/FEED.md.
+// with their real tick sizes, multipliers and limits, sending a snapshot
+// every 500 ms per contract as CTP does. Prices walk on the tick grid with
+// a daily volatility near each product's, inside the daily limits; the book
+// evolves from step to step and its best level is the tick's; volume,
+// turnover, open, high, low and average price accumulate over the trading
+// day and start again with the next. It publishes ticks and books; bars are
+// built from the ticks by the server's bar builder (feed/kline), as for any
+// feed. See docs/FEED.md.
 package sim
 
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/marketcast/marketcast/feed"
 	"github.com/marketcast/marketcast/feed/kline"
+	"github.com/marketcast/marketcast/protocol"
 )
 
 // Config tunes the simulator.
 type Config struct {
-	// Symbols to simulate. Empty means DefaultSymbols.
+	// Symbols to simulate. Empty means DefaultSymbols as of today.
 	Symbols []string
-	// Rate is ticks per second per symbol. Zero means 2 (the CTP rate).
+	// Rate is snapshots per second per contract. Zero means 2 (CTP's 500 ms).
 	Rate float64
 	// Levels is the book depth. Zero means 5.
 	Levels int
+	// Exchange follows each product's trading sessions (weekends and
+	// breaks off); otherwise the simulator trades around the clock, a
+	// trading day per calendar day in Shanghai (the demo's hours).
+	Exchange bool
 	// Seed makes a run repeatable. Zero means random.
 	Seed uint64
 }
@@ -32,24 +43,32 @@ type Sim struct {
 	cfg       Config
 	contracts []*contract
 	rng       *rand.Rand
+	now       func() time.Time
 }
 
 type contract struct {
-	symbol       string
-	p            Product
-	preSettle    int64
-	last         int64
-	bid, ask     int64
-	volume       int64 // cumulative
-	turnover     int64 // cumulative, price units
-	openInterest int64
-	bars         *kline.Aggregator
+	symbol string
+	p      Product
+	cal    *kline.Calendar
+
+	day        string  // trading day of the values below
+	preSettle  int64   // previous settlement: the limits and change are against it
+	fair       float64 // the unobserved price the market trades around
+	last       int64
+	bid, ask   int64
+	bidQ, askQ []int64 // book volumes, best first
+	volume     int64   // cumulative for the trading day
+	turnover   int64   // cumulative, price units × multiplier
+	open       int64
+	high, low  int64
+	openInt    int64
+	stepVol    float64 // volatility of one step, as a fraction of the price
 }
 
 // New validates cfg and prepares the contracts.
 func New(cfg Config) (*Sim, error) {
 	if len(cfg.Symbols) == 0 {
-		cfg.Symbols = DefaultSymbols
+		cfg.Symbols = DefaultSymbols(time.Now())
 	}
 	if cfg.Rate == 0 {
 		cfg.Rate = 2
@@ -67,7 +86,7 @@ func New(cfg Config) (*Sim, error) {
 	if seed == 0 {
 		seed = rand.Uint64()
 	}
-	s := &Sim{cfg: cfg, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+	s := &Sim{cfg: cfg, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), now: time.Now}
 	seen := make(map[string]bool)
 	for _, sym := range cfg.Symbols {
 		if seen[sym] {
@@ -78,14 +97,45 @@ func New(cfg Config) (*Sim, error) {
 		if err != nil {
 			return nil, err
 		}
+		c := &contract{symbol: sym, p: p, cal: s.Calendar(sym), openInt: 50000 + int64(s.rng.IntN(200000)),
+			bidQ: make([]int64, cfg.Levels), askQ: make([]int64, cfg.Levels)}
 		// Contracts of one product start near each other, not all equal.
-		pre := p.BasePrice + p.TickUnits*int64(s.rng.IntN(41)-20)
-		c := &contract{symbol: sym, p: p, preSettle: pre, last: pre,
-			openInterest: 50000 + int64(s.rng.IntN(200000)), bars: kline.New(sym)}
-		c.bid, c.ask = pre-p.TickUnits, pre
+		c.preSettle = p.BasePrice + p.TickUnits*int64(s.rng.IntN(41)-20)
+		c.fair = float64(c.preSettle)
+		c.stepVol = p.DailyVol / 100 / math.Sqrt(s.stepsPerDay(c.cal))
+		for i := range c.bidQ {
+			c.bidQ[i], c.askQ[i] = s.lots(p, 10), s.lots(p, 10)
+		}
 		s.contracts = append(s.contracts, c)
 	}
 	return s, nil
+}
+
+// Calendar is the trading calendar the simulator follows for symbol: the
+// product's sessions with Exchange, around the clock otherwise. The bar
+// builder must follow the same one.
+func (s *Sim) Calendar(symbol string) *kline.Calendar {
+	if s.cfg.Exchange {
+		return kline.CalendarOf(symbol)
+	}
+	return kline.Always
+}
+
+// stepsPerDay is how many snapshots a trading day holds.
+func (s *Sim) stepsPerDay(cal *kline.Calendar) float64 {
+	open := 0
+	for m := 0; m < 24*60*2; m++ { // two days of minutes covers a night session and the day after
+		t := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC).Add(time.Duration(m) * time.Minute) // a Monday
+		if _, in := cal.Locate(t); in {
+			open++
+		}
+	}
+	return float64(open) / 2 * 60 * s.cfg.Rate
+}
+
+// lots draws a trade or queue size around the product's mean.
+func (s *Sim) lots(p Product, times float64) int64 {
+	return 1 + int64(s.rng.ExpFloat64()*p.Lots*times)
 }
 
 // Symbols lists the simulated symbols.
@@ -97,90 +147,206 @@ func (s *Sim) Symbols() []string {
 	return out
 }
 
-// Run publishes ticks, books and bars until ctx ends.
-func (s *Sim) Run(ctx context.Context, pub feed.Sink) error {
-	step := min(50*time.Millisecond, time.Duration(float64(time.Second)/s.cfg.Rate))
-	chance := s.cfg.Rate * step.Seconds() // probability a symbol trades in one step
-	emit := func(b *feed.Bar) { _, _ = pub.Publish(ctx, feed.BarPublication(b)) }
-
-	// Every symbol starts with a full state so snapshots exist at once.
-	now := time.Now()
-	for _, c := range s.contracts {
-		s.trade(ctx, c, now, pub, emit)
-	}
-	ticker := time.NewTicker(step)
-	defer ticker.Stop()
+// Run publishes a snapshot of every contract in session each step until
+// ctx ends. Steps fall on whole multiples of the interval (00.000, 00.500…),
+// as exchange snapshots do; each contract first sends its state before any
+// trade of the day.
+func (s *Sim) Run(ctx context.Context, sink feed.Sink) error {
+	interval := s.Interval()
+	now := s.now()
+	s.Open(ctx, sink, now)
+	next := now.Truncate(interval).Add(interval)
+	timer := time.NewTimer(time.Until(next))
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case now = <-ticker.C:
+		case <-timer.C:
 		}
-		for _, c := range s.contracts {
-			if s.rng.Float64() < chance {
-				s.trade(ctx, c, now, pub, emit)
-			}
-			c.bars.Advance(now, emit)
+		s.Step(ctx, sink, next)
+		next = next.Add(interval)
+		if late := time.Since(next); late > 0 {
+			next = next.Add(late.Truncate(interval) + interval) // skip steps a stalled machine missed
+		}
+		timer.Reset(time.Until(next))
+	}
+}
+
+// Interval is the time between two snapshots of a contract.
+func (s *Sim) Interval() time.Duration { return time.Duration(float64(time.Second) / s.cfg.Rate) }
+
+// Open sends every contract in session its state at now, before any trade:
+// a day's first snapshot, whose volume is 0, so a bar builder counts the
+// first trade that follows.
+func (s *Sim) Open(ctx context.Context, sink feed.Sink, now time.Time) {
+	for _, c := range s.contracts {
+		if day, in := c.cal.Locate(now); in {
+			s.newDay(c, day.String())
+			s.publish(ctx, sink, c, now)
 		}
 	}
 }
 
-// trade moves one contract: a price step on the grid within the limits, a
-// trade volume, a new book; it publishes the tick, the book and the bars.
-func (s *Sim) trade(ctx context.Context, c *contract, now time.Time, pub feed.Sink, emit func(*feed.Bar)) {
-	p := c.p
-	// Prices are multiples of the tick: the settlement is, and so are the
-	// limits once rounded towards it.
-	limit := c.preSettle * p.LimitPct / 100 / p.TickUnits * p.TickUnits
-	lo, hi := c.preSettle-limit, c.preSettle+limit
-	// A mean-reverting random walk of -2..+2 ticks keeps prices lively but
-	// inside the limits.
-	move := int64(s.rng.IntN(5) - 2)
-	if c.last > c.preSettle+limit/2 && move > 0 || c.last < c.preSettle-limit/2 && move < 0 {
-		move = -move
+// Step moves every contract in session by one snapshot at exchange time at
+// and publishes it. Run calls it on a timer; tests call it with the times
+// they need.
+func (s *Sim) Step(ctx context.Context, sink feed.Sink, at time.Time) {
+	for _, c := range s.contracts {
+		day, in := c.cal.Locate(at)
+		if !in {
+			continue
+		}
+		if d := day.String(); d != c.day {
+			s.newDay(c, d)
+		}
+		s.step(c)
+		s.publish(ctx, sink, c, at)
 	}
-	c.last = min(max(c.last+move*p.TickUnits, lo), hi)
-	if s.rng.IntN(2) == 0 {
-		c.bid, c.ask = c.last-p.TickUnits, c.last
-	} else {
-		c.bid, c.ask = c.last, c.last+p.TickUnits
-	}
-	qty := int64(1 + s.rng.IntN(40))
-	c.volume += qty
-	c.turnover += c.last * qty * p.Multiplier
-	c.openInterest = max(0, c.openInterest+int64(s.rng.IntN(2*int(qty)+1))-qty)
+}
 
-	dec := func(u int64) feed.Decimal { return feed.Decimal{Units: u, Scale: p.Decimals} }
+// newDay starts a trading day: the last price becomes the settlement the
+// limits and change are against, and the day's totals start again.
+func (s *Sim) newDay(c *contract, day string) {
+	if c.day != "" {
+		c.preSettle = c.last
+	}
+	c.day = day
+	c.volume, c.turnover = 0, 0
+	c.last = s.grid(c, c.fair)
+	c.open, c.high, c.low = 0, 0, 0
+	c.bid, c.ask = c.last-c.p.TickUnits, c.last
+}
+
+// limits are the day's lowest and highest tradable prices.
+func (c *contract) limits() (lo, hi int64) {
+	// Rounded towards the settlement onto the grid.
+	limit := c.preSettle * c.p.LimitPct / 100 / c.p.TickUnits * c.p.TickUnits
+	return c.preSettle - limit, c.preSettle + limit
+}
+
+// grid puts a price on the tick grid inside the limits.
+func (s *Sim) grid(c *contract, price float64) int64 {
+	lo, hi := c.limits()
+	u := int64(math.Round(price/float64(c.p.TickUnits))) * c.p.TickUnits
+	return min(max(u, lo), hi)
+}
+
+// step moves one contract by one snapshot: the fair price walks, a trade
+// may happen at the best bid or ask, the book's queues change.
+func (s *Sim) step(c *contract) {
+	p := c.p
+	// A random walk in log price, gently pulled back towards the
+	// settlement so it wanders like a market and stays within the limits.
+	pull := 0.002 * math.Log(float64(c.preSettle)/c.fair)
+	c.fair *= math.Exp(c.stepVol*s.rng.NormFloat64() + pull*c.stepVol)
+	target := s.grid(c, c.fair)
+	prevBid, prevAsk := c.bid, c.ask
+	if target >= c.ask {
+		c.bid, c.ask = target-p.TickUnits, target
+	} else if target <= c.bid {
+		c.bid, c.ask = target, target+p.TickUnits
+	}
+	lo, hi := c.limits()
+	c.bid, c.ask = min(max(c.bid, lo), hi-p.TickUnits), min(max(c.ask, lo+p.TickUnits), hi)
+	s.shiftBook(c, prevBid, prevAsk)
+
+	// Trades: most snapshots carry some, at the side the price moved to.
+	if s.rng.Float64() < 0.7 {
+		qty := s.lots(p, 1)
+		price, hitAsk := c.ask, c.fair >= float64(c.bid+c.ask)/2
+		if !hitAsk {
+			price = c.bid
+		}
+		if c.volume == 0 { // the day's first trade
+			c.open, c.high, c.low = price, price, price
+		}
+		c.last = price
+		c.volume += qty
+		c.turnover += price * qty * p.Multiplier
+		c.high, c.low = max(c.high, price), min(c.low, price)
+		c.openInt = max(0, c.openInt+int64(s.rng.IntN(2*int(qty)+1))-qty)
+		if hitAsk {
+			c.askQ[0] = max(1, c.askQ[0]-qty)
+		} else {
+			c.bidQ[0] = max(1, c.bidQ[0]-qty)
+		}
+	}
+	for i := range c.bidQ { // queues come and go
+		c.bidQ[i] = max(1, c.bidQ[i]+int64(s.rng.NormFloat64()*0.15*float64(c.bidQ[i]+5)))
+		c.askQ[i] = max(1, c.askQ[i]+int64(s.rng.NormFloat64()*0.15*float64(c.askQ[i]+5)))
+	}
+}
+
+// shiftBook moves the queues with the prices: levels that still exist keep
+// their volume, new ones start with a fresh queue.
+func (s *Sim) shiftBook(c *contract, prevBid, prevAsk int64) {
+	shift := func(q []int64, moved int64) {
+		n := int(moved / c.p.TickUnits)
+		switch {
+		case n > 0 && n < len(q): // the best price rose n ticks: new levels in front
+			copy(q[n:], q[:len(q)-n])
+			for i := 0; i < n; i++ {
+				q[i] = s.lots(c.p, 10)
+			}
+		case n < 0 && -n < len(q):
+			copy(q, q[-n:])
+			for i := len(q) + n; i < len(q); i++ {
+				q[i] = s.lots(c.p, 10)
+			}
+		case n != 0:
+			for i := range q {
+				q[i] = s.lots(c.p, 10)
+			}
+		}
+	}
+	shift(c.bidQ, c.bid-prevBid)
+	shift(c.askQ, prevAsk-c.ask)
+}
+
+// publish sends a contract's tick and book at exchange time at.
+func (s *Sim) publish(ctx context.Context, sink feed.Sink, c *contract, at time.Time) {
+	p := c.p
+	dec := func(u int64) string { return feed.Decimal{Units: u, Scale: p.Decimals}.String() }
+	lo, hi := c.limits()
 	change := c.last - c.preSettle
-	pct := feed.Decimal{Units: roundDiv(change*10000, c.preSettle), Scale: 2}
 	tick := &feed.Tick{
 		Symbol:        c.symbol,
-		LastPrice:     dec(c.last).String(),
-		BidPrice:      dec(c.bid).String(),
-		AskPrice:      dec(c.ask).String(),
-		BidVolume:     fmt.Sprint(1 + s.rng.IntN(200)),
-		AskVolume:     fmt.Sprint(1 + s.rng.IntN(200)),
-		Volume:        fmt.Sprint(c.volume),
-		Turnover:      dec(c.turnover).String(),
-		OpenInterest:  fmt.Sprint(c.openInterest),
-		Change:        dec(change).String(),
-		ChangePercent: pct.String(),
+		LastPrice:     dec(c.last),
+		BidPrice:      dec(c.bid),
+		AskPrice:      dec(c.ask),
+		BidVolume:     strconv.FormatInt(c.bidQ[0], 10),
+		AskVolume:     strconv.FormatInt(c.askQ[0], 10),
+		Volume:        strconv.FormatInt(c.volume, 10),
+		Turnover:      dec(c.turnover),
+		OpenInterest:  strconv.FormatInt(c.openInt, 10),
+		Change:        dec(change),
+		ChangePercent: feed.Decimal{Units: roundDiv(change*10000, c.preSettle), Scale: 2}.String(),
+		UpdateTime:    at.UTC().Format(protocol.TimeLayout),
+		PreSettlement: dec(c.preSettle),
+		UpperLimit:    dec(hi),
+		LowerLimit:    dec(lo),
 	}
-	_, _ = pub.Publish(ctx, feed.TickPublication(tick))
+	if c.volume > 0 {
+		tick.Open, tick.High, tick.Low = dec(c.open), dec(c.high), dec(c.low)
+		avg := float64(c.turnover) / float64(c.volume*p.Multiplier)
+		tick.AveragePrice = feed.Decimal{Units: int64(math.Round(avg * 100)), Scale: p.Decimals + 2}.String()
+	}
+	pub := feed.TickPublication(tick)
+	pub.Time = at
+	_, _ = sink.Publish(ctx, pub)
 
-	book := &feed.Depth{Symbol: c.symbol, Levels: s.cfg.Levels}
-	for i := 0; i < s.cfg.Levels; i++ {
-		bp, ap := c.bid-int64(i)*p.TickUnits, c.ask+int64(i)*p.TickUnits
-		if bp >= lo {
-			book.Bids = append(book.Bids, [2]string{dec(bp).String(), fmt.Sprint(1 + s.rng.IntN(300))})
+	book := &feed.Depth{Symbol: c.symbol, UpdateTime: tick.UpdateTime}
+	for i := range c.bidQ {
+		if bp := c.bid - int64(i)*p.TickUnits; bp >= lo {
+			book.Bids = append(book.Bids, [2]string{dec(bp), strconv.FormatInt(c.bidQ[i], 10)})
 		}
-		if ap <= hi {
-			book.Asks = append(book.Asks, [2]string{dec(ap).String(), fmt.Sprint(1 + s.rng.IntN(300))})
+		if ap := c.ask + int64(i)*p.TickUnits; ap <= hi {
+			book.Asks = append(book.Asks, [2]string{dec(ap), strconv.FormatInt(c.askQ[i], 10)})
 		}
 	}
-	_, _ = pub.Publish(ctx, feed.DepthPublication(book))
-
-	c.bars.Tick(now, dec(c.last), c.volume, dec(c.turnover), emit)
+	book.Levels = max(len(book.Bids), len(book.Asks)) // what is sent, even at a limit
+	_, _ = sink.Publish(ctx, feed.DepthPublication(book))
 }
 
 // roundDiv divides rounding half away from zero.

@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,52 +39,175 @@ func units(t *testing.T, s string, decimals uint8) int64 {
 	return v
 }
 
-func TestPricesOnGridWithinLimits(t *testing.T) {
-	s, err := New(Config{Symbols: []string{"SHFE.rb2405", "SHFE.au2406", "CFFEX.IF2403", "CZCE.TA405", "INE.sc2405", "CFFEX.T2403"},
-		Rate: 1000, Seed: 7})
+type tickData struct {
+	Last, Bid, Ask, BidVol, AskVol, Volume, Turnover, Update, PreSettle, Upper, Lower, Open, High, Low string
+}
+
+func decodeTick(t *testing.T, b []byte) tickData {
+	t.Helper()
+	var m map[string]string
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return tickData{m["last_price"], m["bid_price"], m["ask_price"], m["bid_volume"], m["ask_volume"], m["volume"],
+		m["turnover"], m["update_time"], m["pre_settlement"], m["upper_limit"], m["lower_limit"], m["open"], m["high"], m["low"]}
+}
+
+// run steps the simulator from start for n snapshots, as Run would.
+func run(t *testing.T, s *Sim, start time.Time, n int) *recorder {
+	t.Helper()
+	var r recorder
+	s.Open(context.Background(), &r, start)
+	for i := 1; i <= n; i++ {
+		s.Step(context.Background(), &r, start.Add(time.Duration(i)*s.Interval()))
+	}
+	return &r
+}
+
+// TestSnapshotsAreConsistent checks what the market-data audit rebuilt:
+// prices on the grid and inside the published limits, bid < ask, the
+// tick's bid and ask volumes equal to the book's first level, cumulative
+// volume that never falls, a first snapshot with nothing traded, and a
+// snapshot every 500 ms on the half second.
+func TestSnapshotsAreConsistent(t *testing.T) {
+	syms := []string{"SHFE.rb2405", "SHFE.au2406", "CFFEX.IF2403", "CZCE.TA405", "INE.sc2405", "CFFEX.T2403"}
+	s, err := New(Config{Symbols: syms, Seed: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r recorder
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	if err := s.Run(ctx, &r); err != context.DeadlineExceeded {
-		t.Fatalf("run: %v", err)
+	start := time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC)
+	r := run(t, s, start, 2000)
+	books := map[string]map[string]any{}
+	lastVol := map[string]int64{}
+	first := map[string]bool{}
+	for _, m := range r.pubs {
+		p, _ := ParseSymbol(m.ID)
+		if m.Channel == protocol.Depth {
+			var d map[string]any
+			_ = json.Unmarshal(m.Data, &d)
+			books[m.ID] = d
+			if int(d["levels"].(float64)) != max(len(d["bids"].([]any)), len(d["asks"].([]any))) {
+				t.Fatalf("levels %v do not count what is sent: %s", d["levels"], m.Data)
+			}
+			continue
+		}
+		if m.Channel != protocol.Tick {
+			t.Fatalf("the simulator publishes ticks and books only, got %s", m.Channel.Push)
+		}
+		d := decodeTick(t, m.Data)
+		if !first[m.ID] {
+			first[m.ID] = true
+			if d.Volume != "0" || d.Open != "" {
+				t.Fatalf("%s: first snapshot volume %s open %q; want 0 and none (nothing traded yet)", m.ID, d.Volume, d.Open)
+			}
+		}
+		lo, hi := units(t, d.Lower, p.Decimals), units(t, d.Upper, p.Decimals)
+		for _, v := range []string{d.Last, d.Bid, d.Ask} {
+			u := units(t, v, p.Decimals)
+			if u%p.TickUnits != 0 || u < lo || u > hi {
+				t.Fatalf("%s price %s off the grid or beyond the limits [%s, %s]", m.ID, v, d.Lower, d.Upper)
+			}
+		}
+		if units(t, d.Bid, p.Decimals) >= units(t, d.Ask, p.Decimals) {
+			t.Fatalf("%s crossed: bid %s ask %s", m.ID, d.Bid, d.Ask)
+		}
+		v, _ := strconv.ParseInt(d.Volume, 10, 64)
+		if v < lastVol[m.ID] {
+			t.Fatalf("%s volume went down: %d after %d", m.ID, v, lastVol[m.ID])
+		}
+		lastVol[m.ID] = v
+		ut, err := time.Parse(time.RFC3339, d.Update)
+		if err != nil || ut.Nanosecond()%int(500*time.Millisecond) != 0 {
+			t.Fatalf("%s update_time %q not on the half second", m.ID, d.Update)
+		}
+		if b := books[m.ID]; b != nil {
+			_ = b // the book of the previous snapshot; this tick's book follows it
+		}
 	}
-	lastVolume := map[string]int64{}
-	ticks := 0
+	// The tick's level-1 volumes are the book's (tick and book of one snapshot are published together).
+	for i := 0; i+1 < len(r.pubs); i++ {
+		if r.pubs[i].Channel != protocol.Tick || r.pubs[i+1].Channel != protocol.Depth || r.pubs[i].ID != r.pubs[i+1].ID {
+			continue
+		}
+		d := decodeTick(t, r.pubs[i].Data)
+		var b struct{ Bids, Asks [][2]string }
+		_ = json.Unmarshal(r.pubs[i+1].Data, &b)
+		if len(b.Bids) > 0 && (b.Bids[0][0] != d.Bid || b.Bids[0][1] != d.BidVol) || len(b.Asks) > 0 && (b.Asks[0][0] != d.Ask || b.Asks[0][1] != d.AskVol) {
+			t.Fatalf("tick bid %s×%s ask %s×%s; book %v / %v", d.Bid, d.BidVol, d.Ask, d.AskVol, b.Bids[0], b.Asks[0])
+		}
+	}
+}
+
+// TestDailyVolatilityIsRealistic: a simulated day of rb moves about as much
+// as rb does (the audit measured 3 % an hour; rb's daily σ is 1-1.5 %).
+func TestDailyVolatilityIsRealistic(t *testing.T) {
+	s, _ := New(Config{Symbols: []string{"SHFE.rb2405"}, Seed: 11, Rate: 0.05}) // a snapshot every 20 s: a day in 4,320 steps
+	start := time.Date(2026, 11, 24, 0, 0, 0, 0, time.FixedZone("CST", 8*3600))
+	var returns []float64
+	r := &recorder{}
+	s.Open(context.Background(), r, start)
+	prev := s.contracts[0].fair
+	for day := 0; day < 30; day++ {
+		for i := 1; i <= 4320; i++ {
+			s.step(s.contracts[0])
+		}
+		returns = append(returns, math.Log(s.contracts[0].fair/prev))
+		prev = s.contracts[0].fair
+	}
+	var sum float64
+	for _, x := range returns {
+		sum += x * x
+	}
+	sigma := 100 * math.Sqrt(sum/float64(len(returns)))
+	if sigma < 0.6 || sigma > 2.2 {
+		t.Fatalf("rb daily volatility %.2f%%; want near 1.2%%", sigma)
+	}
+}
+
+// TestTradingDayResets: the day's volume, turnover, open/high/low start
+// again at the next trading day, and the settlement moves.
+func TestTradingDayResets(t *testing.T) {
+	s, _ := New(Config{Symbols: []string{"SHFE.rb2405"}, Seed: 3})
+	cst := time.FixedZone("CST", 8*3600)
+	start := time.Date(2026, 11, 24, 23, 59, 0, 0, cst) // around the clock: the day ends at midnight in Shanghai
+	r := run(t, s, start, 240)
+	var before, after *tickData
 	for _, m := range r.pubs {
 		if m.Channel != protocol.Tick {
 			continue
 		}
-		ticks++
-		p, _ := ParseSymbol(m.ID)
-		var d map[string]string
-		if err := json.Unmarshal(m.Data, &d); err != nil {
-			t.Fatal(err)
+		d := decodeTick(t, m.Data)
+		ut, _ := time.Parse(time.RFC3339, d.Update)
+		if ut.In(cst).Day() == 24 {
+			before = &d
+		} else if after == nil {
+			after = &d
 		}
-		for _, k := range []string{"last_price", "bid_price", "ask_price"} {
-			u := units(t, d[k], p.Decimals)
-			if u%p.TickUnits != 0 {
-				t.Fatalf("%s %s = %s: off the tick grid", m.ID, k, d[k])
-			}
-		}
-		last := units(t, d["last_price"], p.Decimals)
-		limit := p.BasePrice*(p.LimitPct+1)/100 + 20*p.TickUnits // settlement starts within 20 ticks of base
-		if last < p.BasePrice-limit || last > p.BasePrice+limit {
-			t.Fatalf("%s last %s beyond the daily limit", m.ID, d["last_price"])
-		}
-		if units(t, d["bid_price"], p.Decimals) >= units(t, d["ask_price"], p.Decimals) {
-			t.Fatalf("%s crossed: %v", m.ID, d)
-		}
-		v, _ := strconv.ParseInt(d["volume"], 10, 64)
-		if v < lastVolume[m.ID] {
-			t.Fatalf("%s volume went down: %d after %d", m.ID, v, lastVolume[m.ID])
-		}
-		lastVolume[m.ID] = v
 	}
-	if ticks < 100 {
-		t.Fatalf("only %d ticks", ticks)
+	if before == nil || after == nil {
+		t.Fatal("no ticks on both sides of midnight")
+	}
+	bv, _ := strconv.Atoi(before.Volume)
+	av, _ := strconv.Atoi(after.Volume)
+	if av >= bv || after.PreSettle == before.PreSettle && before.Last != before.PreSettle {
+		t.Fatalf("across the trading day: volume %d → %d, settlement %s → %s; want a reset and the last price settled", bv, av, before.PreSettle, after.PreSettle)
+	}
+}
+
+// TestExchangeHours: with exchange hours nothing is sent outside a
+// product's sessions.
+func TestExchangeHours(t *testing.T) {
+	s, _ := New(Config{Symbols: []string{"SHFE.rb2405", "CFFEX.IF2403"}, Seed: 5, Exchange: true})
+	cst := time.FixedZone("CST", 8*3600)
+	r := run(t, s, time.Date(2026, 11, 24, 11, 29, 0, 0, cst), 600) // 11:29 to 11:34: lunch begins at 11:30
+	for _, m := range r.pubs {
+		if m.Channel != protocol.Tick {
+			continue
+		}
+		ut, _ := time.Parse(time.RFC3339, decodeTick(t, m.Data).Update)
+		if !ut.In(cst).Before(time.Date(2026, 11, 24, 11, 30, 0, 0, cst)) {
+			t.Fatalf("%s sent a snapshot at %v, in the lunch break", m.ID, ut.In(cst))
+		}
 	}
 }
 
@@ -103,6 +227,20 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// TestDefaultsTradeToday: beside the seed's two, the default symbols are
+// the contracts that trade most today.
+func TestDefaultsTradeToday(t *testing.T) {
+	got := DefaultSymbols(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
+	want := []string{"SHFE.rb2405", "SHFE.hc2405", "SHFE.rb2701", "SHFE.hc2701", "SHFE.cu2701", "SHFE.au2706",
+		"SHFE.ag2706", "INE.sc2701", "DCE.m2701", "DCE.i2701", "CZCE.TA701", "CZCE.MA701", "CFFEX.IF2612", "CFFEX.IC2612"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("defaults %v; want %v", got, want)
+	}
+	if _, err := New(Config{Symbols: got}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestUniverse(t *testing.T) {
 	u := Universe(500)
 	seen := map[string]bool{}
@@ -115,10 +253,7 @@ func TestUniverse(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if len(u) != 500 || !seen["CZCE.TA505"] && !seen["CZCE.TA405"] {
-		t.Fatalf("universe of %d: %v", len(u), u[:30])
-	}
-	if _, err := New(Config{Symbols: u}); err != nil {
-		t.Fatal(err)
+	if len(u) != 500 {
+		t.Fatalf("universe of %d", len(u))
 	}
 }

@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -110,6 +111,10 @@ type Config struct {
 			Symbols     []string `yaml:"symbols"`
 			SymbolCount int      `yaml:"symbol_count"`
 		} `yaml:"sim"`
+		Replay struct {
+			File  string  `yaml:"file"`
+			Speed float64 `yaml:"speed"`
+		} `yaml:"replay"`
 	} `yaml:"feed"`
 	Shutdown struct {
 		Grace Duration `yaml:"grace"`
@@ -196,6 +201,7 @@ var envOverrides = []struct {
 	{"MARKETCAST_FEED", func(c *Config, v string) error { c.Feed.Kind = v; return nil }},
 	{"MARKETCAST_SESSIONS", func(c *Config, v string) error { c.Feed.Sessions = v; return nil }},
 	{"MARKETCAST_SIM_HOURS", func(c *Config, v string) error { c.Feed.Sim.Hours = v; return nil }},
+	{"MARKETCAST_REPLAY_FILE", func(c *Config, v string) error { c.Feed.Replay.File = v; return nil }},
 }
 
 // SessionsKind is the calendar bars are built by: "auto" follows the
@@ -216,14 +222,18 @@ func (c *Config) SessionsKind() string {
 func (c *Config) UsesNATS() bool { return c.Cluster.NATSURL != "" || c.Cluster.Embedded.DataDir != "" }
 
 // FeedKind is the market source actually run: "auto" is the simulator on a
-// node of its own and NATS ingest on a node of a cluster (where one
-// `marketcast feed` process publishes for every node).
+// node of its own (or the replay of feed.replay.file, when set) and NATS
+// ingest on a node of a cluster (where one `marketcast feed` process
+// publishes for every node).
 func (c *Config) FeedKind() string {
 	if c.Feed.Kind != "auto" {
 		return c.Feed.Kind
 	}
-	if c.Cluster.NATSURL != "" {
+	switch {
+	case c.Cluster.NATSURL != "":
 		return "nats"
+	case c.Feed.Replay.File != "":
+		return "replay"
 	}
 	return "sim"
 }
@@ -336,12 +346,16 @@ func (c *Config) Validate() error {
 		return bad("history.ttl", c.History.TTL.Duration, "want > 0")
 	case c.History.MaxBytes < 64<<10:
 		return bad("history.max_bytes", c.History.MaxBytes, "want >= 65536")
-	case c.Feed.Kind != "auto" && c.Feed.Kind != "sim" && c.Feed.Kind != "nats" && c.Feed.Kind != "none":
-		return bad("feed.kind", fmt.Sprintf("%q", c.Feed.Kind), `want "auto", "sim", "nats" or "none"`)
+	case !slices.Contains([]string{"auto", "sim", "nats", "replay", "none"}, c.Feed.Kind):
+		return bad("feed.kind", fmt.Sprintf("%q", c.Feed.Kind), `want "auto", "sim", "nats", "replay" or "none"`)
+	case c.Feed.Kind == "replay" && c.Feed.Replay.File == "":
+		return bad("feed.kind", `"replay"`, "needs feed.replay.file (MARKETCAST_REPLAY_FILE): a recording made by `marketcast record`")
+	case c.Feed.Replay.Speed < 0:
+		return bad("feed.replay.speed", c.Feed.Replay.Speed, "want >= 0 (0: as fast as possible)")
 	case c.Feed.Kind == "nats" && !c.UsesNATS():
 		return bad("feed.kind", `"nats"`, "needs cluster.nats_url (MARKETCAST_NATS_URL) or cluster.embedded.data_dir")
-	case c.Feed.Kind == "sim" && c.Cluster.NATSURL != "":
-		return bad("feed.kind", `"sim"`, "a node of a cluster takes market data from NATS: run one `marketcast feed` for the "+
+	case (c.Feed.Kind == "sim" || c.Feed.Kind == "replay") && c.Cluster.NATSURL != "":
+		return bad("feed.kind", fmt.Sprintf("%q", c.Feed.Kind), "a node of a cluster takes market data from NATS: run one `marketcast feed` for the "+
 			"cluster and leave feed.kind auto (or nats)")
 	case c.Cluster.Stream.Name == "" || strings.ContainsAny(c.Cluster.Stream.Name, ". *>"):
 		return bad("cluster.stream.name", fmt.Sprintf("%q", c.Cluster.Stream.Name), "want a stream name without . * > or spaces")

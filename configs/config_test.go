@@ -84,7 +84,8 @@ func TestErrorsNameKeyAndValue(t *testing.T) {
 		}
 	}
 	f("limits:\n  rate_per_minute: -5\n", "limits.rate_per_minute: want > 0, got -5")
-	f("feed:\n  kind: kafka\n", `feed.kind: want "auto", "sim", "nats" or "none", got "kafka"`)
+	f("feed:\n  kind: kafka\n", `feed.kind: want "auto", "sim", "nats", "replay" or "none", got "kafka"`)
+	f("feed:\n  kind: replay\n", `feed.kind: needs feed.replay.file`)
 	f("feed:\n  kind: nats\n", "feed.kind: needs cluster.nats_url")
 	f("cluster:\n  nats_url: nats://x:4222\nfeed:\n  kind: sim\n", "run one `marketcast feed` for the cluster")
 	f("cluster:\n  stream:\n    max_age: 1m\n", "cluster.stream.max_age")

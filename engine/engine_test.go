@@ -497,3 +497,52 @@ func TestNewEpochResetsSubscribers(t *testing.T) {
 		t.Fatalf("got opcode %#x %q; want close 4009", op, payload)
 	}
 }
+
+// placed is a kline update with its place in time (Order).
+func placed(place int, tag string, closed bool) engine.Message {
+	m := bar(place, closed)
+	m.Order = int64(place)
+	m.Data = []byte(fmt.Sprintf(`{"start":%d,"from":%q,"closed":%v}`, place, tag, closed))
+	return m
+}
+
+// TestFinalsKeepOnePerPlace: the closed bars a kline topic keeps are in
+// order, one per bar, the store's over the node's own; a subscription
+// that had a bar from history is not sent it again, nor stale updates of
+// it, when a lagging node closes it live.
+func TestFinalsKeepOnePerPlace(t *testing.T) {
+	h, _ := newHub(t, func(c *engine.Config, _ *engine.HistoryLimits) { c.FlushDelay = 0; c.BarHistory = 10 })
+	publish(t, h, placed(1, "own", true))
+	publish(t, h, placed(3, "own", true))
+	store := func(place int) *engine.Event {
+		m := placed(place, "store", true)
+		return engine.NewEvent(&m, 0, "", time.Now())
+	}
+	if err := h.MergeFinals("kline_1m:X", []*engine.Event{store(2), store(3), store(4)}); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, h, placed(2, "own-late", true)) // a lagging node closes bar 2 after the merge
+	var got []string
+	for _, ev := range h.Finals("kline_1m:X") {
+		got = append(got, string(ev.Message().Data))
+	}
+	want := []string{`{"start":1,"from":"own","closed":true}`, `{"start":2,"from":"store","closed":true}`,
+		`{"start":3,"from":"store","closed":true}`, `{"start":4,"from":"store","closed":true}`}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("finals\n got %v\nwant %v", got, want)
+	}
+
+	o, p := newPair(t, h, false)
+	subscribe(t, h, o, "kline_1m:X", engine.Conflated, engine.SubscribeOptions{Snapshot: true, History: 10})
+	for _, w := range want {
+		if e := p.env(); string(e.Data) != w || !e.Snapshot {
+			t.Fatalf("history: %s; want %s", e.Data, w)
+		}
+	}
+	publish(t, h, placed(3, "own-late", true))  // closed already: not sent
+	publish(t, h, placed(4, "own-late", false)) // an update of a closed bar: not sent
+	publish(t, h, placed(5, "own", false))
+	if e := p.env(); string(e.Data) != `{"start":5,"from":"own","closed":false}` {
+		t.Fatalf("live after history: %s; want the forming bar 5", e.Data)
+	}
+}

@@ -16,6 +16,7 @@ type Event struct {
 	env     frame.Envelope
 	data    []byte
 	final   bool
+	order   int64  // Message.Order
 	idemKey string // the memory broker's: forgotten with the event
 
 	mu       sync.Mutex
@@ -43,6 +44,7 @@ func NewEvent(m *Message, seq uint64, epoch string, at time.Time) *Event {
 		},
 		data:  m.Data,
 		final: m.Final,
+		order: m.Order,
 	}
 }
 
@@ -66,7 +68,7 @@ func (e *Event) Time() time.Time { return e.env.Timestamp }
 // modify it.
 func (e *Event) Message() Message {
 	return Message{Topic: e.topic, Type: e.env.Type, Channel: e.env.Channel, Symbol: e.env.Symbol,
-		StrategyID: e.env.StrategyID, Broadcast: e.env.Broadcast, Data: e.data, Final: e.final}
+		StrategyID: e.env.StrategyID, Broadcast: e.env.Broadcast, Data: e.data, Final: e.final, Order: e.order}
 }
 
 // Size is the event's data size in bytes, for history bounds.

@@ -198,16 +198,18 @@ func (h *Hub) Finals(key string) []*Event {
 	return t.finals.list(0)
 }
 
-// MergeFinals puts older final messages (closed bars from a store, for a
-// node that started late) before those the topic keeps, skipping any it
-// already has. The topic is created if needed.
-func (h *Hub) MergeFinals(key string, older []*Event) error {
+// MergeFinals puts final messages from elsewhere (closed bars from the
+// cluster's store, for a node that started late) among those the topic
+// keeps, by their Order; one from elsewhere replaces the topic's own of the
+// same place (a store's complete bar over this node's partial one). The
+// topic is created if needed.
+func (h *Hub) MergeFinals(key string, from []*Event) error {
 	t, err := h.topic(key, Conflated)
 	if err != nil {
 		return err
 	}
 	defer t.mu.Unlock()
-	t.finals.prepend(older, h.cfg.BarHistory)
+	t.finals.merge(from, nil, h.cfg.BarHistory)
 	return nil
 }
 

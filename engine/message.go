@@ -62,6 +62,12 @@ type Message struct {
 	Broadcast  bool   // envelope "broadcast": a notice to every user
 	Data       []byte
 	Final      bool // last message of a bar: never conflated away
+	// Order, on a conflated topic, is the message's place in time (a bar's
+	// start, Unix nanoseconds), 0 when it has none. A final message closes
+	// its place: a message of the same place or an earlier one is stale
+	// once a subscription has it, and the topic keeps one final message
+	// per place, in order.
+	Order int64
 	// IdempotencyKey, when set, stores a retried publish once: the memory
 	// broker while the first is in the topic's history, the cluster broker
 	// within its duplicates window.
@@ -112,6 +118,9 @@ func FromPublication(p *protocol.Publication) Message {
 	switch p.Channel.Kind {
 	case protocol.KindMarket:
 		m.Symbol = p.ID
+		if p.Channel.Kline() && !p.Time.IsZero() {
+			m.Order = p.Time.UnixNano()
+		}
 	case protocol.KindSignals:
 		m.StrategyID = p.ID
 	default:

@@ -18,6 +18,7 @@ type Subscription struct {
 	epoch    string   // reliable: the run it follows ("" while the topic has none)
 	snapshot *Event   // sent by Start, before anything else of the topic
 	history  int      // conflated: final messages to send first
+	closed   int64    // conflated: the Order of the last final message queued
 	replay   []*Event // catch-up: events read from the broker, not yet queued
 	idx      int      // position in t.subs; -1 while not live
 	gone     bool     // unsubscribed
@@ -204,9 +205,10 @@ func (h *Hub) Start(sub *Subscription) {
 		if sub.history > 0 {
 			for _, ev := range t.finals.list(sub.history) {
 				out.enqueueSnapshot(sub, ev.frame(h.metrics, h.cfg.DeflateThreshold, sub.proj, out.deflate, true), Conflated, ev)
+				sub.closed = ev.order
 			}
 		}
-		if sub.snapshot != nil && t.last != nil && !t.last.final {
+		if sub.snapshot != nil && t.last != nil && !t.last.final && (t.last.order == 0 || t.last.order > sub.closed) {
 			ev := t.last
 			out.enqueueSnapshot(sub, ev.frame(h.metrics, h.cfg.DeflateThreshold, sub.proj, out.deflate, true), Conflated, ev)
 		}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 )
@@ -45,6 +46,14 @@ func (h *Hub) deliverLocked(t *topic, ev *Event) {
 			continue // already sent by this subscription's catch-up
 		}
 		sub.next = ev.env.Sequence + 1
+		if ev.order != 0 {
+			if ev.order <= sub.closed {
+				continue // its place is closed for this subscription (history had it)
+			}
+			if ev.final {
+				sub.closed = ev.order
+			}
+		}
 		key := variantKey(sub.proj, sub.out.deflate, false)
 		if key != lastKey {
 			lastKey, lastB = key, ev.frame(h.metrics, h.cfg.DeflateThreshold, sub.proj, sub.out.deflate, false)
@@ -202,6 +211,14 @@ type ring struct {
 }
 
 func (r *ring) add(e *Event, size int) {
+	if e.order != 0 && r.n > 0 {
+		if newest := r.buf[(r.head+r.n-1)%len(r.buf)]; e.order <= newest.order {
+			// An earlier place (this node lagging the store it merged):
+			// keep one per place, in order.
+			r.merge(nil, []*Event{e}, size)
+			return
+		}
+	}
 	if r.n == len(r.buf) && len(r.buf) < size {
 		grown := make([]*Event, min(max(2*r.n, 8), size))
 		copy(grown, r.list(0))
@@ -228,26 +245,32 @@ func (r *ring) list(n int) []*Event {
 	return out
 }
 
-// prepend puts older events before the ring's, skipping those it has (same
-// data), keeping at most size of the newest.
-func (r *ring) prepend(older []*Event, size int) {
-	have := r.list(0)
-	known := make(map[string]bool, len(have))
-	for _, e := range have {
-		known[string(e.data)] = true
+// merge puts events among the ring's, by Order: those of from replace
+// the ring's of the same place (a store's record over this node's own);
+// those of keep do not. At most size of the newest are kept.
+func (r *ring) merge(from, keep []*Event, size int) {
+	byOrder := make(map[int64]*Event, r.n+len(from)+len(keep))
+	for _, e := range r.list(0) {
+		byOrder[e.order] = e
 	}
-	all := make([]*Event, 0, len(older)+len(have))
-	for _, e := range older {
-		if !known[string(e.data)] {
-			all = append(all, e)
+	for _, e := range keep {
+		if _, ok := byOrder[e.order]; !ok {
+			byOrder[e.order] = e
 		}
 	}
-	all = append(all, have...)
-	if len(all) > size {
-		all = all[len(all)-size:]
+	for _, e := range from {
+		byOrder[e.order] = e
+	}
+	orders := make([]int64, 0, len(byOrder))
+	for o := range byOrder {
+		orders = append(orders, o)
+	}
+	slices.Sort(orders)
+	if len(orders) > size {
+		orders = orders[len(orders)-size:]
 	}
 	*r = ring{}
-	for _, e := range all {
-		r.add(e, size)
+	for _, o := range orders {
+		r.add(byOrder[o], size)
 	}
 }

@@ -7,6 +7,7 @@ package feed
 
 import (
 	"context"
+	"time"
 
 	"github.com/bytedance/sonic"
 
@@ -74,7 +75,10 @@ type Bar struct {
 	Turnover  string `json:"turnover"`
 	StartTime string `json:"start_time"`
 	EndTime   string `json:"end_time"`
-	Closed    bool   `json:"closed"`
+	// Partial marks a bar this node did not see from its start (it began
+	// ingesting during the bar): its values cover only the ticks since.
+	Partial bool `json:"partial,omitempty"`
+	Closed  bool `json:"closed"`
 }
 
 func encode(v any) []byte {
@@ -103,5 +107,7 @@ func BarPublication(b *Bar) *protocol.Publication {
 	if !ok || !ch.Kline() {
 		panic("feed: bar on channel " + b.Channel)
 	}
-	return &protocol.Publication{Channel: ch, ID: b.Symbol, Type: ch.Type, Data: encode(b), Final: b.Closed}
+	p := &protocol.Publication{Channel: ch, ID: b.Symbol, Type: ch.Type, Data: encode(b), Final: b.Closed}
+	p.Time, _ = time.Parse(time.RFC3339Nano, b.StartTime) // its place among the topic's bars
+	return p
 }

@@ -156,6 +156,22 @@ func exchangeTime(key string, v any) (string, time.Time, error) {
 	return t.UTC().Format(TimeLayout), t, nil
 }
 
+// MaxTimeAhead is how far ahead of the server's clock a tick or a book may
+// be stamped. Bars close by the market's clock, which follows the exchange
+// times it sees; one collector with its clock a day ahead would otherwise
+// close every bar of every symbol as soon as it opens. The past is not
+// bounded: a replay carries the times it recorded.
+const MaxTimeAhead = 5 * time.Minute
+
+// quoteTime reads the exchange time of a tick or a book.
+func quoteTime(key string, v any) (string, time.Time, error) {
+	s, t, err := exchangeTime(key, v)
+	if err == nil && time.Until(t) > MaxTimeAhead {
+		err = invalid("time", "%s %s is more than %s ahead of this server's clock", key, s, MaxTimeAhead)
+	}
+	return s, t, err
+}
+
 // decodeObject decodes a data object keeping numbers as their literal text.
 func decodeObject(data []byte) (map[string]any, error) {
 	d := json.NewDecoder(bytes.NewReader(data))
@@ -205,8 +221,7 @@ func marketData(c *Channel, data []byte) ([]byte, time.Time, error) {
 	case c == Depth:
 		return depthData(m)
 	case c.Kline():
-		b, err := barData(m)
-		return b, time.Time{}, err
+		return barData(m)
 	}
 	return nil, time.Time{}, invalid("type", "no market shape for channel %s", c.Push)
 }
@@ -230,7 +245,7 @@ func tickData(m map[string]any) ([]byte, time.Time, error) {
 			continue
 		}
 		if k == "update_time" {
-			s, t, err := exchangeTime(k, v)
+			s, t, err := quoteTime(k, v)
 			if err != nil {
 				return nil, at, err
 			}
@@ -315,7 +330,7 @@ func depthData(m map[string]any) ([]byte, time.Time, error) {
 	o.put("levels", max(len(bids), len(asks))) // what is sent, whatever the collector said
 	for _, k := range []string{"update_time", "timestamp"} {
 		if v, ok := m[k]; ok {
-			s, t, err := exchangeTime(k, v)
+			s, t, err := quoteTime(k, v)
 			if err != nil {
 				return nil, at, err
 			}
@@ -328,12 +343,12 @@ func depthData(m map[string]any) ([]byte, time.Time, error) {
 }
 
 // barKeys are a bar's keys in wire order.
-var barKeys = []string{"open", "high", "low", "close", "volume", "turnover", "start_time", "end_time", "closed"}
+var barKeys = []string{"open", "high", "low", "close", "volume", "turnover", "start_time", "end_time", "partial", "closed"}
 
-func barData(m map[string]any) ([]byte, error) {
+func barData(m map[string]any) ([]byte, time.Time, error) {
 	for k := range m {
 		if !slices.Contains(barKeys, k) {
-			return nil, invalid("unknown_field", "unknown kline key %q; keys: %s", k, strings.Join(barKeys, ", "))
+			return nil, time.Time{}, invalid("unknown_field", "unknown kline key %q; keys: %s", k, strings.Join(barKeys, ", "))
 		}
 	}
 	var o object
@@ -341,7 +356,7 @@ func barData(m map[string]any) ([]byte, error) {
 	for _, k := range barKeys[:6] {
 		v, ok := m[k]
 		if !ok {
-			return nil, invalid("missing", "a bar needs %s", k)
+			return nil, time.Time{}, invalid("missing", "a bar needs %s", k)
 		}
 		kind := anySign
 		if k == "volume" || k == "turnover" {
@@ -349,7 +364,7 @@ func barData(m map[string]any) ([]byte, error) {
 		}
 		s, err := decimal(k, v, kind)
 		if err != nil {
-			return nil, err
+			return nil, time.Time{}, err
 		}
 		vals[k] = s
 		o.put(k, s)
@@ -357,34 +372,37 @@ func barData(m map[string]any) ([]byte, error) {
 	if compareDecimal(vals["high"], vals["low"]) < 0 ||
 		compareDecimal(vals["high"], vals["open"]) < 0 || compareDecimal(vals["high"], vals["close"]) < 0 ||
 		compareDecimal(vals["low"], vals["open"]) > 0 || compareDecimal(vals["low"], vals["close"]) > 0 {
-		return nil, invalid("order", "bar prices out of order: open %s high %s low %s close %s", vals["open"], vals["high"], vals["low"], vals["close"])
+		return nil, time.Time{}, invalid("order", "bar prices out of order: open %s high %s low %s close %s", vals["open"], vals["high"], vals["low"], vals["close"])
 	}
 	var times [2]time.Time
 	for i, k := range []string{"start_time", "end_time"} {
 		v, ok := m[k]
 		if !ok {
-			return nil, invalid("missing", "a bar needs %s", k)
+			return nil, time.Time{}, invalid("missing", "a bar needs %s", k)
 		}
 		s, t, err := exchangeTime(k, v)
 		if err != nil {
-			return nil, err
+			return nil, time.Time{}, err
 		}
 		times[i] = t
 		o.put(k, s)
 	}
 	if !times[1].After(times[0]) {
-		return nil, invalid("time", "end_time must be after start_time")
+		return nil, time.Time{}, invalid("time", "end_time must be after start_time")
 	}
-	closed := false
-	if v, ok := m["closed"]; ok {
-		b, isBool := v.(bool)
-		if !isBool {
-			return nil, invalid("type", "closed must be true or false, got %s", describe(v))
+	for _, k := range []string{"partial", "closed"} {
+		b := false
+		if v, ok := m[k]; ok {
+			isBool := false
+			if b, isBool = v.(bool); !isBool {
+				return nil, time.Time{}, invalid("type", "%s must be true or false, got %s", k, describe(v))
+			}
 		}
-		closed = b
+		if b || k == "closed" { // partial only when true
+			o.put(k, b)
+		}
 	}
-	o.put("closed", closed)
-	return o.bytes(), nil
+	return o.bytes(), times[0], nil
 }
 
 // compareDecimal compares two decimal strings by value.

@@ -165,6 +165,7 @@ func TestMarketShapes(t *testing.T) {
 	refuse("tick", `{"last_price":"4,000"}`, "type", "last_price")
 	refuse("tick", `{"volume":"3"}`, "missing", "last_price")
 	refuse("tick", `{"last_price":"1.0","update_time":"yesterday"}`, "time", "update_time")
+	refuse("depth", `{"bids":[],"asks":[],"timestamp":"2099-01-01T00:00:00Z"}`, "time", "ahead of this server")
 	refuse("tick", `{"last_price":`, "json", "JSON")
 	if got := norm("depth", `{"bids":[[3999,10],["3998.0","5"]],"asks":[["4000.0",7]],"levels":5}`); got !=
 		`{"bids":[["3999","10"],["3998.0","5"]],"asks":[["4000.0","7"]],"levels":2}` {

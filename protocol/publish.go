@@ -39,8 +39,8 @@ type Publication struct {
 	Final bool
 	// IdempotencyKey, on reliable channels, stores a retried publish once.
 	IdempotencyKey string
-	// Time is the exchange time market data carries (update_time); zero
-	// when it carries none.
+	// Time is the exchange time market data carries: a tick's or a book's
+	// update_time, a bar's start_time; zero when it carries none.
 	Time time.Time
 }
 

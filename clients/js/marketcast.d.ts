@@ -47,6 +47,12 @@ export interface SubscribeOptions {
   fields?: string[];
   user_id?: string | number;
   strategy_id?: string;
+  /**
+   * kline channels: first send up to this many closed bars, oldest first
+   * (at most the server's feed.bar_history, 500 by default). Asked again
+   * after a reconnect, so a chart has no gap.
+   */
+  history?: number;
   /** Resume after this sequence (the client sends it itself after a reconnect). */
   since?: number;
   /** The run since was seen in. */

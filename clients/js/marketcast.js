@@ -320,7 +320,10 @@ export class MarketcastClient {
 
   subKey(channel, options) {
     const o = { ...options };
+    // Where to start is not what is subscribed: an unsubscribe without them
+    // ends the subscription, and a reconnect asks them again.
     delete o.since;
+    delete o.history;
     return channel + ' ' + JSON.stringify(o, Object.keys(o).sort());
   }
 

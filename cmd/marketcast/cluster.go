@@ -16,6 +16,8 @@ import (
 
 	"github.com/marketcast/marketcast/configs"
 	"github.com/marketcast/marketcast/feed/natsfeed"
+	"github.com/marketcast/marketcast/feed/replay"
+	"github.com/marketcast/marketcast/protocol"
 )
 
 // natsCmd runs a NATS server with JetStream, the same one the binary
@@ -54,14 +56,20 @@ func natsCmd(args []string, stderr io.Writer) error {
 }
 
 // feedCmd runs the market source once for a whole cluster, publishing to
-// NATS (md.<channel>.<symbol>), which every node ingests.
+// NATS (md.<channel>.<symbol>), which every node ingests: the simulator,
+// or the replay of a recording.
 //
-//	marketcast feed [-config FILE]   (cluster.nats_url or MARKETCAST_NATS_URL)
+//	marketcast feed [-config FILE] [-replay FILE [-speed N]]   (cluster.nats_url or MARKETCAST_NATS_URL)
 func feedCmd(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("feed", flag.ContinueOnError)
 	file := fs.String("config", "", "config file (default: embedded)")
+	recording := fs.String("replay", "", "play this recording (made by `marketcast record`) instead of running the simulator")
+	speed := fs.Float64("speed", 1, "replay pace: 1 as recorded, 10 ten times faster, 0 as fast as possible")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *speed < 0 {
+		return fmt.Errorf("feed: -speed must be >= 0, got %v", *speed)
 	}
 	cfg, err := configs.Load(*file, nil)
 	if err != nil {
@@ -88,6 +96,26 @@ func feedCmd(args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("feed: last-value stream: %w", err)
 	}
+	if *recording != "" {
+		// The recording's bytes go out as they were published, bad input
+		// included: the nodes validate them as they did then.
+		log.Info("feed replaying to nats", "file", *recording, "speed", *speed, "nats", link.nc.ConnectedUrlRedacted())
+		n, err := replay.Play(ctx, *recording, *speed, func(e *replay.Entry) error {
+			return link.nc.Publish(e.Subject, e.Payload())
+		})
+		if err == nil {
+			err = link.nc.FlushTimeout(10 * time.Second)
+		}
+		switch {
+		case errors.Is(err, context.Canceled):
+			log.Info("replay stopped", "messages", n)
+			return nil
+		case err != nil:
+			return fmt.Errorf("feed: replay: %w", err)
+		}
+		log.Info("replay finished", "messages", n)
+		return nil
+	}
 	src, err := newSim(cfg)
 	if err != nil {
 		return err
@@ -99,4 +127,56 @@ func feedCmd(args []string, stderr io.Writer) error {
 		return nil
 	}
 	return err
+}
+
+// recordCmd writes what crosses NATS on the market subjects to a recording
+// that `marketcast feed -replay` (or feed.replay.file) plays back.
+//
+//	marketcast record -out FILE [-for DURATION] [-subjects md.>] [-config FILE]
+func recordCmd(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("record", flag.ContinueOnError)
+	file := fs.String("config", "", "config file (default: embedded)")
+	out := fs.String("out", "", "recording to write (gzip JSON lines; replaced if it exists)")
+	dur := fs.Duration("for", 0, "stop after this long (default: at SIGINT or SIGTERM)")
+	subjects := fs.String("subjects", protocol.MarketSubjectPrefix+".>", "NATS subjects to record")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return errors.New("record: -out FILE is required")
+	}
+	cfg, err := configs.Load(*file, nil)
+	if err != nil {
+		return err
+	}
+	if cfg.Cluster.NATSURL == "" {
+		return errors.New("record: set cluster.nats_url (MARKETCAST_NATS_URL): it records what is published to NATS")
+	}
+	log := newLogger(cfg, stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if *dur > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *dur)
+		defer cancel()
+	}
+	link, err := connectNATS(cfg, "record", log)
+	if err != nil {
+		return err
+	}
+	defer link.close()
+	w, err := replay.Create(*out)
+	if err != nil {
+		return fmt.Errorf("record: %w", err)
+	}
+	log.Info("recording", "subjects", *subjects, "out", *out, "nats", link.nc.ConnectedUrlRedacted())
+	err = replay.Record(ctx, link.nc, *subjects, w)
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("record: %w", err)
+	}
+	log.Info("recording written", "out", *out, "messages", w.Count(), "skipped_too_large", w.Skipped())
+	return nil
 }

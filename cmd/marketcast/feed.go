@@ -9,6 +9,7 @@ import (
 	"github.com/marketcast/marketcast/configs"
 	"github.com/marketcast/marketcast/feed"
 	"github.com/marketcast/marketcast/feed/natsfeed"
+	"github.com/marketcast/marketcast/feed/replay"
 	"github.com/marketcast/marketcast/feed/sim"
 	"github.com/marketcast/marketcast/protocol"
 )
@@ -23,6 +24,9 @@ func newSource(cfg *configs.Config, n *node, log *slog.Logger) (feed.Source, err
 		src := natsfeed.NewSource(n.nats.nc, cfg.Limits.MaxMessageBytes, log)
 		n.srv.AddMetrics(src.Metrics())
 		return src, nil
+	case "replay":
+		return &replay.Source{Path: cfg.Feed.Replay.File, Speed: cfg.Feed.Replay.Speed,
+			MaxBytes: cfg.Limits.MaxMessageBytes, Log: log}, nil
 	}
 	return nil, nil
 }
@@ -73,6 +77,11 @@ func startFeed(ctx context.Context, src feed.Source, n *node, log *slog.Logger) 
 			if ctx.Err() != nil {
 				return
 			}
+			if err == nil { // a replay played to its end: what it sent stays served
+				log.Info("feed finished", "source", describe(src))
+				<-ctx.Done()
+				return
+			}
 			r.down()
 			log.Error("feed stopped; restarting", "err", err, "in", retry)
 			select {
@@ -92,6 +101,8 @@ func describe(src feed.Source) string {
 		return "sim"
 	case *natsfeed.Source:
 		return "nats"
+	case *replay.Source:
+		return "replay"
 	}
 	return "custom"
 }

@@ -2,7 +2,8 @@
 //
 //	marketcast [serve] [-config FILE]     run the server (default: embedded config)
 //	marketcast token -user ID [-permissions a,b] [-ttl 1h] [-config FILE]
-//	marketcast feed [-config FILE]        run the market source once for a cluster, publishing to NATS
+//	marketcast feed [-config FILE] [-replay FILE -speed N]   run the market source once for a cluster, publishing to NATS
+//	marketcast record -out FILE [-for D]   record the market data crossing NATS, for feed -replay
 //	marketcast nats [-listen ADDR] [-store DIR]   run a NATS server with JetStream (a cluster's broker)
 package main
 
@@ -47,8 +48,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return feedCmd(args, stderr)
 	case "nats":
 		return natsCmd(args, stderr)
+	case "record":
+		return recordCmd(args, stderr)
 	default:
-		return fmt.Errorf("unknown command %q (want serve, token, feed or nats)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, token, feed, record or nats)", cmd)
 	}
 }
 

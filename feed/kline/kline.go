@@ -32,6 +32,19 @@ var Intervals = func() []Interval {
 // daily is the index of the 1d interval: its bar is the trading day.
 var daily = len(Intervals) - 1
 
+// CloseGrace is how long after its end a bar whose symbol has gone quiet is
+// closed by the clock (Advance). A later tick of the symbol closes it at
+// once; the grace leaves room for the closing-instant tick (stamped on the
+// session's last second, below) and for ticks that reach one node a moment
+// after another, so every node closes the same bars with the same ticks.
+const CloseGrace = 3 * time.Second
+
+// closingInstant is how long after a session ends a tick still belongs to
+// it: exchanges send the closing snapshot (the closing call's trades)
+// stamped at the end itself, 15:00:00 or 23:00:00. It goes in the
+// session's last bar.
+const closingInstant = time.Second
+
 // BarStart returns the start of the intraday bar of length d that holds t:
 // bars align to exchange time (China Standard Time).
 func BarStart(t time.Time, d time.Duration) time.Time {
@@ -44,6 +57,7 @@ type bar struct {
 	open, high, low, close feed.Decimal
 	volume, turnover       feed.Decimal // traded within the bar
 	live                   bool
+	partial                bool // begun before this builder saw the symbol
 }
 
 // series is one symbol's bars and where its cumulative volume stands.
@@ -51,6 +65,7 @@ type series struct {
 	cal          *Calendar
 	day          date // the trading day of the ticks last seen
 	seen         bool
+	joined       time.Time    // from when this builder has seen every tick
 	volume, turn feed.Decimal // the last tick's cumulative values
 	bars         []bar        // one per Intervals entry
 	closedUntil  []time.Time  // per interval: ticks before this are late
@@ -73,13 +88,24 @@ func NewBuilder(calendar func(symbol string) *Calendar, emit func(*feed.Bar)) *B
 	return &Builder{calendar: calendar, emit: emit, series: make(map[string]*series)}
 }
 
-// Tick folds one tick into the symbol's bars. at is its exchange time,
-// price its last price, volume and turnover the trading day's cumulative
-// values (hasVolume false when the tick carries none: then every tick is a
-// trade of unknown size). A tick outside the product's sessions, or older
-// than a bar already closed, builds nothing; one that traded nothing
-// (cumulative volume unchanged) neither.
-func (b *Builder) Tick(symbol string, at time.Time, price, volume, turnover feed.Decimal, hasVolume bool) {
+// Quote is what a tick gives the builder.
+type Quote struct {
+	At    time.Time    // exchange time
+	Price feed.Decimal // last price
+	// Volume and Turnover are the trading day's cumulative values, when
+	// HasVolume (without, every tick is a trade of unknown size).
+	Volume, Turnover feed.Decimal
+	HasVolume        bool
+	// Open, High and Low are the trading day's, when HasDay (CTP sends
+	// them): the daily bar is then exact however late this node joined.
+	Open, High, Low feed.Decimal
+	HasDay          bool
+}
+
+// Tick folds one tick into the symbol's bars. A tick outside the product's
+// sessions, or older than a bar already closed, builds nothing; one that
+// traded nothing (cumulative volume unchanged) neither.
+func (b *Builder) Tick(symbol string, q Quote) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.series[symbol]
@@ -87,33 +113,47 @@ func (b *Builder) Tick(symbol string, at time.Time, price, volume, turnover feed
 		s = &series{cal: b.calendar(symbol), bars: make([]bar, len(Intervals)), closedUntil: make([]time.Time, len(Intervals))}
 		b.series[symbol] = s
 	}
+	at := q.At
 	day, inSession := s.cal.Locate(at)
 	if !inSession {
-		return
+		// The closing snapshot of a session: in its last bar.
+		if day, inSession = s.cal.Locate(at.Add(-closingInstant)); !inSession {
+			return
+		}
+		at = at.Truncate(time.Minute).Add(-time.Nanosecond)
+	}
+	if !s.seen {
+		// The first tick seen: from the trading day's open (its first
+		// minute), this builder has seen the whole day; joining later,
+		// what came before is unknown, and the bars begun before are
+		// partial.
+		s.joined = at
+		if open := s.cal.Open(day); at.Before(open.Add(time.Minute)) {
+			s.joined = open
+		}
 	}
 	var traded, turned feed.Decimal
 	switch {
-	case !hasVolume:
+	case !q.HasVolume:
 		// No volume to go by: a trade of unknown size.
 	case !s.seen:
-		// The first tick seen: at the trading day's open its cumulative
-		// volume is all traded today; joining later, what came before it
-		// is unknown, so counting starts here.
-		if at.Before(s.cal.Open(day).Add(time.Minute)) {
-			traded, turned = volume, turnover
+		// At the open its cumulative volume is all traded today; joining
+		// later, counting starts here.
+		if s.joined.Equal(s.cal.Open(day)) {
+			traded, turned = q.Volume, q.Turnover
 		}
 	case day != s.day:
-		traded, turned = volume, turnover // a new trading day: cumulative values start again
-	case volume.Cmp(s.volume) <= 0:
-		if volume.Cmp(s.volume) < 0 { // a collector restarted its count: start again from here
-			s.volume, s.turn = volume, turnover
+		traded, turned = q.Volume, q.Turnover // a new trading day: cumulative values start again
+	case q.Volume.Cmp(s.volume) <= 0:
+		if q.Volume.Cmp(s.volume) < 0 { // a collector restarted its count: start again from here
+			s.volume, s.turn = q.Volume, q.Turnover
 		}
 		return // nothing traded: quotes only
 	default:
-		traded, turned = volume.Sub(s.volume), turnover.Sub(s.turn)
+		traded, turned = q.Volume.Sub(s.volume), q.Turnover.Sub(s.turn)
 	}
-	if hasVolume {
-		s.volume, s.turn = volume, turnover
+	if q.HasVolume {
+		s.volume, s.turn = q.Volume, q.Turnover
 	}
 	if s.seen && day != s.day {
 		b.closeDay(symbol, s) // what is left of the previous trading day
@@ -132,17 +172,24 @@ func (b *Builder) Tick(symbol string, at time.Time, price, volume, turnover feed
 			b.close(symbol, s, i)
 		}
 		if !br.live {
-			*br = bar{start: start, end: end, open: price, high: price, low: price, live: true}
+			*br = bar{start: start, end: end, open: q.Price, high: q.Price, low: q.Price, live: true,
+				partial: start.Before(s.joined)}
 		}
-		if price.Cmp(br.high) > 0 {
-			br.high = price
+		if q.Price.Cmp(br.high) > 0 {
+			br.high = q.Price
 		}
-		if price.Cmp(br.low) < 0 {
-			br.low = price
+		if q.Price.Cmp(br.low) < 0 {
+			br.low = q.Price
 		}
-		br.close = price
+		br.close = q.Price
 		br.volume = add(br.volume, traded)
 		br.turnover = add(br.turnover, turned)
+		if i == daily && q.HasVolume && q.HasDay {
+			// The day's own figures: the same on every node.
+			br.open, br.high, br.low = q.Open, q.High, q.Low
+			br.volume, br.turnover = q.Volume, q.Turnover
+			br.partial = false
+		}
 		b.emit(render(symbol, i, br, false))
 	}
 }
@@ -158,15 +205,15 @@ func (b *Builder) closeDay(symbol string, s *series) {
 	}
 }
 
-// Advance closes every bar that ended at or before now, so a bar closes on
-// time even when its symbol stops trading (the end of a session, a quiet
-// contract).
+// Advance closes every bar that ended CloseGrace or more before now (the
+// market's clock), so a bar closes even when its symbol stops trading (the
+// end of a session, a quiet contract).
 func (b *Builder) Advance(now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for symbol, s := range b.series {
 		for i := range Intervals {
-			if br := &s.bars[i]; br.live && !now.Before(br.end) {
+			if br := &s.bars[i]; br.live && !now.Before(br.end.Add(CloseGrace)) {
 				b.close(symbol, s, i)
 			}
 		}
@@ -199,6 +246,7 @@ func render(symbol string, i int, br *bar, closed bool) *feed.Bar {
 		Turnover:  br.turnover.String(),
 		StartTime: br.start.UTC().Format(protocol.TimeLayout),
 		EndTime:   br.end.UTC().Format(protocol.TimeLayout),
+		Partial:   br.partial,
 		Closed:    closed,
 	}
 }

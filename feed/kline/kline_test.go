@@ -75,7 +75,7 @@ func TestBarsFollowTickTimeAndCountEveryTrade(t *testing.T) {
 	var c collect
 	b := NewBuilder(CalendarOf, c.emit)
 	tick := func(when, price, vol, to string) {
-		b.Tick("SHFE.rb2601", at(when), dec(price), dec(vol), dec(to), true)
+		b.Tick("SHFE.rb2601", Quote{At: at(when), Price: dec(price), Volume: dec(vol), Turnover: dec(to), HasVolume: true})
 	}
 	// The night session's first tick: its cumulative volume is all traded today.
 	tick("2026-11-24 21:00:00", "3900.0", "15", "585000.0")
@@ -114,10 +114,42 @@ func TestBarsFollowTickTimeAndCountEveryTrade(t *testing.T) {
 	}
 }
 
+// TestClosingSnapshot: the exchange's closing snapshot, stamped at the end
+// of the session, belongs to the session's last bar, which the clock
+// closes only after the grace that leaves it room.
+func TestClosingSnapshot(t *testing.T) {
+	var c collect
+	b := NewBuilder(CalendarOf, c.emit)
+	tick := func(when, price, vol string) {
+		b.Tick("SHFE.rb2601", Quote{At: at(when), Price: dec(price), Volume: dec(vol), Turnover: dec("0.0"), HasVolume: true})
+	}
+	tick("2026-11-24 22:59:30", "3900.0", "100")
+	b.Advance(at("2026-11-24 23:00:00").Add(CloseGrace - time.Millisecond))
+	if c.last("kline_1m", true) != nil {
+		t.Fatal("the clock closed the session's last bar before the grace")
+	}
+	tick("2026-11-24 23:00:00.5", "3910.0", "140") // the closing call
+	f := c.last("kline_1m", false)
+	if f.StartTime != "2026-11-24T14:59:00.000Z" || f.Close != "3910.0" || f.Volume != "40" {
+		t.Fatalf("closing snapshot went to %+v; want the 22:59 bar", f)
+	}
+	n := len(c.bars)
+	tick("2026-11-24 23:00:01.5", "3920.0", "150") // after the close: nothing
+	if len(c.bars) != n {
+		t.Fatal("a tick after the closing instant built a bar")
+	}
+	b.Advance(at("2026-11-24 23:00:00").Add(CloseGrace))
+	if cl := c.last("kline_1m", true); cl == nil || cl.Volume != "40" || cl.EndTime != "2026-11-24T15:00:00.000Z" {
+		t.Fatalf("closed bar %+v", cl)
+	}
+}
+
 func TestDayRolloverAndWeekend(t *testing.T) {
 	var c collect
 	b := NewBuilder(CalendarOf, c.emit)
-	tick := func(when, vol string) { b.Tick("SHFE.rb2601", at(when), dec("3900.0"), dec(vol), dec("0.0"), true) }
+	tick := func(when, vol string) {
+		b.Tick("SHFE.rb2601", Quote{At: at(when), Price: dec("3900.0"), Volume: dec(vol), Turnover: dec("0.0"), HasVolume: true})
+	}
 	tick("2026-11-27 14:00:00", "100") // joining Friday's day session: counting starts here
 	tick("2026-11-27 14:30:00", "130")
 	if d := c.last("kline_1d", false); d.Volume != "30" {
@@ -148,8 +180,8 @@ func TestSameTicksSameBars(t *testing.T) {
 		price := dec(fmt.Sprintf("%d.0", 3900+i%7))
 		vol := dec(fmt.Sprint(10 * i))
 		to := dec(fmt.Sprintf("%d.0", 39000*i))
-		ba.Tick("SHFE.rb2601", when, price, vol, to, true)
-		bb.Tick("SHFE.rb2601", when, price, vol, to, true)
+		ba.Tick("SHFE.rb2601", Quote{At: when, Price: price, Volume: vol, Turnover: to, HasVolume: true})
+		bb.Tick("SHFE.rb2601", Quote{At: when, Price: price, Volume: vol, Turnover: to, HasVolume: true})
 		if i%37 == 0 {
 			ba.Advance(when.Add(-time.Second)) // one node's clock lags
 		}
@@ -167,5 +199,37 @@ func TestSameTicksSameBars(t *testing.T) {
 	}
 	if ca, cb := closed(a), closed(b); fmt.Sprint(ca) != fmt.Sprint(cb) || len(ca) < 3 {
 		t.Fatalf("nodes disagree:\n%v\n%v", ca, cb)
+	}
+}
+
+// TestLateJoin: a builder that starts in the middle of a bar marks that
+// bar partial (its values cover only what it saw) and the next one whole;
+// the daily bar is exact all the same when the tick carries the day's
+// open, high, low and cumulative volume, as CTP's do.
+func TestLateJoin(t *testing.T) {
+	var c collect
+	b := NewBuilder(CalendarOf, c.emit)
+	q := func(when, price, vol string) Quote {
+		return Quote{At: at(when), Price: dec(price), Volume: dec(vol), Turnover: dec("0.0"), HasVolume: true}
+	}
+	b.Tick("SHFE.rb2601", q("2026-11-24 09:30:20", "3900.0", "5000"))
+	b.Tick("SHFE.rb2601", q("2026-11-24 09:30:40", "3901.0", "5010"))
+	if f := c.last("kline_1m", false); !f.Partial || f.Volume != "10" {
+		t.Fatalf("joined mid-bar: %+v; want partial with the 10 lots seen", f)
+	}
+	if d := c.last("kline_1d", false); !d.Partial {
+		t.Fatalf("daily bar without the day's figures: %+v; want partial", d)
+	}
+	day := q("2026-11-24 09:31:00", "3902.0", "5020")
+	day.Open, day.High, day.Low, day.HasDay = dec("3880.0"), dec("3950.0"), dec("3870.0"), true
+	b.Tick("SHFE.rb2601", day)
+	if cl := c.last("kline_1m", true); cl == nil || !cl.Partial {
+		t.Fatalf("the bar joined in closed as %+v; want partial", cl)
+	}
+	if f := c.last("kline_1m", false); f.Partial {
+		t.Fatalf("the next bar %+v; want whole", f)
+	}
+	if d := c.last("kline_1d", false); d.Partial || d.Open != "3880.0" || d.High != "3950.0" || d.Low != "3870.0" || d.Volume != "5020" {
+		t.Fatalf("daily bar from the day's figures: %+v", d)
 	}
 }

@@ -129,6 +129,36 @@ type Market struct {
 
 	external sync.Map // symbol → true: its bars come from the feed
 	warmed   sync.Map // kline topic → true: its history is loaded from the store
+	clock    clock
+}
+
+// clock is the market's time, by which bars close when their symbols go
+// quiet: the latest exchange time a tick carried, running on with the wall
+// clock since it arrived. Live, it is the exchange's clock (a little behind
+// the wall); in a replay of a recorded day it is that day's, so bars close
+// as they did then, not at once because their end is long past.
+type clock struct {
+	mu         sync.Mutex
+	exch, wall time.Time // the anchor: an exchange time and when it was seen
+}
+
+// now is the market time at wall time w.
+func (c *clock) now(w time.Time) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.exch.IsZero() {
+		return w
+	}
+	return c.exch.Add(w.Sub(c.wall))
+}
+
+// saw moves the clock to exchange time t seen at wall time w, never back.
+func (c *clock) saw(t, w time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.exch.IsZero() || t.After(c.exch.Add(w.Sub(c.wall))) {
+		c.exch, c.wall = t, w
+	}
 }
 
 // New returns a market publishing to hub.
@@ -177,24 +207,32 @@ func (m *Market) buildBars(p *protocol.Publication, accepted time.Time) {
 		LastPrice string `json:"last_price"`
 		Volume    string `json:"volume"`
 		Turnover  string `json:"turnover"`
+		Open      string `json:"open"`
+		High      string `json:"high"`
+		Low       string `json:"low"`
 	}
 	if json.Unmarshal(p.Data, &t) != nil {
 		return
 	}
-	price, err := feed.ParseDecimal(t.LastPrice)
-	if err != nil {
+	q := kline.Quote{At: p.Time}
+	var err error
+	if q.Price, err = feed.ParseDecimal(t.LastPrice); err != nil {
 		return
 	}
-	volume, errV := feed.ParseDecimal(t.Volume)
-	turnover, errT := feed.ParseDecimal(t.Turnover)
-	if errT != nil {
-		turnover = feed.Decimal{}
+	if q.Volume, err = feed.ParseDecimal(t.Volume); err == nil {
+		q.HasVolume = true
+		q.Turnover, _ = feed.ParseDecimal(t.Turnover) // none: zero
 	}
-	at := p.Time
-	if at.IsZero() {
-		at = accepted
+	var errO, errH, errL error
+	q.Open, errO = feed.ParseDecimal(t.Open)
+	q.High, errH = feed.ParseDecimal(t.High)
+	q.Low, errL = feed.ParseDecimal(t.Low)
+	q.HasDay = errO == nil && errH == nil && errL == nil
+	if q.At.IsZero() {
+		q.At = accepted
 	}
-	m.bars.Tick(p.ID, at, price, volume, turnover, errV == nil)
+	m.clock.saw(q.At, accepted)
+	m.bars.Tick(p.ID, q)
 }
 
 // emitBar publishes a bar the builder made (with the builder locked, so a
@@ -204,9 +242,17 @@ func (m *Market) emitBar(b *feed.Bar) {
 	if _, err := m.hub.Publish(context.Background(), engine.FromPublication(p)); err != nil {
 		return
 	}
-	if b.Closed && m.cfg.Store != nil {
-		m.cfg.Store.Save(p)
+	if !b.Closed || m.cfg.Store == nil {
+		return
 	}
+	if b.Partial {
+		// The store has (or is about to have) the whole bar from a node
+		// that saw all of it: the next history request loads it over
+		// this one.
+		m.warmed.Delete(protocol.TopicKey(p.Channel, p.ID))
+		return
+	}
+	m.cfg.Store.Save(p)
 }
 
 // Run closes bars on time until ctx ends, also when their symbols stop
@@ -222,7 +268,7 @@ func (m *Market) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			m.bars.Advance(now)
+			m.bars.Advance(m.clock.now(now))
 		}
 	}
 }

@@ -15,6 +15,9 @@ import (
 // BarStream keeps the closed bars of every kline topic for the cluster.
 const BarStream = "MC_BARS"
 
+// maxStoredBar bounds a stored bar's size: a bar is a few hundred bytes.
+const maxStoredBar = 4096
+
 // BarStore keeps closed bars in a JetStream stream, one subject per kline
 // topic (mc.bars.<interval>.<symbol>), at most the bar history of each.
 // Every node builds the same bars from the same ticks and stores each when
@@ -97,7 +100,13 @@ func (s *BarStore) Load(ctx context.Context, ch *protocol.Channel, symbol string
 		got := 0
 		for m := range batch.Messages() {
 			got++
-			out = append(out, &protocol.Publication{Channel: ch, ID: symbol, Type: ch.Type, Data: m.Data(), Final: true})
+			// Checked as any input is: the stream is shared, and this
+			// gives the bar its start time, its place in the history.
+			p, err := protocol.Validate(&protocol.Item{Channel: ch.Push, Symbol: symbol, Data: m.Data()}, maxStoredBar)
+			if err != nil || !p.Final {
+				continue
+			}
+			out = append(out, p)
 		}
 		if got == 0 {
 			break

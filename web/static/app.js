@@ -70,13 +70,22 @@ function onDepth(data, msg) {
 
 // ---- chart ----------------------------------------------------------------
 
+// CHART_BARS closed bars are asked as history when the chart opens, so it
+// is full at once; a reconnect asks them again and fills any gap.
+const CHART_BARS = 120;
+
 function onKline(data, msg) {
   if (msg.symbol !== state.selected || msg.channel !== state.interval) return;
   const c = state.candles;
   const bar = { t: data.start_time, o: +data.open, h: +data.high, l: +data.low, c: +data.close };
-  if (c.length && c[c.length - 1].t === bar.t) c[c.length - 1] = bar;
-  else c.push(bar);
-  if (c.length > 120) c.shift();
+  // Bars arrive oldest first, each updated until closed; a history sent
+  // again (after a reconnect) replaces the bars it repeats. Start times are
+  // one UTC layout, so they compare as strings.
+  let i = c.length;
+  while (i > 0 && c[i - 1].t > bar.t) i--;
+  if (i > 0 && c[i - 1].t === bar.t) c[i - 1] = bar;
+  else c.splice(i, 0, bar);
+  if (c.length > CHART_BARS + 1) c.splice(0, c.length - CHART_BARS - 1);
   drawChart();
 }
 
@@ -123,7 +132,7 @@ async function select(symbol) {
   $('#chart-symbol').textContent = symbol;
   $('#depth-symbol').textContent = symbol;
   await c.subscribe('depth', { symbols: [symbol] });
-  await c.subscribe(state.interval, { symbols: [symbol] });
+  await c.subscribe(state.interval, { symbols: [symbol], history: CHART_BARS });
 }
 
 // ---- private --------------------------------------------------------------
@@ -186,7 +195,7 @@ $('#interval').addEventListener('change', async (e) => {
   state.interval = e.target.value;
   state.candles = [];
   drawChart();
-  if (state.selected) await c.subscribe(state.interval, { symbols: [state.selected] });
+  if (state.selected) await c.subscribe(state.interval, { symbols: [state.selected], history: CHART_BARS });
 });
 
 $('#token-form').addEventListener('submit', (e) => {

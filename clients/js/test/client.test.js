@@ -50,6 +50,28 @@ describe('against a running server', () => {
     c.close();
   });
 
+  test('kline history: closed bars oldest first, then the forming bar; history is not part of the subscription', async () => {
+    const base = Date.parse('2026-11-27T01:00:00Z');
+    const bar = (i, closed) => ({
+      open: '10.0', high: '11.0', low: '9.0', close: '10.5', volume: '3', turnover: '31.5',
+      start_time: new Date(base + i * 60000).toISOString(), end_time: new Date(base + (i + 1) * 60000).toISOString(), closed,
+    });
+    for (let i = 0; i < 3; i++) await srv.publish({ channel: 'kline_1m', symbol: 'X.chart', data: bar(i, true) });
+    await srv.publish({ channel: 'kline_1m', symbol: 'X.chart', data: bar(3, false) });
+    const c = new MarketcastClient({ url: srv.url, token: token('1') });
+    await c.connect();
+    const bars = [];
+    c.on('kline', (data, msg) => bars.push([data.start_time, data.closed, msg.snapshot]));
+    await c.subscribe('kline_1m', { symbols: ['X.chart'], history: 2 });
+    while (bars.length < 3) await sleep(20);
+    assert.deepEqual(bars, [
+      [bar(1).start_time, true, true], [bar(2).start_time, true, true], [bar(3).start_time, false, true],
+    ]);
+    await c.unsubscribe('kline_1m', { symbols: ['X.chart'] });
+    assert.equal(c.subscriptions.size, 0);
+    c.close();
+  });
+
   test('server errors reject the request with their code', async () => {
     const c = new MarketcastClient({ url: srv.url, token: token('1') });
     await c.connect();

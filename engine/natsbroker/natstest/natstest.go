@@ -18,16 +18,24 @@ type Server struct {
 	t    testing.TB
 	port int
 	dir  string
+	tune func(*server.Options)
 	ns   *server.Server
 }
 
 // Start runs a server storing JetStream data in dir (t.TempDir() when "").
 func Start(t testing.TB, dir string) *Server {
 	t.Helper()
+	return StartTuned(t, dir, nil)
+}
+
+// StartTuned is Start with server options changed by tune (a larger
+// max_payload, say), on every start.
+func StartTuned(t testing.TB, dir string, tune func(*server.Options)) *Server {
+	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	s := &Server{t: t, port: freePort(t), dir: dir}
+	s := &Server{t: t, port: freePort(t), dir: dir, tune: tune}
 	s.start()
 	t.Cleanup(s.Stop)
 	return s
@@ -44,10 +52,14 @@ func freePort(t testing.TB) int {
 
 func (s *Server) start() {
 	s.t.Helper()
-	ns, err := server.NewServer(&server.Options{
+	opts := &server.Options{
 		Host: "127.0.0.1", Port: s.port, JetStream: true, StoreDir: s.dir,
 		NoLog: true, NoSigs: true,
-	})
+	}
+	if s.tune != nil {
+		s.tune(opts)
+	}
+	ns, err := server.NewServer(opts)
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -14,8 +14,9 @@ func TestImportDirections(t *testing.T) {
 	const mod = "github.com/marketcast/marketcast/"
 	const nats = "github.com/nats-io"
 	all := []string{mod + "engine", mod + "feed", mod + "configs", mod + "cmd", mod + "web", mod + "bench", mod + "clients", "github.com/lxzan/gws", nats}
-	// Only the broker (engine/natsbroker), the NATS feed (feed/natsfeed)
-	// and cmd may import NATS; feeds never import a broker.
+	// Only the broker (engine/natsbroker), the NATS feed (feed/natsfeed),
+	// recordings (feed/replay) and cmd may import NATS; feeds never import a
+	// broker; a recording knows nothing of the engine.
 	rules := map[string][]string{
 		mod + "protocol":          all,
 		mod + "engine":            {mod + "feed", mod + "engine/gateway", mod + "engine/natsbroker", mod + "configs", mod + "cmd", "github.com/lxzan/gws", nats},
@@ -27,6 +28,8 @@ func TestImportDirections(t *testing.T) {
 		mod + "feed/sim":          {mod + "engine/gateway", mod + "engine/natsbroker", mod + "configs", "github.com/lxzan/gws", nats},
 		mod + "feed/kline":        {mod + "engine/gateway", mod + "engine/natsbroker", mod + "configs", "github.com/lxzan/gws", nats},
 		mod + "feed/natsfeed":     {mod + "engine/gateway", mod + "engine/natsbroker", mod + "configs", "github.com/lxzan/gws"},
+		mod + "feed/market":       {mod + "engine/gateway", mod + "engine/natsbroker", mod + "configs", "github.com/lxzan/gws", nats},
+		mod + "feed/replay":       {mod + "engine", mod + "configs", "github.com/lxzan/gws"},
 	}
 	for pkg, banned := range rules {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", pkg).CombinedOutput()

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"slices"
 	"sync"
@@ -245,9 +246,10 @@ func (r *ring) list(n int) []*Event {
 	return out
 }
 
-// merge puts events among the ring's, by Order: those of from replace
-// the ring's of the same place (a store's record over this node's own);
-// those of keep do not. At most size of the newest are kept.
+// merge puts events among the ring's, by Order: those of from replace the
+// ring's of the same place when they differ (a store's record over this
+// node's partial bar); those of keep do not. At most size of the newest are
+// kept.
 func (r *ring) merge(from, keep []*Event, size int) {
 	byOrder := make(map[int64]*Event, r.n+len(from)+len(keep))
 	for _, e := range r.list(0) {
@@ -259,6 +261,9 @@ func (r *ring) merge(from, keep []*Event, size int) {
 		}
 	}
 	for _, e := range from {
+		if have, ok := byOrder[e.order]; ok && bytes.Equal(have.data, e.data) {
+			continue // the same bar: keep this node's, numbered here
+		}
 		byOrder[e.order] = e
 	}
 	orders := make([]int64, 0, len(byOrder))

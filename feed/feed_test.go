@@ -55,3 +55,19 @@ func TestPublicationsCarrySeedShapes(t *testing.T) {
 		t.Fatalf("depth data %s", dm.Data)
 	}
 }
+
+// TestBarAppendJSON: the hand encoding of bars writes what the encoder
+// would, in the same key order, also for values that need escaping.
+func TestBarAppendJSON(t *testing.T) {
+	for _, b := range []*Bar{
+		{Open: "1.0", High: "2.0", Low: "0.5", Close: "1.5", Volume: "10", Turnover: "15.0",
+			StartTime: "2026-11-27T01:00:00.000Z", EndTime: "2026-11-27T01:01:00.000Z"},
+		{Open: "1", High: "1", Low: "1", Close: "1", Volume: "0", Turnover: "0", StartTime: "a\"b\\c\n", EndTime: "é",
+			Partial: true, Closed: true},
+	} {
+		want, _ := json.Marshal(b)
+		if got := b.AppendJSON(nil); string(got) != string(want) {
+			t.Fatalf("AppendJSON\n got %s\nwant %s", got, want)
+		}
+	}
+}

@@ -114,3 +114,9 @@ func (c *Cluster) Ready() int64 {
 }
 
 func (c *Cluster) Endpoint() (string, string) { return c.nodes[0].Endpoint() }
+
+// NATSURL is the cluster's NATS server, for a collector to publish to.
+func (c *Cluster) NATSURL() string { return c.natsURL }
+
+// NATSPID is the NATS server's process.
+func (c *Cluster) NATSPID() int { return c.nats.cmd.Process.Pid }

@@ -12,6 +12,7 @@
 //	mcbench -scenario slow                                    1 of 1,000 subscribers stops reading
 //	mcbench -scenario private                                 order updates to 10,000 users
 //	mcbench -scenario cluster [-nodes 3]                      one node, then NATS + 3 nodes: fan-out, private publishes, failover
+//	mcbench -scenario ingest  [-symbols 500 -subs 500]        ticks from a collector on NATS into one node: ticks per CPU-second, NATS → terminal latency
 //
 // Results go to stdout as benchstat-readable lines; progress goes to stderr.
 package main
@@ -54,7 +55,7 @@ type options struct {
 func main() {
 	var o options
 	var rates string
-	flag.StringVar(&o.scenario, "scenario", "fanout", "fanout, fleet, memory, slow, private or cluster")
+	flag.StringVar(&o.scenario, "scenario", "fanout", "fanout, fleet, memory, slow, private, cluster or ingest")
 	flag.StringVar(&o.target, "target", "marketcast", "marketcast, centrifugo or cluster (NATS + -nodes marketcast nodes)")
 	flag.IntVar(&o.nodes, "nodes", 3, "nodes of the cluster target")
 	flag.IntVar(&o.privateRate, "private-rate", 1000, "cluster: private order updates per second")
@@ -65,7 +66,7 @@ func main() {
 	flag.StringVar(&o.channel, "channel", "strategy_signals", "fanout/slow channel: strategy_signals (every message delivered, as Centrifugo does) or tick (conflated)")
 	flag.IntVar(&o.conns, "conns", 0, "connections (fleet: 10000, memory: 19000)")
 	flag.IntVar(&o.users, "users", 10000, "users (private)")
-	flag.IntVar(&o.symbols, "symbols", 500, "simulated symbols (fleet)")
+	flag.IntVar(&o.symbols, "symbols", 500, "symbols (fleet: simulated; ingest: published on NATS)")
 	flag.StringVar(&rates, "rates", "", "publish rates in messages/s, comma-separated (fanout steps through them)")
 	flag.DurationVar(&o.step, "step", 8*time.Second, "duration of each rate step")
 	flag.DurationVar(&o.duration, "duration", 15*time.Second, "measurement time (fleet, private, each slow phase)")
@@ -136,6 +137,8 @@ func run(ctx context.Context, o options) error {
 		return private(ctx, o)
 	case "cluster":
 		return cluster(ctx, o)
+	case "ingest":
+		return ingest(ctx, o)
 	}
 	return fmt.Errorf("unknown scenario %q", o.scenario)
 }
@@ -620,6 +623,8 @@ func topicsFor(o options, i int) []load.Topic {
 		return []load.Topic{{Channel: "orders", ID: "u" + strconv.Itoa(i)}}
 	case "memory":
 		return []load.Topic{{Channel: "tick", ID: "BENCH.x1"}}
+	case "ingest":
+		return []load.Topic{{Channel: "tick", ID: ingestSymbols(o.symbols)[i%max(o.symbols, 1)]}}
 	case "fleet":
 		symbols := simSymbols(o.symbols)
 		rng := rand.New(rand.NewPCG(uint64(i), 2))

@@ -32,8 +32,10 @@ for _ in $(seq 50); do
 done
 grep -q "ready" "$dir/nats.log" || { cat "$dir/nats.log"; echo "nats did not start"; exit 1; }
 
+# The feed's simulator trades around the clock (its demo hours): the nodes
+# build bars around the clock too (docs/FEED.md, trading sessions).
 for i in 1 2 3; do
-  MARKETCAST_NATS_URL="$url" MARKETCAST_LISTEN="127.0.0.1:$((base_port + i))" MARKETCAST_NODE_NAME="node$i" \
+  MARKETCAST_NATS_URL="$url" MARKETCAST_SESSIONS=always MARKETCAST_LISTEN="127.0.0.1:$((base_port + i))" MARKETCAST_NODE_NAME="node$i" \
     bin/marketcast 2>"$dir/node$i.log" &
   pids+=($!)
 done

@@ -54,6 +54,7 @@ func BarStart(t time.Time, d time.Duration) time.Time {
 
 type bar struct {
 	start, end             time.Time
+	startS, endS           string // as sent
 	open, high, low, close feed.Decimal
 	volume, turnover       feed.Decimal // traded within the bar
 	live                   bool
@@ -173,7 +174,8 @@ func (b *Builder) Tick(symbol string, q Quote) {
 		}
 		if !br.live {
 			*br = bar{start: start, end: end, open: q.Price, high: q.Price, low: q.Price, live: true,
-				partial: start.Before(s.joined)}
+				partial: start.Before(s.joined),
+				startS:  start.UTC().Format(protocol.TimeLayout), endS: end.UTC().Format(protocol.TimeLayout)}
 		}
 		if q.Price.Cmp(br.high) > 0 {
 			br.high = q.Price
@@ -244,8 +246,9 @@ func render(symbol string, i int, br *bar, closed bool) *feed.Bar {
 		Close:     br.close.String(),
 		Volume:    br.volume.String(),
 		Turnover:  br.turnover.String(),
-		StartTime: br.start.UTC().Format(protocol.TimeLayout),
-		EndTime:   br.end.UTC().Format(protocol.TimeLayout),
+		StartTime: br.startS,
+		EndTime:   br.endS,
+		Start:     br.start,
 		Partial:   br.partial,
 		Closed:    closed,
 	}

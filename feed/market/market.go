@@ -7,11 +7,12 @@ package market
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/bytedance/sonic"
 
 	"github.com/marketcast/marketcast/engine"
 	"github.com/marketcast/marketcast/feed"
@@ -211,7 +212,7 @@ func (m *Market) buildBars(p *protocol.Publication, accepted time.Time) {
 		High      string `json:"high"`
 		Low       string `json:"low"`
 	}
-	if json.Unmarshal(p.Data, &t) != nil {
+	if sonic.Unmarshal(p.Data, &t) != nil { // every tick: the fast decoder
 		return
 	}
 	q := kline.Quote{At: p.Time}

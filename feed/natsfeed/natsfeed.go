@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -37,16 +38,35 @@ type Source struct {
 	ingest  *metrics.Counter
 	warmed  *metrics.Counter
 	dropLog *dropLog
+
+	// Messages NATS dropped because this node read too slowly: of the
+	// current subscription, and of those before it (a restarted Run).
+	sub        atomic.Pointer[nats.Subscription]
+	lostBefore atomic.Int64
 }
 
 // NewSource returns a source on nc; messages larger than maxBytes are
 // dropped. Its metrics (marketcast_feed_*) are in Metrics.
 func NewSource(nc *nats.Conn, maxBytes int, log *slog.Logger) *Source {
 	set := metrics.NewSet()
-	return &Source{nc: nc, maxBytes: maxBytes, log: log, set: set,
+	s := &Source{nc: nc, maxBytes: maxBytes, log: log, set: set,
 		ingest:  set.NewCounter("marketcast_feed_messages_total"),
 		warmed:  set.NewCounter("marketcast_feed_warmup_messages_total"),
 		dropLog: &dropLog{log: log, set: set, every: time.Second}}
+	set.NewGauge("marketcast_feed_overflow_dropped_total", func() float64 { return float64(s.Overflowed()) })
+	return s
+}
+
+// Overflowed is how many market messages NATS dropped because this node
+// did not read them fast enough (more than it can ingest, or a stall).
+func (s *Source) Overflowed() int64 {
+	n := s.lostBefore.Load()
+	if sub := s.sub.Load(); sub != nil {
+		if d, err := sub.Dropped(); err == nil {
+			n += int64(d)
+		}
+	}
+	return n
 }
 
 // Metrics is the source's metric set.
@@ -65,10 +85,17 @@ func (s *Source) Run(ctx context.Context, sink feed.Sink) error {
 	if err != nil {
 		return fmt.Errorf("natsfeed: subscribe: %w", err)
 	}
-	defer func() { _ = sub.Unsubscribe() }()
-	// A slow sink would otherwise make NATS drop messages for this
-	// subscription silently; bound it and count what is dropped.
+	// A node that cannot keep up makes NATS drop messages for this
+	// subscription: bound what waits, and count what is dropped.
 	_ = sub.SetPendingLimits(1<<20, 256<<20)
+	s.sub.Store(sub)
+	defer func() {
+		if d, err := sub.Dropped(); err == nil {
+			s.lostBefore.Add(int64(d))
+		}
+		s.sub.Store(nil)
+		_ = sub.Unsubscribe()
+	}()
 
 	seen := &sync.Map{} // subjects received live before the warm-up reached them
 	warm := make(chan *nats.Msg, 1024)

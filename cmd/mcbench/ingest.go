@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/marketcast/marketcast/bench/load"
+	"github.com/marketcast/marketcast/protocol"
+)
+
+// ingest measures market data from a collector on NATS: ticks published on
+// md.tick.<symbol> over o.symbols symbols at each rate, ingested by one
+// node (validated, numbered, folded into bars of six intervals) and pushed
+// to o.subs terminals holding one symbol each. Latency runs from the
+// collector's publish to the terminal; CPU is the node's alone (NATS is
+// reported beside it).
+func ingest(ctx context.Context, o options) error {
+	if len(o.rates) == 0 {
+		o.rates = []int{2000, 5000, 10000, 20000}
+	}
+	o.target, o.nodes = "cluster", 1
+	cfg := strings.Replace(load.BaseConfig(0, 0), "kind: none", "kind: nats\n  sessions: always", 1)
+	b, err := start(ctx, o, cfg)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	cl := b.t.(*load.Cluster)
+	nc, err := nats.Connect(cl.NATSURL(), nats.Name("mcbench collector"))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	symbols := ingestSymbols(o.symbols)
+	for i, s := range symbols { // every symbol exists before anyone subscribes
+		if err := nc.Publish(protocol.MarketSubject(protocol.Tick, s), tickPayload(time.Now(), i)); err != nil {
+			return err
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		return err
+	}
+	time.Sleep(time.Second)
+	if err := b.connect(ctx, o.subs); err != nil {
+		return err
+	}
+	time.Sleep(500 * time.Millisecond)
+	for _, rate := range o.rates {
+		var published, expected int64
+		var nodeCPU, natsCPU time.Duration
+		s, err := b.measure(fmt.Sprintf("[ingest rate=%d]", rate), func() error {
+			node0, _ := load.CPUTime(cl.PID())
+			nats0, _ := load.CPUTime(cl.NATSPID())
+			var err error
+			published, expected, err = publishTicks(ctx, nc, rate, o.step, symbols, o.subs)
+			time.Sleep(300 * time.Millisecond) // the node drains what NATS holds
+			node1, _ := load.CPUTime(cl.PID())
+			nats1, _ := load.CPUTime(cl.NATSPID())
+			nodeCPU, natsCPU = node1-node0, nats1-nats0
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		perCPU := 0.0
+		if nodeCPU > 0 {
+			perCPU = float64(published) / nodeCPU.Seconds()
+		}
+		loss := 0.0
+		if expected > 0 {
+			loss = 100 * float64(expected-s.delivered) / float64(expected)
+		}
+		fmt.Printf("BenchmarkIngest/symbols=%d/subs=%d/rate=%d 1 %.0f ticks/s %.0f ticks/node-cpu-s %.3f p50-ms %.3f p99-ms %.3f p99.9-ms %.3f max-ms %.3f node-cpu-s %.3f nats-cpu-s %.1f rss-MiB %.3f loss-%%\n",
+			len(symbols), o.subs, rate, float64(published)/s.elapsed.Seconds(), perCPU, s.q.P50, s.q.P99, s.q.P999, s.q.Max,
+			nodeCPU.Seconds(), natsCPU.Seconds(), float64(s.rss)/(1<<20), loss)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil
+}
+
+// ingestSymbols are the scenario's symbols; terminal i holds symbol i mod n.
+func ingestSymbols(n int) []string {
+	out := make([]string, max(n, 1))
+	for i := range out {
+		out[i] = fmt.Sprintf("ING.s%04d", i)
+	}
+	return out
+}
+
+// tickPayload is a collector's tick: a price, a cumulative volume that
+// grows (so bars are built), the exchange time, and the scheduled send time.
+func tickPayload(at time.Time, n int) []byte {
+	return fmt.Appendf(nil, `{"last_price":"%d.0","volume":"%d","turnover":"%d.0","update_time":"%s","sent":"%d"}`,
+		4000+n%50, n+1, 40000*(n+1), at.UTC().Format(protocol.TimeLayout), at.UnixNano())
+}
+
+// publishTicks publishes rate ticks a second for d, round-robin over the
+// symbols, on the collector's schedule (every 5 ms what is due), and
+// returns how many it published and how many deliveries the terminals owe
+// (subs terminals, terminal i holding symbol i mod len(symbols)).
+func publishTicks(ctx context.Context, nc *nats.Conn, rate int, d time.Duration, symbols []string, subs int) (int64, int64, error) {
+	const tick = 5 * time.Millisecond
+	holders := make([]int64, len(symbols))
+	for i := range subs {
+		holders[i%len(symbols)]++
+	}
+	perTick := float64(rate) * tick.Seconds()
+	var owed float64
+	var n, expected int64
+	begin := time.Now()
+	ticker := time.NewTicker(tick)
+	defer ticker.Stop()
+	for k := 0; ; k++ {
+		slot := begin.Add(time.Duration(k) * tick)
+		if slot.Sub(begin) >= d || ctx.Err() != nil {
+			break
+		}
+		for owed += perTick; owed >= 1; owed-- {
+			i := int(n % int64(len(symbols)))
+			if err := nc.Publish(protocol.MarketSubject(protocol.Tick, symbols[i]), tickPayload(slot, int(n))); err != nil {
+				return n, expected, err
+			}
+			expected += holders[i]
+			n++
+		}
+		<-ticker.C
+	}
+	return n, expected, nc.Flush()
+}

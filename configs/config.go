@@ -110,6 +110,7 @@ type Config struct {
 			Hours       string   `yaml:"hours"`
 			Symbols     []string `yaml:"symbols"`
 			SymbolCount int      `yaml:"symbol_count"`
+			Backfill    Duration `yaml:"backfill"`
 		} `yaml:"sim"`
 		Replay struct {
 			File  string  `yaml:"file"`
@@ -381,6 +382,8 @@ func (c *Config) Validate() error {
 		return bad("feed.sim.rate", c.Feed.Sim.Rate, "want in (0, 1000]")
 	case c.Feed.Sim.Levels < 1 || c.Feed.Sim.Levels > 20:
 		return bad("feed.sim.levels", c.Feed.Sim.Levels, "want in [1, 20]")
+	case c.Feed.Sim.Backfill.Duration < 0 || c.Feed.Sim.Backfill.Duration > 7*24*time.Hour:
+		return bad("feed.sim.backfill", c.Feed.Sim.Backfill.Duration, "want in [0, 168h]")
 	case c.Feed.Sim.SymbolCount < 0 || c.Feed.Sim.SymbolCount > 100000:
 		return bad("feed.sim.symbol_count", c.Feed.Sim.SymbolCount, "want in [0, 100000]")
 	case c.Shutdown.Grace.Duration <= 0:

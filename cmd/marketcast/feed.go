@@ -38,7 +38,7 @@ func newSim(cfg *configs.Config) (*sim.Sim, error) {
 		symbols = sim.Universe(cfg.Feed.Sim.SymbolCount)
 	}
 	return sim.New(sim.Config{Symbols: symbols, Rate: cfg.Feed.Sim.Rate, Levels: cfg.Feed.Sim.Levels,
-		Exchange: cfg.Feed.Sim.Hours == "exchange"})
+		Exchange: cfg.Feed.Sim.Hours == "exchange", Backfill: cfg.Feed.Sim.Backfill.Duration})
 }
 
 // Restart delays of a failed source.

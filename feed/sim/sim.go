@@ -36,7 +36,15 @@ type Config struct {
 	Exchange bool
 	// Seed makes a run repeatable. Zero means random.
 	Seed uint64
+	// Backfill simulates this much of the past when Run starts, so charts
+	// have bars at once: coarser snapshots (every 5 s or more, within a
+	// budget of BackfillTicks), published with their past exchange times.
+	Backfill time.Duration
 }
+
+// BackfillTicks bounds the ticks a backfill publishes at start, whatever the
+// symbol count: a start-up cost of about a second.
+const BackfillTicks = 20000
 
 // Sim is a feed.Source.
 type Sim struct {
@@ -44,6 +52,7 @@ type Sim struct {
 	contracts []*contract
 	rng       *rand.Rand
 	now       func() time.Time
+	scale     float64 // snapshots one step stands for: 1, more in a backfill
 }
 
 type contract struct {
@@ -86,7 +95,10 @@ func New(cfg Config) (*Sim, error) {
 	if seed == 0 {
 		seed = rand.Uint64()
 	}
-	s := &Sim{cfg: cfg, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), now: time.Now}
+	if cfg.Backfill < 0 || cfg.Backfill > 7*24*time.Hour {
+		return nil, fmt.Errorf("sim: backfill %v out of range [0, 168h]", cfg.Backfill)
+	}
+	s := &Sim{cfg: cfg, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), now: time.Now, scale: 1}
 	seen := make(map[string]bool)
 	for _, sym := range cfg.Symbols {
 		if seen[sym] {
@@ -154,6 +166,7 @@ func (s *Sim) Symbols() []string {
 func (s *Sim) Run(ctx context.Context, sink feed.Sink) error {
 	interval := s.Interval()
 	now := s.now()
+	s.backfill(ctx, sink, now)
 	s.Open(ctx, sink, now)
 	next := now.Truncate(interval).Add(interval)
 	timer := time.NewTimer(time.Until(next))
@@ -173,6 +186,31 @@ func (s *Sim) Run(ctx context.Context, sink feed.Sink) error {
 	}
 }
 
+// backfill simulates cfg.Backfill before now in coarse steps, ticks only
+// (the book's state is sent by Open). Each step stands for several
+// snapshots: the price moves and the trades are scaled to match.
+func (s *Sim) backfill(ctx context.Context, sink feed.Sink, now time.Time) {
+	if s.cfg.Backfill <= 0 || len(s.contracts) == 0 {
+		return
+	}
+	step := max(5*time.Second, s.cfg.Backfill*time.Duration(len(s.contracts))/BackfillTicks).Truncate(time.Second)
+	s.scale = float64(step) / float64(s.Interval())
+	defer func() { s.scale = 1 }()
+	for at := now.Add(-s.cfg.Backfill).Truncate(step); at.Before(now) && ctx.Err() == nil; at = at.Add(step) {
+		for _, c := range s.contracts {
+			day, in := c.cal.Locate(at)
+			if !in {
+				continue
+			}
+			if d := day.String(); d != c.day {
+				s.newDay(c, d)
+			}
+			s.step(c)
+			s.publishTick(ctx, sink, c, at)
+		}
+	}
+}
+
 // Interval is the time between two snapshots of a contract.
 func (s *Sim) Interval() time.Duration { return time.Duration(float64(time.Second) / s.cfg.Rate) }
 
@@ -182,7 +220,9 @@ func (s *Sim) Interval() time.Duration { return time.Duration(float64(time.Secon
 func (s *Sim) Open(ctx context.Context, sink feed.Sink, now time.Time) {
 	for _, c := range s.contracts {
 		if day, in := c.cal.Locate(now); in {
-			s.newDay(c, day.String())
+			if d := day.String(); d != c.day { // not already trading it (a backfill)
+				s.newDay(c, d)
+			}
 			s.publish(ctx, sink, c, now)
 		}
 	}
@@ -239,7 +279,8 @@ func (s *Sim) step(c *contract) {
 	// A random walk in log price, gently pulled back towards the
 	// settlement so it wanders like a market and stays within the limits.
 	pull := 0.002 * math.Log(float64(c.preSettle)/c.fair)
-	c.fair *= math.Exp(c.stepVol*s.rng.NormFloat64() + pull*c.stepVol)
+	vol := c.stepVol * math.Sqrt(s.scale)
+	c.fair *= math.Exp(vol*s.rng.NormFloat64() + pull*vol)
 	target := s.grid(c, c.fair)
 	prevBid, prevAsk := c.bid, c.ask
 	if target >= c.ask {
@@ -253,7 +294,7 @@ func (s *Sim) step(c *contract) {
 
 	// Trades: most snapshots carry some, at the side the price moved to.
 	if s.rng.Float64() < 0.7 {
-		qty := s.lots(p, 1)
+		qty := s.lots(p, s.scale)
 		price, hitAsk := c.ask, c.fair >= float64(c.bid+c.ask)/2
 		if !hitAsk {
 			price = c.bid
@@ -306,6 +347,12 @@ func (s *Sim) shiftBook(c *contract, prevBid, prevAsk int64) {
 
 // publish sends a contract's tick and book at exchange time at.
 func (s *Sim) publish(ctx context.Context, sink feed.Sink, c *contract, at time.Time) {
+	s.publishTick(ctx, sink, c, at)
+	s.publishBook(ctx, sink, c, at)
+}
+
+// publishTick sends a contract's tick at exchange time at.
+func (s *Sim) publishTick(ctx context.Context, sink feed.Sink, c *contract, at time.Time) {
 	p := c.p
 	dec := func(u int64) string { return feed.Decimal{Units: u, Scale: p.Decimals}.String() }
 	lo, hi := c.limits()
@@ -335,8 +382,14 @@ func (s *Sim) publish(ctx context.Context, sink feed.Sink, c *contract, at time.
 	pub := feed.TickPublication(tick)
 	pub.Time = at
 	_, _ = sink.Publish(ctx, pub)
+}
 
-	book := &feed.Depth{Symbol: c.symbol, UpdateTime: tick.UpdateTime}
+// publishBook sends a contract's book at exchange time at.
+func (s *Sim) publishBook(ctx context.Context, sink feed.Sink, c *contract, at time.Time) {
+	p := c.p
+	dec := func(u int64) string { return feed.Decimal{Units: u, Scale: p.Decimals}.String() }
+	lo, hi := c.limits()
+	book := &feed.Depth{Symbol: c.symbol, UpdateTime: at.UTC().Format(protocol.TimeLayout)}
 	for i := range c.bidQ {
 		if bp := c.bid - int64(i)*p.TickUnits; bp >= lo {
 			book.Bids = append(book.Bids, [2]string{dec(bp), strconv.FormatInt(c.bidQ[i], 10)})

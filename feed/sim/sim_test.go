@@ -257,3 +257,46 @@ func TestUniverse(t *testing.T) {
 		t.Fatalf("universe of %d", len(u))
 	}
 }
+
+// TestBackfill: a simulator with a backfill starts with the past, in
+// order, within the tick budget, and carries on from it: the live day's
+// cumulative volume continues from the backfill's.
+func TestBackfill(t *testing.T) {
+	s, err := New(Config{Symbols: []string{"SHFE.rb2405", "DCE.m2405"}, Seed: 7, Backfill: 30 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 24, 3, 0, 0, 0, time.UTC) // 11:00 in Shanghai, mid-day
+	s.now = func() time.Time { return now }
+	var r recorder
+	ctx, cancel := context.WithCancel(context.Background())
+	s.backfill(ctx, &r, now)
+	s.Open(ctx, &r, now)
+	cancel()
+	last := map[string]tickData{}
+	ticks := 0
+	for _, p := range r.pubs {
+		if p.Channel != protocol.Tick {
+			continue
+		}
+		ticks++
+		d := decodeTick(t, p.Data)
+		if prev, ok := last[p.ID]; ok {
+			if d.Update < prev.Update || units(t, d.Volume, 0) < units(t, prev.Volume, 0) {
+				t.Fatalf("%s went back: %+v after %+v", p.ID, d, prev)
+			}
+		} else if d.Update != "2026-11-24T02:30:00.000Z" {
+			t.Fatalf("%s starts at %s; want 30 minutes back", p.ID, d.Update)
+		}
+		last[p.ID] = d
+	}
+	if ticks < 2*360 || ticks > BackfillTicks+2 {
+		t.Fatalf("%d ticks; want a 5 s step over 30 minutes for 2 symbols", ticks)
+	}
+	if v := units(t, last["SHFE.rb2405"].Volume, 0); v == 0 || last["SHFE.rb2405"].Update != "2026-11-24T03:00:00.000Z" {
+		t.Fatalf("the open after the backfill: %+v; want the day's volume carried on", last["SHFE.rb2405"])
+	}
+	if _, err := New(Config{Backfill: -time.Second}); err == nil {
+		t.Fatal("a negative backfill was accepted")
+	}
+}

@@ -35,8 +35,10 @@ test('the demo terminal shows live markets and private orders', { timeout: 60000
     assert.match(last, /^\d+\.\d+$/);
     // The depth ladder fills: five levels a side.
     await page.waitForFunction(() => Number(document.querySelector('#depth').dataset.levels) >= 10, null, { timeout: 10000 });
-    // The chart draws at least one candle with real pixels.
-    await page.waitForFunction(() => Number(document.querySelector('#chart').dataset.candles) >= 1, null, { timeout: 10000 });
+    // The chart opens full: the simulator's backfill of the last two hours
+    // arrives as the subscription's history (120 closed bars and the forming
+    // one), drawn with real pixels.
+    await page.waitForFunction(() => Number(document.querySelector('#chart').dataset.candles) >= 100, null, { timeout: 10000 });
     const inked = await page.evaluate(() => {
       const c = document.querySelector('#chart');
       const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;

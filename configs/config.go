@@ -72,6 +72,7 @@ type Config struct {
 		MaxPendingBytes  int      `yaml:"max_pending_bytes"`
 		WriteTimeout     Duration `yaml:"write_timeout"`
 		FlushDelay       Duration `yaml:"flush_delay"`
+		MaxUnsentBytes   int      `yaml:"max_unsent_bytes"`
 	} `yaml:"delivery"`
 	History struct {
 		Size     int      `yaml:"size"`
@@ -339,6 +340,8 @@ func (c *Config) Validate() error {
 		return bad("delivery.max_pending_bytes", c.Delivery.MaxPendingBytes, "want >= 65536")
 	case c.Delivery.WriteTimeout.Duration <= 0:
 		return bad("delivery.write_timeout", c.Delivery.WriteTimeout.Duration, "want > 0")
+	case c.Delivery.MaxUnsentBytes < 0 || c.Delivery.MaxUnsentBytes > 64<<20:
+		return bad("delivery.max_unsent_bytes", c.Delivery.MaxUnsentBytes, "want in [0, 67108864]")
 	case c.Delivery.FlushDelay.Duration < 0 || c.Delivery.FlushDelay.Duration > 100*time.Millisecond:
 		return bad("delivery.flush_delay", c.Delivery.FlushDelay.Duration, "want in [0, 100ms]")
 	case c.History.Size <= 0:

@@ -78,6 +78,7 @@ func (c *Config) Gateway() gateway.Config {
 		IdleTimeout:         c.HTTP.IdleTimeout.Duration,
 		AllowedOrigins:      c.HTTP.AllowedOrigins,
 		MaxBarHistory:       c.Feed.BarHistory,
+		MaxUnsentBytes:      c.Delivery.MaxUnsentBytes,
 		OpsToken:            c.Ops.Token,
 		OpsSeparate:         c.Ops.Listen != "",
 	}

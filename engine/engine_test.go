@@ -546,3 +546,38 @@ func TestFinalsKeepOnePerPlace(t *testing.T) {
 		t.Fatalf("live after history: %s; want the forming bar 5", e.Data)
 	}
 }
+
+// TestFlushIsAdaptive: a live frame to an idle connection is written at
+// once; one that follows it within the flush delay waits for the delay
+// (to share a write with the next); an answer never waits, and takes the
+// waiting frame with it. The delay here is an hour: anything that waited
+// for it would time the test out.
+func TestFlushIsAdaptive(t *testing.T) {
+	h, _ := newHub(t, func(c *engine.Config, _ *engine.HistoryLimits) { c.FlushDelay = time.Hour })
+	o, p := newPair(t, h, false)
+	subscribe(t, h, o, "orders:1", engine.Reliable, engine.SubscribeOptions{})
+	publish(t, h, order("1", 1))
+	if e := p.env(); string(e.Data) != `{"n":1}` {
+		t.Fatalf("first frame %s", e.Data)
+	}
+	time.Sleep(20 * time.Millisecond) // the flusher has finished with the first (a write in progress would take it)
+	publish(t, h, order("1", 2))      // right after a write: held
+	got := make(chan envelope, 2)
+	go func() {
+		for range 2 {
+			got <- p.env()
+		}
+	}()
+	select {
+	case e := <-got:
+		t.Fatalf("a frame right after a write went out at once: %s", e.Data)
+	case <-time.After(100 * time.Millisecond):
+	}
+	o.Send([]byte("\x81\x0f{\"type\":\"pong\"}")) // an answer: at once, with the held frame before it
+	if e := <-got; string(e.Data) != `{"n":2}` {
+		t.Fatalf("held frame %s", e.Data)
+	}
+	if e := <-got; e.Type != "pong" {
+		t.Fatalf("answer %+v", e)
+	}
+}

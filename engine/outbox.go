@@ -43,6 +43,8 @@ type Outbox struct {
 	catchup   []*Subscription
 	ctrl      [2]ctrlSlot // the pending pong and ping, replaced rather than queued twice
 	flushing  bool
+	held      bool      // flushing is set and the flusher waits for the hub's delay timer
+	lastWrite time.Time // when the flusher last wrote
 	state     outboxState
 	closeCode uint16
 
@@ -73,6 +75,7 @@ type entry struct {
 	replaceable bool      // a newer frame of sub may take its place
 	control     bool      // a pong or ping (Outbox.ctrl knows where)
 	close       bool      // close the connection once this frame is written
+	live        bool      // a live event, which may wait to share a write; nothing else does
 }
 
 // NewOutbox returns the outbound side of conn. deflate says whether the
@@ -102,7 +105,7 @@ func (o *Outbox) enqueue(sub *Subscription, b []byte, mode Mode, ev *Event) {
 		}
 	}
 	replaceable := mode == Conflated && !ev.final
-	o.appendLocked(entry{b: b, sub: sub, at: ev.env.Timestamp, replaceable: replaceable, counted: !replaceable})
+	o.appendLocked(entry{b: b, sub: sub, at: ev.env.Timestamp, replaceable: replaceable, counted: !replaceable, live: true})
 }
 
 // enqueueSnapshot queues the state a subscription starts with. It is never
@@ -157,7 +160,7 @@ func (o *Outbox) appendLocked(e entry) {
 	if e.replaceable {
 		e.sub.pendGen, e.sub.pendIdx = o.gen, len(o.queue)-1
 	}
-	o.kickLocked()
+	o.kickLocked(!e.live)
 }
 
 // addCatchup makes the flusher stream sub's replay.
@@ -168,7 +171,7 @@ func (o *Outbox) addCatchup(sub *Subscription) {
 		return
 	}
 	o.catchup = append(o.catchup, sub)
-	o.kickLocked()
+	o.kickLocked(true)
 }
 
 // Send queues a frame that belongs to this connection alone (an answer, a
@@ -203,7 +206,7 @@ func (o *Outbox) control(slot int, b []byte) {
 	}
 	o.ctrl[slot] = ctrlSlot{gen: o.gen, idx: len(o.queue)}
 	o.queue = append(o.queue, entry{b: b, control: true})
-	o.kickLocked()
+	o.kickLocked(true)
 }
 
 // Close queues a close frame with code and reason after what is already
@@ -232,7 +235,7 @@ func (o *Outbox) closeLocked(code uint16, reason string) {
 	o.queue = append(o.queue, entry{b: frame.Close(code, reason), close: true})
 	// A flusher blocked on a peer that reads nothing gives up after the
 	// write timeout; the backlog is already dropped, so memory stays bounded.
-	o.kickLocked()
+	o.kickLocked(true)
 }
 
 // CloseCode is the code of the close frame queued by Close, or 0.
@@ -262,22 +265,37 @@ func (o *Outbox) Pending() (frames, bytes int) {
 	return len(o.queue), o.bytes
 }
 
-// kickLocked starts a flusher if none runs, at once or after the hub's
-// flush delay. o.mu is held on entry.
-func (o *Outbox) kickLocked() {
-	if !o.flushing && (len(o.queue) > 0 || len(o.catchup) > 0) {
-		o.flushing = true
-		if o.hub.delayed.delay > 0 {
-			o.hub.delayed.add(o)
-			return
-		}
-		go o.flush()
+// kickLocked starts a flusher if none runs. It writes at once unless
+// frames are arriving faster than the flush delay (this connection was
+// written to less than the delay ago) and this one is a live event: then it
+// holds the flush until the hub's delay timer, so the frames that follow
+// share its write, as TCP autocorking does. A connection that gets a
+// message now and then never waits; a busy one writes several frames per
+// writev. Answers, snapshots, replays and control frames (urgent) never
+// wait, and release a held flush. o.mu is held on entry.
+func (o *Outbox) kickLocked(urgent bool) {
+	if len(o.queue) == 0 && len(o.catchup) == 0 {
+		return
 	}
+	if o.flushing {
+		if o.held && urgent {
+			o.held = false // the delay timer will find it released
+			go o.flush()
+		}
+		return
+	}
+	o.flushing = true
+	if d := o.hub.delayed.delay; d > 0 && !urgent && time.Since(o.lastWrite) < d {
+		o.held = true
+		o.hub.delayed.add(o)
+		return
+	}
+	go o.flush()
 }
 
-// delayedFlushes starts the flushers of every outbox kicked during one
-// delay window together, from one timer, so a flush delay costs a timer per
-// window rather than one per connection.
+// delayedFlushes starts the flushers of every outbox held during one delay
+// window together, from one timer, so holding costs a timer per window
+// rather than one per connection.
 type delayedFlushes struct {
 	delay   time.Duration
 	mu      sync.Mutex
@@ -301,7 +319,13 @@ func (d *delayedFlushes) fire() {
 	d.pending, d.armed = nil, false
 	d.mu.Unlock()
 	for _, o := range due {
-		go o.flush()
+		o.mu.Lock()
+		release := o.held
+		o.held = false
+		o.mu.Unlock()
+		if release { // else an urgent frame released it already
+			go o.flush()
+		}
 	}
 }
 
@@ -350,7 +374,6 @@ func (o *Outbox) flush() {
 		iov := o.iov[:0]
 		var (
 			n, size  int
-			oldest   time.Time
 			closeNow bool
 		)
 		for i := range batch {
@@ -359,9 +382,6 @@ func (o *Outbox) flush() {
 			size += len(e.b)
 			if e.sub != nil {
 				n++
-				if !e.at.IsZero() && (oldest.IsZero() || e.at.Before(oldest)) {
-					oldest = e.at
-				}
 			}
 			if e.close {
 				closeNow = true
@@ -379,7 +399,7 @@ func (o *Outbox) flush() {
 			_ = o.conn.SetWriteDeadline(o.deadline)
 		}
 		_, err := iov.WriteTo(o.conn)
-		o.recordFlush(len(batch), n, size, conflated, oldest)
+		o.recordFlush(batch, n, size, conflated)
 		clear(batch)
 		clear(o.iov[:cap(o.iov)])
 
@@ -399,21 +419,30 @@ func (o *Outbox) flush() {
 		}
 		o.mu.Lock()
 		o.spare = batch[:0]
+		o.lastWrite = now
 		o.mu.Unlock()
 	}
 }
 
-// recordFlush updates the metrics of one write: per flush, never per frame.
-func (o *Outbox) recordFlush(frames, deliveries, size, conflated int, oldest time.Time) {
+// recordFlush updates the metrics of one write: counters per flush, and
+// the publish-to-write lag of every live delivery in it (each frame's own,
+// so the histogram weighs deliveries, not writes).
+func (o *Outbox) recordFlush(batch []entry, deliveries, size, conflated int) {
 	m := o.hub.metrics
-	m.framesOut.Add(frames)
+	m.framesOut.Add(len(batch))
 	m.delivered.Add(deliveries)
 	m.bytesOut.Add(size)
-	m.batchSize.Update(float64(frames))
+	m.batchSize.Update(float64(len(batch)))
 	if conflated > 0 {
 		m.conflated.Add(conflated)
 	}
-	if !oldest.IsZero() {
-		m.lag.UpdateDuration(oldest)
+	var done time.Time
+	for i := range batch {
+		if at := batch[i].at; !at.IsZero() {
+			if done.IsZero() {
+				done = time.Now()
+			}
+			m.lag.Update(done.Sub(at).Seconds())
+		}
 	}
 }

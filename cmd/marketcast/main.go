@@ -100,11 +100,8 @@ func newLogger(cfg *configs.Config, w io.Writer) *slog.Logger {
 
 func serve(args []string, stderr io.Writer) error {
 	if os.Getenv("GOGC") == "" {
-		// Per-connection state dominates the heap and steady-state garbage
-		// is per event, not per delivery, so a small GC headroom trims RSS
-		// per idle connection (19,000 connections: 11.6 KB at GOGC 50,
-		// 9.8 KB at 25) with no fan-out throughput lost in measurement.
-		debug.SetGCPercent(25)
+		debug.SetGCPercent(gcSteady) // gc.go says why, and when it widens
+		gcManaged = true
 	}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	file := fs.String("config", "", "config file (default: embedded)")

@@ -168,6 +168,7 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 	bg, stopBackground := context.WithCancel(context.Background())
 	defer stopBackground()
 	n.run(bg)
+	go followStorms(bg, n.srv.ActiveConnections, log)
 
 	src, err := newSource(cfg, n, log)
 	if err != nil {

@@ -13,6 +13,7 @@
 //	mcbench -scenario private                                 order updates to 10,000 users
 //	mcbench -scenario cluster [-nodes 3]                      one node, then NATS + 3 nodes: fan-out, private publishes, failover
 //	mcbench -scenario ingest  [-symbols 500 -subs 500]        ticks from a collector on NATS into one node: ticks per CPU-second, NATS → terminal latency
+//	mcbench -scenario storm   [-conns 10000 -concurrency 0]   every terminal reconnects at once: time until all are live, retransmits
 //
 // Results go to stdout as benchstat-readable lines; progress goes to stderr.
 package main
@@ -50,21 +51,23 @@ type options struct {
 	name                               string
 	extraConfig                        string
 	privateRate, failoverClients       int
+	concurrency                        int
 }
 
 func main() {
 	var o options
 	var rates string
-	flag.StringVar(&o.scenario, "scenario", "fanout", "fanout, fleet, memory, slow, private, cluster or ingest")
+	flag.StringVar(&o.scenario, "scenario", "fanout", "fanout, fleet, memory, slow, private, cluster, ingest or storm")
 	flag.StringVar(&o.target, "target", "marketcast", "marketcast, centrifugo or cluster (NATS + -nodes marketcast nodes)")
 	flag.IntVar(&o.nodes, "nodes", 3, "nodes of the cluster target")
+	flag.IntVar(&o.concurrency, "concurrency", 0, "storm: connections opening at a time (0: all at once)")
 	flag.IntVar(&o.privateRate, "private-rate", 1000, "cluster: private order updates per second")
 	flag.IntVar(&o.failoverClients, "failover-clients", 1500, "cluster: terminals spread over the nodes for the failover")
 	flag.StringVar(&o.bin, "bin", "bin/marketcast", "marketcast binary")
 	flag.StringVar(&o.centrifugo, "centrifugo-bin", "bin/centrifugo", "Centrifugo binary (bench/centrifugo.sh installs it)")
 	flag.IntVar(&o.subs, "subs", 1000, "subscribers (fanout, slow)")
 	flag.StringVar(&o.channel, "channel", "strategy_signals", "fanout/slow channel: strategy_signals (every message delivered, as Centrifugo does) or tick (conflated)")
-	flag.IntVar(&o.conns, "conns", 0, "connections (fleet: 10000, memory: 19000)")
+	flag.IntVar(&o.conns, "conns", 0, "connections (fleet: 10000, memory: 19000, storm: 10000)")
 	flag.IntVar(&o.users, "users", 10000, "users (private)")
 	flag.IntVar(&o.symbols, "symbols", 500, "symbols (fleet: simulated; ingest: published on NATS)")
 	flag.StringVar(&rates, "rates", "", "publish rates in messages/s, comma-separated (fanout steps through them)")
@@ -139,6 +142,8 @@ func run(ctx context.Context, o options) error {
 		return cluster(ctx, o)
 	case "ingest":
 		return ingest(ctx, o)
+	case "storm":
+		return storm(ctx, o)
 	}
 	return fmt.Errorf("unknown scenario %q", o.scenario)
 }

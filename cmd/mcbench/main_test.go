@@ -37,6 +37,7 @@ func TestScenariosSmoke(t *testing.T) {
 		{"slow", func(o *options) { o.subs, o.rates = 10, []int{50} }},
 		{"fleet", func(o *options) { o.conns = 20 }},
 		{"ingest", func(o *options) { o.subs, o.rates = 20, []int{200} }},
+		{"storm", func(o *options) { o.conns = 200 }},
 		{"cluster", func(o *options) {
 			o.subs, o.rates, o.nodes, o.users, o.privateRate, o.failoverClients = 9, []int{50}, 3, 30, 100, 30
 		}},

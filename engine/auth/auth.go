@@ -19,6 +19,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bytedance/sonic"
+
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/marketcast/marketcast/protocol"
@@ -180,21 +182,41 @@ type claims struct {
 }
 
 // UnmarshalJSON refuses time claims that are not JSON numbers (RFC 7519
-// says NumericDate; the library also took "123" as a string).
+// says NumericDate; the library also took "123" as a string). One decode:
+// every connection's token passes here, a reconnect storm's ten thousand
+// at once.
 func (c *claims) UnmarshalJSON(b []byte) error {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(b, &raw); err != nil {
+	type plain claims // without this method
+	var w struct {
+		plain
+		// Shallower than RegisteredClaims' fields of the same names, so
+		// these take the times as they are written.
+		Exp json.RawMessage `json:"exp"`
+		Nbf json.RawMessage `json:"nbf"`
+		Iat json.RawMessage `json:"iat"`
+	}
+	if err := sonic.Unmarshal(b, &w); err != nil {
 		return err
 	}
-	for _, k := range []string{"exp", "nbf", "iat"} {
-		if v, ok := raw[k]; ok {
-			if v = bytes.TrimSpace(v); len(v) == 0 || !(v[0] == '-' || v[0] >= '0' && v[0] <= '9') {
-				return fmt.Errorf("claim %s must be a number", k)
-			}
+	*c = claims(w.plain)
+	for _, t := range []struct {
+		name string
+		raw  json.RawMessage
+		dst  **jwt.NumericDate
+	}{{"exp", w.Exp, &c.ExpiresAt}, {"nbf", w.Nbf, &c.NotBefore}, {"iat", w.Iat, &c.IssuedAt}} {
+		if t.raw == nil {
+			continue
 		}
+		if v := bytes.TrimSpace(t.raw); len(v) == 0 || !(v[0] == '-' || v[0] >= '0' && v[0] <= '9') {
+			return fmt.Errorf("claim %s must be a number", t.name)
+		}
+		d := new(jwt.NumericDate)
+		if err := d.UnmarshalJSON(t.raw); err != nil {
+			return fmt.Errorf("claim %s: %w", t.name, err)
+		}
+		*t.dst = d
 	}
-	type plain claims // without this method
-	return json.Unmarshal(b, (*plain)(c))
+	return nil
 }
 
 // Verify checks a token (a leading "Bearer " is accepted) and returns who it

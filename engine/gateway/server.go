@@ -4,11 +4,15 @@
 package gateway
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"runtime/debug"
 	"strings"
@@ -73,6 +77,10 @@ type Config struct {
 	OpsSeparate bool
 	// MaxBarHistory bounds a kline subscription's "history".
 	MaxBarHistory int
+	// MaxUnsentBytes caps what the kernel holds unsent per WebSocket
+	// (TCP_NOTSENT_LOWAT), so a slow reader's backlog stays in the outbox,
+	// where it is conflated; 0 leaves the kernel's default.
+	MaxUnsentBytes int
 	// DevTokenTTL, when set, enables GET /dev/token, which signs a token for
 	// anyone who asks: development configurations only.
 	DevTokenTTL time.Duration
@@ -178,7 +186,7 @@ func New(cfg Config, hub *engine.Hub, market Market, verifier *auth.Verifier, lo
 
 	s.upgrader = gws.NewUpgrader(&wsHandler{s}, &gws.ServerOption{
 		ReadMaxPayloadSize: cfg.MaxFrameBytes,
-		ReadBufferSize:     512, // client requests are small; this buffer lives as long as the connection
+		ReadBufferSize:     readBufferSize,
 		HandshakeTimeout:   5 * time.Second,
 		CheckUtf8Enabled:   true,
 		PermessageDeflate: gws.PermessageDeflate{
@@ -359,17 +367,19 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "origin "+origin+" may not open this WebSocket (http.allowed_origins)", http.StatusForbidden)
 		return
 	}
-	socket, err := s.upgrader.Upgrade(w, r)
+	socket, wrapped, err := s.upgrade(w, r)
 	if err != nil {
 		s.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
+	limitUnsent(socket.NetConn(), s.cfg.MaxUnsentBytes)
 	sess := &session{
 		srv:  s,
 		conn: socket,
 		// Frames are written straight to the socket, compressed or not as
 		// gws negotiated; nothing else may write data frames through gws.
 		out:    s.hub.NewOutbox(socket.NetConn(), socket.CompressionEnabled()),
+		slot:   wrapped,
 		remote: r.RemoteAddr,
 		token:  tokenFromRequest(r),
 		subs:   make(map[string]*engine.Subscription),
@@ -379,6 +389,42 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// The handler returns so net/http can free the request; the read loop
 	// is the connection's only goroutine.
 	go s.readLoop(socket, sess)
+}
+
+// readBufferSize is a connection's read buffer: client requests are small,
+// and this buffer lives as long as the connection.
+const readBufferSize = 512
+
+// upgrade hijacks the request's connection and makes it a WebSocket on
+// the TCP connection itself: the connection limiter's wrapper stays out of
+// the data path (through it the read loop's goroutine needed an 8 KiB
+// stack instead of 4, and frames lost writev). The wrapper is returned to
+// be closed when the session ends, which frees its slot. Bytes the client
+// sent after its request (a pipelined first frame) are read first.
+func (s *Server) upgrade(w http.ResponseWriter, r *http.Request) (*gws.Conn, net.Conn, error) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("gateway: the connection cannot be taken over")
+	}
+	wrapped, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	raw := wrapped
+	if l, ok := wrapped.(*limitedConn); ok {
+		raw = l.Conn
+	}
+	var rd io.Reader = raw
+	if n := brw.Reader.Buffered(); n > 0 {
+		early, _ := brw.Reader.Peek(n)
+		rd = io.MultiReader(bytes.NewReader(bytes.Clone(early)), raw)
+	}
+	socket, err := s.upgrader.UpgradeFromConn(raw, bufio.NewReaderSize(rd, readBufferSize), r)
+	if err != nil {
+		_ = wrapped.Close()
+		return nil, nil, err
+	}
+	return socket, wrapped, nil
 }
 
 // readLoop runs gws's read loop for one connection. A panic in it (gws, or
@@ -428,13 +474,20 @@ func (s *Server) ActiveConnections() int { return int(s.connsOpen.Get()) }
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	s.stopOnce.Do(func() { close(s.stop) })
-	s.sessions.Range(func(k, _ any) bool {
-		k.(*session).out.Close(protocol.CloseGoingAway, "server shutting down")
-		return true
-	})
+	closeAll := func() {
+		s.sessions.Range(func(k, _ any) bool {
+			k.(*session).out.Close(protocol.CloseGoingAway, "server shutting down")
+			return true
+		})
+	}
+	closeAll()
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for s.ActiveConnections() > 0 {
+		// A connection upgraded just before draining began may register
+		// its session after the first pass: close it too (Close is
+		// idempotent).
+		closeAll()
 		select {
 		case <-ctx.Done():
 			s.sessions.Range(func(k, _ any) bool {

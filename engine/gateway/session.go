@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ type session struct {
 	srv    *Server
 	conn   *gws.Conn
 	out    *engine.Outbox
+	slot   net.Conn // the accepted connection as the limiter counts it: closed last
 	remote string
 	token  string // offered in the handshake, verified in OnOpen
 
@@ -120,6 +122,7 @@ func (ss *session) finish(err error) {
 		delete(ss.subs, k)
 	}
 	_ = ss.conn.NetConn().Close()
+	_ = ss.slot.Close() // frees the connection limiter's slot
 	s.sessions.Delete(ss)
 	s.connsOpen.Dec()
 	var ce *gws.CloseError

@@ -581,3 +581,28 @@ func TestFlushIsAdaptive(t *testing.T) {
 		t.Fatalf("answer %+v", e)
 	}
 }
+
+// TestBatchWritesOnceAtEnd: what a batch brings a connection is queued,
+// not written, until the batch ends; then it leaves together.
+func TestBatchWritesOnceAtEnd(t *testing.T) {
+	h, _ := newHub(t, func(c *engine.Config, _ *engine.HistoryLimits) { c.FlushDelay = 0 })
+	o, p := newPair(t, h, false)
+	for _, s := range []string{"A", "B", "C"} {
+		subscribe(t, h, o, "tick:"+s, engine.Conflated, engine.SubscribeOptions{})
+	}
+	b := h.NewBatch()
+	for i, s := range []string{"A", "B", "C"} {
+		if _, err := b.Publish(context.Background(), tick(s, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if frames, _ := o.Pending(); frames != 3 {
+		t.Fatalf("%d frames pending before the batch ended; want 3 (none written)", frames)
+	}
+	b.End()
+	for _, s := range []string{"A", "B", "C"} {
+		if e := p.env(); e.Symbol != s {
+			t.Fatalf("got %s; want %s", e.Symbol, s)
+		}
+	}
+}

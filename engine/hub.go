@@ -147,6 +147,10 @@ func (h *Hub) topic(key string, mode Mode) (*topic, error) {
 // numbers and stores it and hands it back (Apply) for delivery. The event
 // tells the caller its sequence, epoch and time.
 func (h *Hub) Publish(ctx context.Context, m Message) (*Event, error) {
+	return h.publish(ctx, m, nil)
+}
+
+func (h *Hub) publish(ctx context.Context, m Message, batch *Batch) (*Event, error) {
 	if m.Topic == "" {
 		return nil, ErrMissingTopic
 	}
@@ -169,10 +173,41 @@ func (h *Hub) Publish(ctx context.Context, m Message) (*Event, error) {
 	if ev.final && h.cfg.BarHistory > 0 {
 		t.finals.add(ev, h.cfg.BarHistory)
 	}
-	h.deliverLocked(t, ev)
+	h.deliverLocked(t, ev, batch)
 	t.mu.Unlock()
 	h.metrics.published.Inc()
 	return ev, nil
+}
+
+// Batch publishes several conflated messages that are due together (a
+// feed's snapshot of many symbols, what one read from NATS brought): each
+// connection gets what the batch brings it in one write, when the batch
+// ends, instead of one write per message. A batch belongs to one
+// goroutine; End must be called.
+type Batch struct {
+	h    *Hub
+	held []*Outbox
+}
+
+// NewBatch starts a batch.
+func (h *Hub) NewBatch() *Batch { return &Batch{h: h} }
+
+// Publish is Hub.Publish within the batch. Reliable messages are not
+// batched: the broker delivers them.
+func (b *Batch) Publish(ctx context.Context, m Message) (*Event, error) {
+	return b.h.publish(ctx, m, b)
+}
+
+// End writes what the batch queued: every connection it touched is
+// flushed now.
+func (b *Batch) End() {
+	for _, o := range b.held {
+		o.mu.Lock()
+		o.batched = false
+		o.kickLocked(true)
+		o.mu.Unlock()
+	}
+	b.held = b.held[:0]
 }
 
 // Last returns the latest event of a conflated topic on this node, or nil.

@@ -44,6 +44,8 @@ type Outbox struct {
 	ctrl      [2]ctrlSlot // the pending pong and ping, replaced rather than queued twice
 	flushing  bool
 	held      bool      // flushing is set and the flusher waits for the hub's delay timer
+	batched   bool      // in a Batch, which kicks the flusher when it ends
+	deferKick bool      // set while a Batch queues a frame: no kick yet
 	lastWrite time.Time // when the flusher last wrote
 	state     outboxState
 	closeCode uint16
@@ -85,7 +87,7 @@ func (h *Hub) NewOutbox(conn net.Conn, deflate bool) *Outbox {
 }
 
 // enqueue queues one live event frame for sub.
-func (o *Outbox) enqueue(sub *Subscription, b []byte, mode Mode, ev *Event) {
+func (o *Outbox) enqueue(sub *Subscription, b []byte, mode Mode, ev *Event, batch *Batch) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.state != stateOpen {
@@ -105,7 +107,20 @@ func (o *Outbox) enqueue(sub *Subscription, b []byte, mode Mode, ev *Event) {
 		}
 	}
 	replaceable := mode == Conflated && !ev.final
-	o.appendLocked(entry{b: b, sub: sub, at: ev.env.Timestamp, replaceable: replaceable, counted: !replaceable, live: true})
+	e := entry{b: b, sub: sub, at: ev.env.Timestamp, replaceable: replaceable, counted: !replaceable, live: true}
+	if batch == nil {
+		o.appendLocked(e)
+		return
+	}
+	// Part of a batch: queued now, written when the batch ends, with the
+	// rest of what the batch brings this connection.
+	o.deferKick = true
+	o.appendLocked(e)
+	o.deferKick = false
+	if !o.batched && o.state == stateOpen {
+		o.batched = true
+		batch.held = append(batch.held, o)
+	}
 }
 
 // enqueueSnapshot queues the state a subscription starts with. It is never
@@ -160,7 +175,9 @@ func (o *Outbox) appendLocked(e entry) {
 	if e.replaceable {
 		e.sub.pendGen, e.sub.pendIdx = o.gen, len(o.queue)-1
 	}
-	o.kickLocked(!e.live)
+	if !o.deferKick {
+		o.kickLocked(!e.live)
+	}
 }
 
 // addCatchup makes the flusher stream sub's replay.

@@ -37,7 +37,7 @@ type topic struct {
 // subscription. Subscribers that share a frame variant share its bytes; the
 // last variant used is remembered, so the common case (everyone wants the
 // same bytes) costs no lookup. t.mu is held on entry.
-func (h *Hub) deliverLocked(t *topic, ev *Event) {
+func (h *Hub) deliverLocked(t *topic, ev *Event, batch *Batch) {
 	var (
 		lastKey uint64 = ^uint64(0)
 		lastB   []byte
@@ -59,7 +59,7 @@ func (h *Hub) deliverLocked(t *topic, ev *Event) {
 		if key != lastKey {
 			lastKey, lastB = key, ev.frame(h.metrics, h.cfg.DeflateThreshold, sub.proj, sub.out.deflate, false)
 		}
-		sub.out.enqueue(sub, lastB, t.mode, ev)
+		sub.out.enqueue(sub, lastB, t.mode, ev, batch)
 	}
 }
 
@@ -97,7 +97,7 @@ func (h *Hub) applyLocked(t *topic, ev *Event) {
 		h.metrics.duplicates.Inc()
 	case seq == t.seq+1 || (t.epoch == "" && t.seq == 0 && seq == 1):
 		t.seq, t.epoch, t.last = seq, epoch, ev
-		h.deliverLocked(t, ev)
+		h.deliverLocked(t, ev, nil)
 	default:
 		h.metrics.gaps.Inc()
 		if t.epoch == "" {
@@ -160,7 +160,7 @@ func (h *Hub) backfill(t *topic) {
 		for _, ev := range hist.Events {
 			if ev.Sequence() == t.seq+1 {
 				t.seq, t.last = ev.Sequence(), ev
-				h.deliverLocked(t, ev)
+				h.deliverLocked(t, ev, nil)
 			}
 		}
 		// Apply what arrived meanwhile, in order; stop at the next gap.
@@ -177,7 +177,7 @@ func (h *Hub) backfill(t *topic) {
 			t.held = t.held[1:]
 			if ev.Sequence() == t.seq+1 {
 				t.seq, t.last = ev.Sequence(), ev
-				h.deliverLocked(t, ev)
+				h.deliverLocked(t, ev, nil)
 			} else {
 				h.metrics.duplicates.Inc()
 			}

@@ -22,6 +22,38 @@ type Sink interface {
 	Publish(ctx context.Context, p *protocol.Publication) (seq uint64, err error)
 }
 
+// BatchSink is a Sink that also takes publications due together at once
+// (a snapshot of every contract, what one read from NATS brought), so each
+// terminal gets them in one write. Sources use it when their sink has it.
+type BatchSink interface {
+	Sink
+	// PublishBatch publishes ps and says how many it published; the
+	// error is the first refusal, the others published all the same.
+	PublishBatch(ctx context.Context, ps []*protocol.Publication) (int, error)
+}
+
+// PublishAll publishes ps through sink, as one batch when it takes
+// batches, and says how many it published and the first refusal.
+func PublishAll(ctx context.Context, sink Sink, ps []*protocol.Publication) (int, error) {
+	if b, ok := sink.(BatchSink); ok {
+		return b.PublishBatch(ctx, ps)
+	}
+	var (
+		n     int
+		first error
+	)
+	for _, p := range ps {
+		if _, err := sink.Publish(ctx, p); err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		n++
+	}
+	return n, first
+}
+
 // Source produces market data until ctx ends.
 type Source interface {
 	// Symbols lists the symbols the source knows before it starts.

@@ -22,6 +22,10 @@ import (
 // protocol over WebSocket, JWT connect, HTTP API publishing.
 type Centrifugo struct {
 	Bin string
+	// Tuned sets what Centrifugo's documentation offers to save memory per
+	// connection: 512-byte WebSocket read buffers and a pool of write
+	// buffers instead of one per connection. Off: its defaults.
+	Tuned bool
 
 	addr, secret, apiKey string
 	proc                 *process
@@ -29,9 +33,14 @@ type Centrifugo struct {
 }
 
 func (c *Centrifugo) Endpoint() (string, string) { return c.addr, c.secret }
-func (c *Centrifugo) Name() string               { return "centrifugo" }
-func (c *Centrifugo) PID() int                   { return c.proc.cmd.Process.Pid }
-func (c *Centrifugo) Stop()                      { c.proc.stop() }
+func (c *Centrifugo) Name() string {
+	if c.Tuned {
+		return "centrifugo-tuned"
+	}
+	return "centrifugo"
+}
+func (c *Centrifugo) PID() int { return c.proc.cmd.Process.Pid }
+func (c *Centrifugo) Stop()    { c.proc.stop() }
 
 func (c *Centrifugo) Start(ctx context.Context) error {
 	addr, err := freePort()
@@ -48,6 +57,9 @@ func (c *Centrifugo) Start(ctx context.Context) error {
 		"http_api": map[string]any{"key": c.apiKey},
 		"health":   map[string]any{"enabled": true},
 		"log":      map[string]any{"level": "error"},
+	}
+	if c.Tuned {
+		cfg["websocket"] = map[string]any{"read_buffer_size": 512, "use_write_buffer_pool": true}
 	}
 	b, _ := json.Marshal(cfg)
 	file := filepath.Join(os.TempDir(), fmt.Sprintf("centrifugo-%d.json", time.Now().UnixNano()))

@@ -10,7 +10,7 @@ import (
 
 // Cluster is marketcast on NATS: the binary's own NATS server with
 // JetStream and Nodes marketcast processes on it, every one a real process
-// (pinned with the others to the server's core when PinServerCPU is set, so
+// (pinned with the others to the server's cores when ServerCPUs is set, so
 // CPU per delivery compares with one node's). Connections and publishes go
 // round-robin over the nodes.
 type Cluster struct {

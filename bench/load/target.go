@@ -41,7 +41,7 @@ func Attach(kind, addr, secret string) (Target, error) {
 	switch kind {
 	case "marketcast":
 		return &Marketcast{addr: addr, secret: secret}, nil
-	case "centrifugo":
+	case "centrifugo", "centrifugo-tuned":
 		return &Centrifugo{addr: addr, secret: secret}, nil
 	}
 	return nil, fmt.Errorf("unknown target %q", kind)
@@ -66,9 +66,10 @@ func freePort() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// PinServerCPU, when >= 0, runs the server under test on that CPU alone
-// (taskset) with GOMAXPROCS=1.
-var PinServerCPU = -1
+// ServerCPUs, when > 0, runs the server under test on CPUs 0 to
+// ServerCPUs-1 alone (taskset) with GOMAXPROCS=ServerCPUs; the load
+// generator keeps the others.
+var ServerCPUs = 0
 
 // process runs a server binary and waits for a health URL.
 type process struct {
@@ -85,11 +86,15 @@ func startProcess(ctx context.Context, bin string, args, env []string, health st
 		bin = abs
 	}
 	var cmd *exec.Cmd
-	if PinServerCPU >= 0 {
-		// The server gets a core of its own so its CPU time and latency are
+	if ServerCPUs > 0 {
+		// The server gets cores of its own so its CPU time and latency are
 		// not mixed with the load generator's.
-		cmd = exec.CommandContext(ctx, "taskset", append([]string{"-c", strconv.Itoa(PinServerCPU), bin}, args...)...)
-		env = append(env, "GOMAXPROCS=1")
+		cpus := "0"
+		if ServerCPUs > 1 {
+			cpus = "0-" + strconv.Itoa(ServerCPUs-1)
+		}
+		cmd = exec.CommandContext(ctx, "taskset", append([]string{"-c", cpus, bin}, args...)...)
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(ServerCPUs))
 	} else {
 		cmd = exec.CommandContext(ctx, bin, args...)
 	}

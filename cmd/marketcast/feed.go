@@ -122,9 +122,16 @@ func (r *feedRunner) Publish(ctx context.Context, p *protocol.Publication) (uint
 	return r.sink.Publish(ctx, p)
 }
 
+func (r *feedRunner) PublishBatch(ctx context.Context, ps []*protocol.Publication) (int, error) {
+	if !r.up.Load() && r.up.CompareAndSwap(false, true) {
+		r.setReady(true)
+	}
+	return feed.PublishAll(ctx, r.sink, ps)
+}
+
 func (r *feedRunner) down() {
 	r.up.Store(false)
 	r.setReady(false)
 }
 
-var _ feed.Sink = (*feedRunner)(nil)
+var _ feed.BatchSink = (*feedRunner)(nil)

@@ -39,6 +39,9 @@ import (
 	"github.com/marketcast/marketcast/bench/load"
 )
 
+// label is -name: added to every result name.
+var label string
+
 type options struct {
 	scenario, target, bin, centrifugo  string
 	subs, conns, users, symbols, nodes int
@@ -58,7 +61,7 @@ func main() {
 	var o options
 	var rates string
 	flag.StringVar(&o.scenario, "scenario", "fanout", "fanout, fleet, memory, slow, private, cluster, ingest or storm")
-	flag.StringVar(&o.target, "target", "marketcast", "marketcast, centrifugo or cluster (NATS + -nodes marketcast nodes)")
+	flag.StringVar(&o.target, "target", "marketcast", "marketcast, centrifugo, centrifugo-tuned (its memory-saving options) or cluster (NATS + -nodes marketcast nodes)")
 	flag.IntVar(&o.nodes, "nodes", 3, "nodes of the cluster target")
 	flag.IntVar(&o.concurrency, "concurrency", 0, "storm: connections opening at a time (0: all at once)")
 	flag.IntVar(&o.privateRate, "private-rate", 1000, "cluster: private order updates per second")
@@ -76,9 +79,11 @@ func main() {
 	flag.BoolVar(&o.deflate, "deflate", false, "negotiate permessage-deflate")
 	flag.IntVar(&o.payload, "payload", 200, "approximate data bytes per published message")
 	flag.Float64Var(&o.p99Limit, "p99-limit", 10, "fanout stops stepping once p99 passes this many ms")
+	flag.StringVar(&o.name, "name", "", "a label added to result names (a variant's -server-config, say)")
 	flag.StringVar(&o.extraConfig, "server-config", "", "YAML appended to marketcast's scenario config, e.g. $'delivery:\\n  flush_delay: 2ms'")
 	flag.IntVar(&load.InflateEvery, "inflate-every", 16, "with -deflate: inflate one compressed frame in this many for latency, count the rest")
-	pin := flag.Bool("pin", true, "run the server on CPU 0 and the load generator on CPU 1 (each GOMAXPROCS=1)")
+	pin := flag.Bool("pin", true, "run the server on its own CPUs (-cpus) and the load generator on the rest")
+	cpus := flag.Int("cpus", 1, "with -pin: CPUs for the server (0 to N-1, GOMAXPROCS=N); the load generator gets the others")
 	// A worker is a child process holding a share of the connections.
 	isWorker := flag.Bool("worker", false, "internal: run as a worker process of another mcbench")
 	addr := flag.String("addr", "", "internal (worker): server address")
@@ -93,12 +98,14 @@ func main() {
 		}
 		return
 	}
-	if *pin && runtime.NumCPU() >= 2 {
-		load.PinServerCPU = 0
+	if *pin && runtime.NumCPU() > *cpus && *cpus > 0 {
+		load.ServerCPUs = *cpus
 		var set unix.CPUSet
-		set.Set(1)
+		for c := *cpus; c < runtime.NumCPU(); c++ {
+			set.Set(c)
+		}
 		if err := unix.SchedSetaffinity(0, &set); err == nil {
-			runtime.GOMAXPROCS(1)
+			runtime.GOMAXPROCS(runtime.NumCPU() - *cpus)
 		}
 	}
 	for _, r := range strings.Split(rates, ",") {
@@ -108,6 +115,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	label = o.name
 	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "mcbench:", err)
 		os.Exit(1)
@@ -120,6 +128,8 @@ func newTarget(o options, cfg string) (load.Target, error) {
 		return &load.Marketcast{Bin: o.bin, Config: cfg + o.extraConfig + "\n"}, nil
 	case "centrifugo":
 		return &load.Centrifugo{Bin: o.centrifugo}, nil
+	case "centrifugo-tuned":
+		return &load.Centrifugo{Bin: o.centrifugo, Tuned: true}, nil
 	case "cluster":
 		return &load.Cluster{Bin: o.bin, Nodes: o.nodes, Config: cfg + o.extraConfig + "\n"}, nil
 	}
@@ -418,6 +428,9 @@ func progress(format string, args ...any) {
 
 // report prints one benchstat line.
 func report(name string, s sample, expected int64, extra ...string) {
+	if label != "" {
+		name += "/variant=" + label
+	}
 	perCPU := 0.0
 	if s.cpu > 0 {
 		perCPU = float64(s.delivered) / s.cpu.Seconds()

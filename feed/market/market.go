@@ -174,10 +174,43 @@ func New(hub *engine.Hub, cfg Config) *Market {
 // Publish implements feed.Sink: the publication goes to the hub, and a tick
 // also to the bar builder.
 func (m *Market) Publish(ctx context.Context, p *protocol.Publication) (uint64, error) {
+	return m.publish(ctx, p, nil)
+}
+
+// PublishBatch implements feed.BatchSink: the publications go to the hub as
+// one batch (each terminal gets them in one write).
+func (m *Market) PublishBatch(ctx context.Context, ps []*protocol.Publication) (int, error) {
+	b := m.hub.NewBatch()
+	defer b.End()
+	var (
+		n     int
+		first error
+	)
+	for _, p := range ps {
+		if _, err := m.publish(ctx, p, b); err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		n++
+	}
+	return n, first
+}
+
+func (m *Market) publish(ctx context.Context, p *protocol.Publication, b *engine.Batch) (uint64, error) {
 	if err := m.catalog.Add(p.ID); err != nil {
 		return 0, err
 	}
-	ev, err := m.hub.Publish(ctx, engine.FromPublication(p))
+	var (
+		ev  *engine.Event
+		err error
+	)
+	if b != nil {
+		ev, err = b.Publish(ctx, engine.FromPublication(p))
+	} else {
+		ev, err = m.hub.Publish(ctx, engine.FromPublication(p))
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -321,4 +354,4 @@ func (m *Market) Symbols() []string { return m.catalog.Sorted() }
 // SymbolCount is the size of the universe.
 func (m *Market) SymbolCount() int { return m.catalog.Len() }
 
-var _ feed.Sink = (*Market)(nil)
+var _ feed.BatchSink = (*Market)(nil)

@@ -98,6 +98,7 @@ func (s *Source) Run(ctx context.Context, sink feed.Sink) error {
 	}()
 
 	seen := &sync.Map{} // subjects received live before the warm-up reached them
+	var batch []*protocol.Publication
 	warm := make(chan *nats.Msg, 1024)
 	go s.warmUp(ctx, warm)
 	for {
@@ -105,15 +106,32 @@ func (s *Source) Run(ctx context.Context, sink feed.Sink) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case m := <-msgs:
-			seen.Store(m.Subject, true)
-			s.handle(ctx, sink, m.Subject, m.Data, false)
+			// With it, whatever else NATS has delivered: one batch, so
+			// each terminal gets the lot in one write.
+			batch = batch[:0]
+			for {
+				seen.Store(m.Subject, true)
+				if p := s.check(m.Subject, m.Data); p != nil {
+					batch = append(batch, p)
+				}
+				if len(batch) == maxBatch {
+					break
+				}
+				select {
+				case m = <-msgs:
+					continue
+				default:
+				}
+				break
+			}
+			s.publish(ctx, sink, batch)
 		case m, ok := <-warm:
 			if !ok {
 				warm = nil // done
 				continue
 			}
 			if _, live := seen.Load(m.Subject); !live {
-				s.handle(ctx, sink, m.Subject, m.Data, true)
+				s.handle(ctx, sink, m.Subject, m.Data)
 			}
 		}
 	}
@@ -180,32 +198,53 @@ func EnsureLastStream(ctx context.Context, js jetstream.JetStream) error {
 	return err
 }
 
-// handle validates one market message from its subject and payload and
-// hands it to the sink; bad input is counted by reason and dropped.
-func (s *Source) handle(ctx context.Context, sink feed.Sink, subject string, data []byte, warm bool) {
+// maxBatch bounds the messages published as one batch.
+const maxBatch = 256
+
+// check validates one market message from its subject and payload; bad
+// input is counted by reason and dropped (nil).
+func (s *Source) check(subject string, data []byte) *protocol.Publication {
 	ch, symbol, ok := protocol.ParseMarketSubject(subject)
 	if !ok {
 		s.dropLog.drop("subject", subject, errors.New("not md.<market channel>.<symbol>"))
-		return
+		return nil
 	}
 	if len(data) > s.maxBytes {
 		s.dropLog.drop("too_large", subject, fmt.Errorf("%d bytes; at most %d", len(data), s.maxBytes))
-		return
+		return nil
 	}
 	p, err := protocol.Validate(&protocol.Item{Channel: ch.Push, Symbol: symbol, Data: data}, s.maxBytes)
 	if err != nil {
 		s.dropLog.drop(reasonOf(err), subject, err)
+		return nil
+	}
+	return p
+}
+
+// publish hands checked publications to the sink, as one batch.
+func (s *Source) publish(ctx context.Context, sink feed.Sink, ps []*protocol.Publication) {
+	if len(ps) == 0 {
+		return
+	}
+	n, err := feed.PublishAll(ctx, sink, ps)
+	s.ingest.Add(n)
+	for range len(ps) - n { // refused: a full catalogue, say (the error is the first's)
+		s.dropLog.drop("rejected", "md.>", err)
+	}
+}
+
+// handle validates and publishes one message taken from the last-value
+// stream at start.
+func (s *Source) handle(ctx context.Context, sink feed.Sink, subject string, data []byte) {
+	p := s.check(subject, data)
+	if p == nil {
 		return
 	}
 	if _, err := sink.Publish(ctx, p); err != nil {
 		s.dropLog.drop("rejected", subject, err)
 		return
 	}
-	if warm {
-		s.warmed.Inc()
-	} else {
-		s.ingest.Inc()
-	}
+	s.warmed.Inc()
 }
 
 // reasonOf names the reason a validation failed, for the metric's label.

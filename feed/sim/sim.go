@@ -52,7 +52,8 @@ type Sim struct {
 	contracts []*contract
 	rng       *rand.Rand
 	now       func() time.Time
-	scale     float64 // snapshots one step stands for: 1, more in a backfill
+	scale     float64                 // snapshots one step stands for: 1, more in a backfill
+	out       []*protocol.Publication // what the current step publishes
 }
 
 type contract struct {
@@ -206,8 +207,9 @@ func (s *Sim) backfill(ctx context.Context, sink feed.Sink, now time.Time) {
 				s.newDay(c, d)
 			}
 			s.step(c)
-			s.publishTick(ctx, sink, c, at)
+			s.publishTick(c, at)
 		}
+		s.send(ctx, sink)
 	}
 }
 
@@ -223,9 +225,10 @@ func (s *Sim) Open(ctx context.Context, sink feed.Sink, now time.Time) {
 			if d := day.String(); d != c.day { // not already trading it (a backfill)
 				s.newDay(c, d)
 			}
-			s.publish(ctx, sink, c, now)
+			s.publish(c, now)
 		}
 	}
+	s.send(ctx, sink)
 }
 
 // Step moves every contract in session by one snapshot at exchange time at
@@ -241,8 +244,9 @@ func (s *Sim) Step(ctx context.Context, sink feed.Sink, at time.Time) {
 			s.newDay(c, d)
 		}
 		s.step(c)
-		s.publish(ctx, sink, c, at)
+		s.publish(c, at)
 	}
+	s.send(ctx, sink)
 }
 
 // newDay starts a trading day: the last price becomes the settlement the
@@ -345,14 +349,25 @@ func (s *Sim) shiftBook(c *contract, prevBid, prevAsk int64) {
 	shift(c.askQ, prevAsk-c.ask)
 }
 
-// publish sends a contract's tick and book at exchange time at.
-func (s *Sim) publish(ctx context.Context, sink feed.Sink, c *contract, at time.Time) {
-	s.publishTick(ctx, sink, c, at)
-	s.publishBook(ctx, sink, c, at)
+// send publishes what the step queued, as one batch: a snapshot of every
+// contract is due at the same instant, so each terminal gets its symbols'
+// ticks and books in one write.
+func (s *Sim) send(ctx context.Context, sink feed.Sink) {
+	if len(s.out) > 0 {
+		_, _ = feed.PublishAll(ctx, sink, s.out)
+		clear(s.out)
+		s.out = s.out[:0]
+	}
 }
 
-// publishTick sends a contract's tick at exchange time at.
-func (s *Sim) publishTick(ctx context.Context, sink feed.Sink, c *contract, at time.Time) {
+// publish queues a contract's tick and book at exchange time at.
+func (s *Sim) publish(c *contract, at time.Time) {
+	s.publishTick(c, at)
+	s.publishBook(c, at)
+}
+
+// publishTick queues a contract's tick at exchange time at.
+func (s *Sim) publishTick(c *contract, at time.Time) {
 	p := c.p
 	dec := func(u int64) string { return feed.Decimal{Units: u, Scale: p.Decimals}.String() }
 	lo, hi := c.limits()
@@ -381,11 +396,11 @@ func (s *Sim) publishTick(ctx context.Context, sink feed.Sink, c *contract, at t
 	}
 	pub := feed.TickPublication(tick)
 	pub.Time = at
-	_, _ = sink.Publish(ctx, pub)
+	s.out = append(s.out, pub)
 }
 
-// publishBook sends a contract's book at exchange time at.
-func (s *Sim) publishBook(ctx context.Context, sink feed.Sink, c *contract, at time.Time) {
+// publishBook queues a contract's book at exchange time at.
+func (s *Sim) publishBook(c *contract, at time.Time) {
 	p := c.p
 	dec := func(u int64) string { return feed.Decimal{Units: u, Scale: p.Decimals}.String() }
 	lo, hi := c.limits()
@@ -399,7 +414,7 @@ func (s *Sim) publishBook(ctx context.Context, sink feed.Sink, c *contract, at t
 		}
 	}
 	book.Levels = max(len(book.Bids), len(book.Asks)) // what is sent, even at a limit
-	_, _ = sink.Publish(ctx, feed.DepthPublication(book))
+	s.out = append(s.out, feed.DepthPublication(book))
 }
 
 // roundDiv divides rounding half away from zero.

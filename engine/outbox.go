@@ -52,7 +52,14 @@ type Outbox struct {
 
 	iov      net.Buffers // owned by the running flusher
 	deadline time.Time   // the write deadline set last, owned by the flusher
+
+	closeSent func() // told once the close frame is written (see OnCloseSent)
 }
+
+// OnCloseSent registers f, called once this outbox has written its close
+// frame: the WebSocket library must then read the peer's answering close
+// frame as the end of the handshake, not answer it. Set before use.
+func (o *Outbox) OnCloseSent(f func()) { o.closeSent = f }
 
 type outboxState uint8
 
@@ -423,8 +430,10 @@ func (o *Outbox) flush() {
 		if err != nil || closeNow {
 			if err != nil {
 				m.writeErrors.Inc()
+				_ = o.conn.Close()
+			} else {
+				o.closeAfterFrame()
 			}
-			_ = o.conn.Close()
 			o.mu.Lock()
 			o.state = stateClosed
 			o.flushing = false
@@ -439,6 +448,25 @@ func (o *Outbox) flush() {
 		o.lastWrite = now
 		o.mu.Unlock()
 	}
+}
+
+// closeGrace is how long the peer has to answer our close frame before the
+// connection is closed under it.
+const closeGrace = time.Second
+
+// closeAfterFrame ends the connection once its close frame is written, as
+// RFC 6455 (7.1.1) has it: after the closing handshake. The peer gets
+// closeGrace to answer with its own close frame, which the connection's read
+// loop reads, ending the connection; then it is closed regardless. Closing
+// at once, or half-closing, lets a peer busy with earlier frames (a browser
+// or Node parsing a burst of ticks) see the end of the stream before it has
+// read our close frame, and report 1006 instead of our code.
+func (o *Outbox) closeAfterFrame() {
+	if o.closeSent != nil {
+		o.closeSent()
+	}
+	_ = o.conn.SetReadDeadline(time.Now().Add(closeGrace))
+	time.AfterFunc(closeGrace, func() { _ = o.conn.Close() })
 }
 
 // recordFlush updates the metrics of one write: counters per flush, and

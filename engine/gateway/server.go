@@ -77,6 +77,9 @@ type Config struct {
 	OpsSeparate bool
 	// MaxBarHistory bounds a kline subscription's "history".
 	MaxBarHistory int
+	// DrainDrop makes Shutdown end connections without a close frame, for
+	// clients that reconnect only after an unclean close.
+	DrainDrop bool
 	// MaxUnsentBytes caps what the kernel holds unsent per WebSocket
 	// (TCP_NOTSENT_LOWAT), so a slow reader's backlog stays in the outbox,
 	// where it is conflated; 0 leaves the kernel's default.
@@ -385,6 +388,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		subs:   make(map[string]*engine.Subscription),
 		bucket: newBucket(s.cfg.RatePerMinute, s.cfg.RateBurst),
 	}
+	sess.out.OnCloseSent(socket.CloseSent)
 	socket.Session().Store("", sess)
 	// The handler returns so net/http can free the request; the read loop
 	// is the connection's only goroutine.
@@ -476,7 +480,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() { close(s.stop) })
 	closeAll := func() {
 		s.sessions.Range(func(k, _ any) bool {
-			k.(*session).out.Close(protocol.CloseGoingAway, "server shutting down")
+			ss := k.(*session)
+			if s.cfg.DrainDrop {
+				// No close frame: the client sees an unclean close (1006)
+				// and a client that reconnects only then comes back.
+				_ = ss.conn.NetConn().Close()
+				return true
+			}
+			ss.out.Close(protocol.CloseGoingAway, "server shutting down")
 			return true
 		})
 	}

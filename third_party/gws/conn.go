@@ -131,6 +131,11 @@ func (c *Conn) isClosed() bool {
 	return atomic.LoadUint32(&c.closed) == 1
 }
 
+// CloseSent records that the application wrote its own close frame on the
+// underlying connection (marketcast patch): a close frame from the peer is
+// then the end of the closing handshake, not answered with a second one.
+func (c *Conn) CloseSent() { atomic.StoreUint32(&c.closed, 1) }
+
 // 处理错误事件
 // Handle the error event
 func (c *Conn) emitError(reading bool, err error) {

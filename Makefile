@@ -1,15 +1,23 @@
 # marketcast — the two commands that matter: `make run` and `make test`.
 GO ?= go
 
-.PHONY: run test vet test-go test-js test-browser build bench fuzz cluster clean FORCE
+.PHONY: run test setup vet test-go test-js test-browser build bench fuzz cluster screenshot clean FORCE
 
-## run: start the server with the embedded default config and the simulator
-run:
-	$(GO) run ./cmd/marketcast
+## run: build, then start the server with the embedded default config and the
+## simulator. The binary replaces make's shell, so Ctrl-C or a SIGTERM to make
+## reaches the server itself, which drains and exits cleanly.
+run: bin/marketcast
+	@exec ./bin/marketcast
 
 ## test: every test: go vet, go test -race, the JavaScript client against the real
-## binary (Node's test runner), and the demo page in headless Chromium
-test: vet test-go test-js test-browser
+## binary (Node's test runner), and the demo page in headless Chromium. Installs
+## what it needs first (setup).
+test: setup vet test-go test-js test-browser
+
+## setup: Node, Debian's chromium and a CJK font, the tests' npm packages:
+## installed when missing (as root or with sudo), else the command to run
+setup:
+	@bash web/test/setup.sh
 
 vet:
 	$(GO) vet ./...
@@ -20,15 +28,16 @@ test-go:
 test-js: bin/marketcast
 	cd clients/js && node --experimental-websocket --test --test-concurrency=1 test/
 
-test-browser: bin/marketcast web/node_modules
+test-browser: bin/marketcast
 	cd web && node --test --test-concurrency=1 test/
 
-web/node_modules: web/package.json
-	cd web && npm install --no-audit --no-fund
-	touch web/node_modules
+## screenshot: refresh the README's picture of the demo terminal
+screenshot: setup bin/marketcast
+	cd web && MARKETCAST_SCREENSHOT=$(CURDIR)/docs/screenshot.png node --test test/
 
 bin/marketcast: FORCE
-	$(GO) build -o bin/marketcast ./cmd/marketcast
+	@test -x bin/marketcast || echo "building bin/marketcast: the first build downloads the Go modules and compiles them (about a minute); later ones take seconds"
+	@$(GO) build -o bin/marketcast ./cmd/marketcast
 
 FORCE:
 
@@ -41,7 +50,7 @@ build:
 cluster:
 	bash examples/cluster/run.sh
 
-## bench: the benchmark set of BENCHMARKS.md (go test -bench, then load scenarios vs Centrifugo); < 15 min
+## bench: the benchmark set of BENCHMARKS.md (go test -bench, then load scenarios vs Centrifugo); ~35 min
 bench:
 	bash bench/run.sh
 

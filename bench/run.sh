@@ -19,7 +19,7 @@ bash bench/centrifugo.sh
 echo "== go test -bench (hot path)"
 go test -run XXX -bench . -benchtime 3000x ./bench/ | tee "$out/gobench.txt"
 
-run() { echo "== mcbench $*"; ./bin/mcbench -cpus "$cpus" "$@" | tee -a "$out/load.txt"; sleep 5; }
+run() { echo "== mcbench $*"; ./bin/mcbench -cpus "$cpus" "$@" | tee -a "$out/load.txt" || echo "FAILED: mcbench $*" | tee -a "$out/load.txt"; sleep 5; }
 : > "$out/load.txt"
 rates=30,100,200,400,800,1600
 for round in 1 2; do

@@ -120,6 +120,7 @@ type Config struct {
 	} `yaml:"feed"`
 	Shutdown struct {
 		Grace Duration `yaml:"grace"`
+		Drain string   `yaml:"drain"`
 	} `yaml:"shutdown"`
 	Log struct {
 		Level  string `yaml:"level"`
@@ -204,6 +205,7 @@ var envOverrides = []struct {
 	{"MARKETCAST_SESSIONS", func(c *Config, v string) error { c.Feed.Sessions = v; return nil }},
 	{"MARKETCAST_SIM_HOURS", func(c *Config, v string) error { c.Feed.Sim.Hours = v; return nil }},
 	{"MARKETCAST_REPLAY_FILE", func(c *Config, v string) error { c.Feed.Replay.File = v; return nil }},
+	{"MARKETCAST_DRAIN", func(c *Config, v string) error { c.Shutdown.Drain = v; return nil }},
 }
 
 // SessionsKind is the calendar bars are built by: "auto" follows the
@@ -375,6 +377,8 @@ func (c *Config) Validate() error {
 		return bad("cluster.head_check", c.Cluster.HeadCheck.Duration, "want >= 1s")
 	case c.Cluster.NATSURL != "" && c.Cluster.Embedded.DataDir != "":
 		return bad("cluster.embedded.data_dir", fmt.Sprintf("%q", c.Cluster.Embedded.DataDir), "is for a node without cluster.nats_url: use one or the other")
+	case c.Shutdown.Drain != "close" && c.Shutdown.Drain != "drop":
+		return bad("shutdown.drain", fmt.Sprintf("%q", c.Shutdown.Drain), `want "close" or "drop"`)
 	case c.Feed.Sessions != "auto" && c.Feed.Sessions != "exchange" && c.Feed.Sessions != "always":
 		return bad("feed.sessions", fmt.Sprintf("%q", c.Feed.Sessions), `want "auto", "exchange" or "always"`)
 	case c.Feed.Sim.Hours != "always" && c.Feed.Sim.Hours != "exchange":

@@ -79,6 +79,7 @@ func (c *Config) Gateway() gateway.Config {
 		AllowedOrigins:      c.HTTP.AllowedOrigins,
 		MaxBarHistory:       c.Feed.BarHistory,
 		MaxUnsentBytes:      c.Delivery.MaxUnsentBytes,
+		DrainDrop:           c.Shutdown.Drain == "drop",
 		OpsToken:            c.Ops.Token,
 		OpsSeparate:         c.Ops.Listen != "",
 	}

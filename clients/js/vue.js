@@ -37,8 +37,11 @@ export function useMarketData(clientOptions, { symbols = [], fields, orders = fa
   if (orders) subscribeOrders().catch((err) => { error.value = err; });
 
   onUnmounted(() => {
-    offs.forEach((off) => off());
+    // Close first: the close handlers still run and the state says what is
+    // true (not connected); then stop listening.
     client.close();
+    connected.value = false;
+    offs.forEach((off) => off());
   });
 
   return { client, connected, error, ticks, orders: orderList, subscribeMarketData, unsubscribeMarketData, subscribeOrders };

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/marketcast/marketcast/bench/load"
@@ -45,10 +47,11 @@ func storm(ctx context.Context, o options) error {
 	cpu0 := b.serverCPU()
 	begin := time.Now()
 	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-		sem   = make(chan struct{}, conc)
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		first   error
+		sem     = make(chan struct{}, conc)
+		retries atomic.Int64
 	)
 	for i := range n {
 		sem <- struct{}{}
@@ -58,11 +61,23 @@ func storm(ctx context.Context, o options) error {
 			// Spread over eight source addresses: a scenario run just
 			// before leaves its ports in TIME_WAIT on the first.
 			src := fmt.Sprintf("127.0.0.%d", 1+i%8)
-			c, err := b.t.Dial(src, "u"+strconv.Itoa(i), []load.Topic{topic}, false, func([]byte) {})
+			var (
+				c   *load.RawConn
+				err error
+			)
+			// A terminal whose connect fails tries again after a second
+			// or so, as real ones do; the clock keeps running.
+			for try := 0; try < 5; try++ {
+				if c, err = b.t.Dial(src, "u"+strconv.Itoa(i), []load.Topic{topic}, false, func([]byte) {}); err == nil {
+					break
+				}
+				retries.Add(1)
+				time.Sleep(time.Second + time.Duration(rand.IntN(1000))*time.Millisecond)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil && first == nil {
-				first = fmt.Errorf("dial %d: %w", i, err)
+				first = fmt.Errorf("dial %d, 5 tries: %w", i, err)
 			}
 			b.clients[i] = c
 		}()
@@ -84,8 +99,8 @@ func storm(ctx context.Context, o options) error {
 	cpu := b.serverCPU() - cpu0
 	tcp1, ext1 := netCounters()
 	rss, _ := load.RSS(b.t.PID())
-	fmt.Printf("BenchmarkStorm/target=%s/conns=%d/concurrency=%d 1 %.3f s-to-all-live %.0f conns/s %.3f server-cpu-s %d retransmits %d syn-retransmits %d listen-overflows %d syn-cookies %.1f rss-MiB\n",
-		o.target, n, conc, elapsed.Seconds(), float64(n)/elapsed.Seconds(), cpu.Seconds(),
+	fmt.Printf("BenchmarkStorm/target=%s/conns=%d/concurrency=%d 1 %.3f s-to-all-live %.0f conns/s %d redials %.3f server-cpu-s %d retransmits %d syn-retransmits %d listen-overflows %d syn-cookies %.1f rss-MiB\n",
+		o.target, n, conc, elapsed.Seconds(), float64(n)/elapsed.Seconds(), retries.Load(), cpu.Seconds(),
 		tcp1["RetransSegs"]-tcp0["RetransSegs"], ext1["TCPSynRetrans"]-ext0["TCPSynRetrans"],
 		ext1["ListenOverflows"]-ext0["ListenOverflows"], ext1["SyncookiesSent"]-ext0["SyncookiesSent"], float64(rss)/(1<<20))
 	return nil

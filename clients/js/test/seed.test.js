@@ -1,0 +1,59 @@
+// The seed design's own client (test/seed/quant-websocket.js, verbatim)
+// against the real binary: it authenticates with its token shape, gets
+// ticks, and after a server restart comes back by itself when the operator
+// drains with shutdown.drain: drop. With the default drain (a clean 1001
+// close) it stays closed, as it was written to: both sides are documented
+// in docs/MIGRATING-FROM-SEED.md.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { QuantWebSocket } from './seed/quant-websocket.js';
+import { startServer, token, freePort, sleep } from '../testutil/server.js';
+
+// The seed client logs every event in Chinese; keep the test output readable.
+const quiet = () => { console.log = () => {}; console.warn = () => {}; console.error = () => {}; };
+
+async function ticksAfter(client, count, ms) {
+  let n = 0;
+  const handler = () => { n++; };
+  client.on('market_data', handler);
+  for (let waited = 0; n < count && waited < ms; waited += 50) await sleep(50);
+  client.off('market_data', handler);
+  return n;
+}
+
+async function restartedWithSeedClient(config) {
+  const port = await freePort();
+  let srv = await startServer({ port, config });
+  const c = new QuantWebSocket(srv.url, token('3'));
+  await c.connect();
+  c.subscribe('market_data', { symbols: ['SHFE.rb2405'] });
+  assert.ok(await ticksAfter(c, 2, 5000) >= 2, 'no ticks before the restart');
+  await srv.stop();
+  srv = await startServer({ port, config });
+  return { c, srv };
+}
+
+test('with shutdown.drain: drop the seed client comes back after a restart', { timeout: 30000 }, async () => {
+  quiet();
+  const { c, srv } = await restartedWithSeedClient('shutdown:\n  drain: drop\n');
+  try {
+    // Its backoff waits 1 s, then 2 s, 4 s…
+    assert.ok(await ticksAfter(c, 2, 15000) >= 2, 'the seed client did not come back');
+  } finally {
+    c.reconnectAttempts = c.maxReconnectAttempts;
+    c.close();
+    await srv.stop();
+  }
+});
+
+test('with the default drain (close 1001) the seed client stays closed, as written', { timeout: 30000 }, async () => {
+  quiet();
+  const { c, srv } = await restartedWithSeedClient('');
+  try {
+    assert.equal(await ticksAfter(c, 1, 4000), 0);
+    assert.equal(c.ws.readyState, 3);
+  } finally {
+    c.close();
+    await srv.stop();
+  }
+});

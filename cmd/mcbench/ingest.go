@@ -101,35 +101,28 @@ func tickPayload(at time.Time, n int) []byte {
 }
 
 // publishTicks publishes rate ticks a second for d, round-robin over the
-// symbols, on the collector's schedule (every 5 ms what is due), and
+// symbols, on the publishers' schedule (onSchedule), and
 // returns how many it published and how many deliveries the terminals owe
 // (subs terminals, terminal i holding symbol i mod len(symbols)).
 func publishTicks(ctx context.Context, nc *nats.Conn, rate int, d time.Duration, symbols []string, subs int) (int64, int64, error) {
-	const tick = 5 * time.Millisecond
 	holders := make([]int64, len(symbols))
 	for i := range subs {
 		holders[i%len(symbols)]++
 	}
-	perTick := float64(rate) * tick.Seconds()
-	var owed float64
 	var n, expected int64
-	begin := time.Now()
-	ticker := time.NewTicker(tick)
-	defer ticker.Stop()
-	for k := 0; ; k++ {
-		slot := begin.Add(time.Duration(k) * tick)
-		if slot.Sub(begin) >= d || ctx.Err() != nil {
-			break
-		}
-		for owed += perTick; owed >= 1; owed-- {
+	err := onSchedule(ctx, rate, d, func(slot time.Time, due int) error {
+		for range due {
 			i := int(n % int64(len(symbols)))
 			if err := nc.Publish(protocol.MarketSubject(protocol.Tick, symbols[i]), tickPayload(slot, int(n))); err != nil {
-				return n, expected, err
+				return err
 			}
 			expected += holders[i]
 			n++
 		}
-		<-ticker.C
+		return nil
+	})
+	if err != nil {
+		return n, expected, err
 	}
 	return n, expected, nc.Flush()
 }

@@ -268,6 +268,35 @@ func (b *bench) close() {
 	b.t.Stop()
 }
 
+// scheduleTick is the publishers' clock: every 5 ms, what is due.
+const scheduleTick = 5 * time.Millisecond
+
+// onSchedule calls fn every scheduleTick for d with the slot's time and the
+// number of messages due in it at rate a second, until fn fails or ctx
+// ends. Every message of a slot is due at the slot's start, so none is
+// stamped later than it could have been sent (no coordinated omission).
+func onSchedule(ctx context.Context, rate int, d time.Duration, fn func(slot time.Time, due int) error) error {
+	perTick := float64(rate) * scheduleTick.Seconds()
+	var owed float64
+	begin := time.Now()
+	ticker := time.NewTicker(scheduleTick)
+	defer ticker.Stop()
+	for k := 0; ; k++ {
+		slot := begin.Add(time.Duration(k) * scheduleTick)
+		if slot.Sub(begin) >= d || ctx.Err() != nil {
+			return nil
+		}
+		owed += perTick
+		if due := int(owed); due > 0 {
+			owed -= float64(due)
+			if err := fn(slot, due); err != nil {
+				return err
+			}
+		}
+		<-ticker.C
+	}
+}
+
 // payload builds a message's data with its scheduled send time.
 func payload(sent time.Time, n, size int) []byte {
 	pad := max(0, size-60)
@@ -279,8 +308,6 @@ func payload(sent time.Time, n, size int) []byte {
 // several goroutines so one slow HTTP round trip does not delay the
 // schedule. It returns how many messages were published per topic.
 func (b *bench) publish(ctx context.Context, rate int, d time.Duration, topics []load.Topic) (map[load.Topic]int, error) {
-	const tick = 5 * time.Millisecond
-	perTick := float64(rate) * tick.Seconds()
 	batches := make(chan []load.Outgoing, 1024)
 	var errOnce sync.Once
 	var pubErr error
@@ -301,31 +328,18 @@ func (b *bench) publish(ctx context.Context, rate int, d time.Duration, topics [
 		}()
 	}
 	sent := map[load.Topic]int{}
-	begin := time.Now()
-	var owed float64
 	n := 0
-	ticker := time.NewTicker(tick)
-	defer ticker.Stop()
-	for k := 0; ; k++ {
-		slot := begin.Add(time.Duration(k) * tick)
-		if slot.Sub(begin) >= d || ctx.Err() != nil {
-			break
-		}
-		owed += perTick
-		var batch []load.Outgoing
-		for ; owed >= 1; owed-- {
+	_ = onSchedule(ctx, rate, d, func(slot time.Time, due int) error {
+		batch := make([]load.Outgoing, 0, due)
+		for range due {
 			t := topics[n%len(topics)]
-			// Every message of a slot is due at the slot's start: it is
-			// never stamped later than it could have been sent.
 			batch = append(batch, load.Outgoing{Topic: t, Data: payload(slot, n, b.o.payload)})
 			sent[t]++
 			n++
 		}
-		if len(batch) > 0 {
-			batches <- batch
-		}
-		<-ticker.C
-	}
+		batches <- batch
+		return nil
+	})
 	close(batches)
 	wg.Wait()
 	return sent, pubErr
@@ -480,20 +494,32 @@ func fanout(ctx context.Context, o options) error {
 	return nil
 }
 
+// startSeeded starts the target and publishes one message to the
+// scenario's first topic, so that it exists (a new symbol on marketcast)
+// and subscribers get a snapshot; then it lets the server settle.
+func startSeeded(ctx context.Context, o options, settle time.Duration) (*bench, load.Topic, error) {
+	b, err := start(ctx, o, load.BaseConfig(0, 0))
+	if err != nil {
+		return nil, load.Topic{}, err
+	}
+	topic := topicsFor(o, 0)[0]
+	if err := b.t.Publish([]load.Outgoing{{Topic: topic, Data: payload(time.Now(), 0, 100)}}); err != nil {
+		b.close()
+		return nil, load.Topic{}, err
+	}
+	time.Sleep(settle)
+	return b, topic, nil
+}
+
 func memory(ctx context.Context, o options) error {
 	if o.conns == 0 {
 		o.conns = 19000
 	}
-	b, err := start(ctx, o, load.BaseConfig(0, 0))
+	b, _, err := startSeeded(ctx, o, time.Second)
 	if err != nil {
 		return err
 	}
 	defer b.close()
-	topic := topicsFor(o, 0)[0]
-	if err := b.t.Publish([]load.Outgoing{{Topic: topic, Data: payload(time.Now(), 0, 100)}}); err != nil {
-		return err
-	}
-	time.Sleep(time.Second)
 	before, _ := load.RSS(b.t.PID())
 	if err := b.connect(ctx, o.conns); err != nil {
 		return err

@@ -32,16 +32,11 @@ func storm(ctx context.Context, o options) error {
 	if conc <= 0 || conc > n {
 		conc = n
 	}
-	b, err := start(ctx, o, load.BaseConfig(0, 0))
+	b, topic, err := startSeeded(ctx, o, 500*time.Millisecond)
 	if err != nil {
 		return err
 	}
 	defer b.close()
-	topic := topicsFor(o, 0)[0]
-	if err := b.t.Publish([]load.Outgoing{{Topic: topic, Data: payload(time.Now(), 0, 100)}}); err != nil {
-		return err
-	}
-	time.Sleep(500 * time.Millisecond)
 	b.clients = make([]*load.RawConn, n)
 	tcp0, ext0 := netCounters()
 	cpu0 := b.serverCPU()

@@ -198,18 +198,7 @@ func (s *Sim) backfill(ctx context.Context, sink feed.Sink, now time.Time) {
 	s.scale = float64(step) / float64(s.Interval())
 	defer func() { s.scale = 1 }()
 	for at := now.Add(-s.cfg.Backfill).Truncate(step); at.Before(now) && ctx.Err() == nil; at = at.Add(step) {
-		for _, c := range s.contracts {
-			day, in := c.cal.Locate(at)
-			if !in {
-				continue
-			}
-			if d := day.String(); d != c.day {
-				s.newDay(c, d)
-			}
-			s.step(c)
-			s.publishTick(c, at)
-		}
-		s.send(ctx, sink)
+		s.stepAll(ctx, sink, at, false)
 	}
 }
 
@@ -234,7 +223,12 @@ func (s *Sim) Open(ctx context.Context, sink feed.Sink, now time.Time) {
 // Step moves every contract in session by one snapshot at exchange time at
 // and publishes it. Run calls it on a timer; tests call it with the times
 // they need.
-func (s *Sim) Step(ctx context.Context, sink feed.Sink, at time.Time) {
+func (s *Sim) Step(ctx context.Context, sink feed.Sink, at time.Time) { s.stepAll(ctx, sink, at, true) }
+
+// stepAll moves every contract in session by one step at at and publishes
+// its tick, and its book when books is set (a backfill's books would be
+// superseded before anyone saw them).
+func (s *Sim) stepAll(ctx context.Context, sink feed.Sink, at time.Time, books bool) {
 	for _, c := range s.contracts {
 		day, in := c.cal.Locate(at)
 		if !in {
@@ -244,7 +238,10 @@ func (s *Sim) Step(ctx context.Context, sink feed.Sink, at time.Time) {
 			s.newDay(c, d)
 		}
 		s.step(c)
-		s.publish(c, at)
+		s.publishTick(c, at)
+		if books {
+			s.publishBook(c, at)
+		}
 	}
 	s.send(ctx, sink)
 }

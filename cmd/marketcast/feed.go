@@ -92,6 +92,16 @@ func startFeed(ctx context.Context, src feed.Source, n *node, log *slog.Logger) 
 			retry = min(2*retry, feedRetryMax)
 		}
 	}()
+	if ns, ok := src.(*natsfeed.Source); ok {
+		// Say nothing of being up before the subscription is in place:
+		// what a collector publishes after that is never missed.
+		select {
+		case <-ns.Listening():
+		case <-time.After(5 * time.Second):
+			log.Warn("not yet subscribed to market data on NATS; going on", "subject", "md.>")
+		case <-ctx.Done():
+		}
+	}
 	return done
 }
 

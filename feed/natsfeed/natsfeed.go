@@ -43,19 +43,25 @@ type Source struct {
 	// current subscription, and of those before it (a restarted Run).
 	sub        atomic.Pointer[nats.Subscription]
 	lostBefore atomic.Int64
+	listening  chan struct{} // closed once the first subscription is in place
+	listenOnce sync.Once
 }
 
 // NewSource returns a source on nc; messages larger than maxBytes are
 // dropped. Its metrics (marketcast_feed_*) are in Metrics.
 func NewSource(nc *nats.Conn, maxBytes int, log *slog.Logger) *Source {
 	set := metrics.NewSet()
-	s := &Source{nc: nc, maxBytes: maxBytes, log: log, set: set,
+	s := &Source{nc: nc, maxBytes: maxBytes, log: log, set: set, listening: make(chan struct{}),
 		ingest:  set.NewCounter("marketcast_feed_messages_total"),
 		warmed:  set.NewCounter("marketcast_feed_warmup_messages_total"),
 		dropLog: &dropLog{log: log, set: set, every: time.Second}}
 	set.NewGauge("marketcast_feed_overflow_dropped_total", func() float64 { return float64(s.Overflowed()) })
 	return s
 }
+
+// Listening is closed once the source is subscribed to md.> on the server:
+// from then on nothing published there is missed.
+func (s *Source) Listening() <-chan struct{} { return s.listening }
 
 // Overflowed is how many market messages NATS dropped because this node
 // did not read them fast enough (more than it can ingest, or a stall).
@@ -89,6 +95,9 @@ func (s *Source) Run(ctx context.Context, sink feed.Sink) error {
 	// subscription: bound what waits, and count what is dropped.
 	_ = sub.SetPendingLimits(1<<20, 256<<20)
 	s.sub.Store(sub)
+	if s.nc.Flush() == nil { // the server has the subscription
+		s.listenOnce.Do(func() { close(s.listening) })
+	}
 	defer func() {
 		if d, err := sub.Dropped(); err == nil {
 			s.lostBefore.Add(int64(d))

@@ -14,7 +14,7 @@ const executablePath = process.env.CHROMIUM || ['/usr/bin/chromium', '/usr/bin/c
 
 test('the demo terminal shows live markets and private orders', { timeout: 60000 }, async () => {
   assert.ok(executablePath, 'Debian chromium is required: make test installs it when it can (web/test/setup.sh)');
-  const srv = await startServer({ dev: true });
+  const srv = await startServer({ dev: true, backfill: '2h' }); // as make run: the chart opens full
   const browser = await chromium.launch({
     executablePath,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',

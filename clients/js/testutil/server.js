@@ -30,11 +30,12 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  * server (dev: true) runs with the public development secret, as it must;
  * use the returned token() and publish(), which sign with the right one.
  */
-export async function startServer({ port, config = '', dev = false } = {}) {
+export async function startServer({ port, config = '', dev = false, backfill = '0s' } = {}) {
   port = port || (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'mc-js-'));
   const cfg = join(dir, 'config.yaml');
-  writeFileSync(cfg, `dev_mode: ${dev}\nfeed:\n  sim:\n    rate: 20\nlog:\n  level: warn\n` + config);
+  // No simulated past by default: a test starts with a quiet server.
+  writeFileSync(cfg, `dev_mode: ${dev}\nfeed:\n  sim:\n    rate: 20\n    backfill: ${backfill}\nlog:\n  level: warn\n` + config);
   const env = { ...process.env, MARKETCAST_LISTEN: `127.0.0.1:${port}` };
   if (!dev) env.MARKETCAST_JWT_SECRET = SECRET;
   const proc = spawn(BIN, ['-config', cfg], { env, stdio: ['ignore', 'ignore', 'pipe'] });

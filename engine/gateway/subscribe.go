@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/marketcast/marketcast/engine"
 	"github.com/marketcast/marketcast/engine/frame"
@@ -90,6 +91,10 @@ func (ss *session) projection(req *Request, ch *protocol.Channel) (*frame.Projec
 	return p, p.Keys, true
 }
 
+// warmBarsTimeout bounds loading a kline topic's history from the
+// cluster's store during a subscribe.
+const warmBarsTimeout = 3 * time.Second
+
 func (ss *session) subscribeMarket(req *Request, ch *protocol.Channel) {
 	symbols, ok := ss.marketSymbols(req)
 	if !ok {
@@ -115,7 +120,9 @@ func (ss *session) subscribeMarket(req *Request, ch *protocol.Channel) {
 	}
 	if req.History > 0 {
 		for _, sym := range symbols {
-			ctx, cancel := context.WithTimeout(context.Background(), ss.srv.cfg.SubscribeTimeout)
+			// A history the store cannot give soon is served from what this
+			// node has; the answer does not wait longer.
+			ctx, cancel := context.WithTimeout(context.Background(), min(ss.srv.cfg.SubscribeTimeout, warmBarsTimeout))
 			err := ss.srv.market.WarmBars(ctx, ch, sym)
 			cancel()
 			if err != nil { // serve what this node has; say why it may be short

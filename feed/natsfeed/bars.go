@@ -18,6 +18,13 @@ const BarStream = "MC_BARS"
 // maxStoredBar bounds a stored bar's size: a bar is a few hundred bytes.
 const maxStoredBar = 4096
 
+// maxStoredBars bounds a topic's bars in the stream (feed.bar_history is at
+// most 5,000) and so one load's batch.
+const maxStoredBars = 5000
+
+// loadTimeout bounds loading a topic's bars.
+const loadTimeout = 5 * time.Second
+
 // BarStore keeps closed bars in a JetStream stream, one subject per kline
 // topic (mc.bars.<interval>.<symbol>), at most the bar history of each.
 // Every node builds the same bars from the same ticks and stores each when
@@ -69,51 +76,49 @@ func (s *BarStore) Save(p *protocol.Publication) {
 }
 
 // Load returns up to n of a kline topic's most recent closed bars, oldest
-// first (the stream keeps at most the bar history per topic, so it reads
-// them all).
+// first. The stream keeps at most the bar history per topic, so one direct
+// get of a batch from the topic's first message reads them all, with no
+// consumer to create: it answers a subscription's "history".
 func (s *BarStore) Load(ctx context.Context, ch *protocol.Channel, symbol string, n int) ([]*protocol.Publication, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, loadTimeout)
 	defer cancel()
-	st, err := s.js.Stream(ctx, BarStream)
-	if err != nil {
-		return nil, err
-	}
 	subj := barSubject(ch, symbol)
-	info, err := st.Info(ctx, jetstream.WithSubjectFilter(subj))
+	body, _ := json.Marshal(struct {
+		Seq     uint64 `json:"seq"`
+		NextFor string `json:"next_by_subj"`
+		Batch   int    `json:"batch"`
+	}{1, subj, maxStoredBars})
+	inbox := s.nc.NewRespInbox()
+	sub, err := s.nc.SubscribeSync(inbox)
 	if err != nil {
 		return nil, err
 	}
-	total := info.State.Subjects[subj]
-	if total == 0 {
-		return nil, nil
-	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}})
-	if err != nil {
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := s.nc.PublishRequest("$JS.API.DIRECT.GET."+BarStream, inbox, body); err != nil {
 		return nil, err
 	}
 	var out []*protocol.Publication
-	for uint64(len(out)) < total {
-		batch, err := cons.Fetch(int(min(total-uint64(len(out)), 500)), jetstream.FetchMaxWait(2*time.Second))
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("natsfeed: bars of %s: %w", subj, err)
 		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			// Checked as any input is: the stream is shared, and this
-			// gives the bar its start time, its place in the history.
-			p, err := protocol.Validate(&protocol.Item{Channel: ch.Push, Symbol: symbol, Data: m.Data()}, maxStoredBar)
-			if err != nil || !p.Final {
-				continue
+		switch st := m.Header.Get("Status"); st {
+		case "":
+		case "204", "404": // the end of the batch; no bars at all
+			if len(out) > n {
+				out = out[len(out)-n:]
 			}
-			out = append(out, p)
+			return out, nil
+		default:
+			return nil, fmt.Errorf("natsfeed: bars of %s: %s %s", subj, st, m.Header.Get("Description"))
 		}
-		if got == 0 {
-			break
+		// Checked as any input is: the stream is shared, and this gives
+		// the bar its start time, its place in the history.
+		p, err := protocol.Validate(&protocol.Item{Channel: ch.Push, Symbol: symbol, Data: m.Data}, maxStoredBar)
+		if err != nil || !p.Final {
+			continue
 		}
+		out = append(out, p)
 	}
-	if len(out) > n {
-		out = out[len(out)-n:]
-	}
-	return out, nil
 }

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/marketcast/marketcast/bench/wsclient"
 	"github.com/marketcast/marketcast/engine/natsbroker/natstest"
 	"github.com/marketcast/marketcast/feed/replay"
 	"github.com/marketcast/marketcast/protocol"
@@ -136,6 +139,7 @@ func TestFeedProcessRecordAndReplay(t *testing.T) {
 	liveFrom := time.Now().Add(-time.Second).UTC().Format(protocol.TimeLayout)
 	var got [2]map[string]string
 	for i, n := range nodes {
+		eventually(t, "the node learning "+sym, func() bool { return knowsSymbol(n.addr, sym) })
 		c := n.login(t, fmt.Sprint("trader", i))
 		subscribeTo(t, c, map[string]any{"channel": "market_data", "symbols": []string{sym}})
 		got[i] = map[string]string{}
@@ -208,6 +212,18 @@ func TestFeedProcessRecordAndReplay(t *testing.T) {
 	}
 }
 
+// knowsSymbol reports whether the node at addr lists symbol.
+func knowsSymbol(addr, symbol string) bool {
+	resp, err := http.Get("http://" + addr + "/api/v1/symbols")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var v struct{ Symbols []string }
+	_ = json.NewDecoder(resp.Body).Decode(&v)
+	return slices.Contains(v.Symbols, symbol)
+}
+
 // containsRun reports whether want appears in all, contiguous and in order.
 func containsRun(all, want []string) bool {
 	for i := 0; i+len(want) <= len(all); i++ {
@@ -251,10 +267,22 @@ func TestClusterKlineHistory(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	// history is the closed bars a subscription is sent first; none while
+	// the node does not know the symbol yet (its ticks, or for a late
+	// node the last-value warm-up, are still on their way).
 	history := func(n *clusterNode) []string {
 		c := n.login(t, "chart")
 		defer c.Close()
-		subscribeTo(t, c, map[string]any{"channel": "kline_1m", "symbols": []string{sym}, "history": 100})
+		if err := c.Send(map[string]any{"type": "subscribe", "channel": "kline_1m", "symbols": []string{sym}, "history": 100}); err != nil {
+			t.Fatal(err)
+		}
+		answer, err := c.WaitFor(wait, func(m *wsclient.Message) bool { return m.Type == "subscribe_response" || m.Type == "error" })
+		if err != nil {
+			t.Fatalf("subscribe on %s: %v", n.addr, err)
+		}
+		if answer.Type == "error" {
+			return nil
+		}
 		var bars []string
 		for {
 			m, err := c.WaitType(time.Second, "kline")
@@ -268,7 +296,9 @@ func TestClusterKlineHistory(t *testing.T) {
 	eventually(t, "ten closed bars on A", func() bool { onA = history(a); return len(onA) == 10 })
 	eventually(t, "the same on B", func() bool { return fmt.Sprint(history(b)) == fmt.Sprint(onA) })
 	c := &clusterNode{startBinary(t, freePort(t), append(env, "MARKETCAST_NODE_NAME=h3")...)}
-	if onC := history(c); fmt.Sprint(onC) != fmt.Sprint(onA) {
+	var onC []string
+	eventually(t, "the same on the late node", func() bool { onC = history(c); return len(onC) > 0 })
+	if fmt.Sprint(onC) != fmt.Sprint(onA) {
 		t.Fatalf("history on the late node:\n%v\nwant\n%v", onC, onA)
 	}
 }

@@ -66,6 +66,7 @@ func (c *Centrifugo) Start(ctx context.Context) error {
 	if err := os.WriteFile(file, b, 0o600); err != nil {
 		return err
 	}
+	defer os.Remove(file) // read at start; the process is up (or failed) when Start returns
 	c.proc, err = startProcess(ctx, c.Bin, []string{"--config", file}, nil, "http://"+addr+"/health")
 	return err
 }

@@ -20,6 +20,7 @@ type Cluster struct {
 
 	nats    *process
 	natsURL string
+	store   string // NATS's JetStream directory, removed at Stop
 	nodes   []*Marketcast
 	dials   atomic.Int64
 	pubs    atomic.Int64
@@ -37,6 +38,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	c.store = store
 	c.natsURL = "nats://" + addr
 	// The NATS monitoring port is not enabled; healthy once a node can
 	// connect, which the nodes' own health check waits for.
@@ -64,6 +66,9 @@ func (c *Cluster) Stop() {
 		}
 	}
 	c.nats.stop()
+	if c.store != "" {
+		os.RemoveAll(c.store)
+	}
 }
 
 // PID is the first node's; PIDs lists every process for CPU and memory.
@@ -85,8 +90,10 @@ func (c *Cluster) Node(i int) *Marketcast { return c.nodes[i] }
 
 // Kill ends node i with SIGKILL, as a crash would.
 func (c *Cluster) Kill(i int) {
-	_ = c.nodes[i].proc.cmd.Process.Signal(syscall.SIGKILL)
-	_ = c.nodes[i].proc.cmd.Wait()
+	p := c.nodes[i].proc
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	_ = p.cmd.Wait()
+	os.RemoveAll(p.dir)
 	c.nodes[i].proc = nil
 }
 

@@ -42,6 +42,7 @@ func (m *Marketcast) Start(ctx context.Context) error {
 	if err := os.WriteFile(cfg, []byte(m.Config), 0o600); err != nil {
 		return err
 	}
+	defer os.Remove(cfg) // read at start; the process is up (or failed) when Start returns
 	m.proc, err = startProcess(ctx, m.Bin, []string{"-config", cfg},
 		append([]string{"MARKETCAST_LISTEN=" + addr, "MARKETCAST_JWT_SECRET=" + m.secret}, m.Env...), "http://"+addr+"/healthz")
 	if err != nil {

@@ -28,16 +28,19 @@ import (
 func natsCmd(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("nats", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:4222", "client address")
-	store := fs.String("store", "", "JetStream store directory (default: a new temporary one)")
+	store := fs.String("store", "", "JetStream store directory (default: a temporary one, removed at exit)")
 	sync := fs.Bool("sync-always", false, "fsync every write")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *store == "" {
+		// A store nobody named is nobody's to keep: it goes when the server
+		// stops.
 		dir, err := os.MkdirTemp("", "marketcast-nats-")
 		if err != nil {
 			return err
 		}
+		defer os.RemoveAll(dir)
 		*store = dir
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))

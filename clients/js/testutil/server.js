@@ -3,7 +3,7 @@
 // command, publish through its HTTP API.
 import { spawn, execFileSync } from 'node:child_process';
 import { createServer } from 'node:net';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,18 +39,22 @@ export async function startServer({ port, config = '', dev = false, backfill = '
   const env = { ...process.env, MARKETCAST_LISTEN: `127.0.0.1:${port}` };
   if (!dev) env.MARKETCAST_JWT_SECRET = SECRET;
   const proc = spawn(BIN, ['-config', cfg], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  proc.once('exit', () => rmSync(dir, { recursive: true, force: true })); // tests leave nothing behind
   let log = '';
   proc.stderr.on('data', (d) => { log += d; });
   const base = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
+  for (let ready = false, tries = 0; !ready; tries++) {
     if (proc.exitCode !== null) throw new Error(`server exited: ${log}`);
+    if (tries === 400) { // 20 s
+      proc.kill('SIGKILL');
+      throw new Error(`server not ready on ${base} within 20 s: ${log}`);
+    }
     try {
-      const res = await fetch(base + '/readyz');
-      if (res.status === 200) break;
+      ready = (await fetch(base + '/readyz')).status === 200;
     } catch {
       // not listening yet
     }
-    await sleep(50);
+    if (!ready) await sleep(50);
   }
   const stop = () => new Promise((resolve) => {
     if (proc.exitCode !== null) return resolve(proc.exitCode);

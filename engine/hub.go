@@ -288,6 +288,11 @@ func (h *Hub) Sweep(now time.Time) int {
 
 // RunSweeper calls Sweep every interval until ctx ends.
 func (h *Hub) RunSweeper(ctx context.Context, interval time.Duration) {
+	Every(ctx, interval, func(now time.Time) { h.Sweep(now) })
+}
+
+// Every calls f with the time every interval until ctx ends.
+func Every(ctx context.Context, interval time.Duration, f func(now time.Time)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -295,7 +300,7 @@ func (h *Hub) RunSweeper(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			h.Sweep(now)
+			f(now)
 		}
 	}
 }

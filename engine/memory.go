@@ -229,16 +229,7 @@ func (b *MemoryBroker) Topics() int {
 
 // RunSweeper calls Sweep every interval until ctx ends.
 func (b *MemoryBroker) RunSweeper(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			b.Sweep(now)
-		}
-	}
+	Every(ctx, interval, func(now time.Time) { b.Sweep(now) })
 }
 
 var _ Broker = (*MemoryBroker)(nil)

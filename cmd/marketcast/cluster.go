@@ -74,17 +74,9 @@ func feedCmd(args []string, stderr io.Writer) error {
 	if *speed < 0 {
 		return fmt.Errorf("feed: -speed must be >= 0, got %v", *speed)
 	}
-	cfg, err := configs.Load(*file, nil)
-	if err != nil {
-		return err
-	}
-	if cfg.Cluster.NATSURL == "" {
-		return errors.New("feed: set cluster.nats_url (MARKETCAST_NATS_URL): the feed publishes to NATS for the cluster's nodes")
-	}
-	log := newLogger(cfg, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	link, err := connectNATS(cfg, "feed", log)
+	cfg, log, link, err := busClient("feed", *file, "the feed publishes to NATS for the cluster's nodes", stderr)
 	if err != nil {
 		return err
 	}
@@ -148,14 +140,6 @@ func recordCmd(args []string, stderr io.Writer) error {
 	if *out == "" {
 		return errors.New("record: -out FILE is required")
 	}
-	cfg, err := configs.Load(*file, nil)
-	if err != nil {
-		return err
-	}
-	if cfg.Cluster.NATSURL == "" {
-		return errors.New("record: set cluster.nats_url (MARKETCAST_NATS_URL): it records what is published to NATS")
-	}
-	log := newLogger(cfg, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if *dur > 0 {
@@ -163,7 +147,7 @@ func recordCmd(args []string, stderr io.Writer) error {
 		ctx, cancel = context.WithTimeout(ctx, *dur)
 		defer cancel()
 	}
-	link, err := connectNATS(cfg, "record", log)
+	_, log, link, err := busClient("record", *file, "it records what is published to NATS", stderr)
 	if err != nil {
 		return err
 	}
@@ -182,4 +166,23 @@ func recordCmd(args []string, stderr io.Writer) error {
 	}
 	log.Info("recording written", "out", *out, "messages", w.Count(), "skipped_too_large", w.Skipped())
 	return nil
+}
+
+// busClient loads the config of a subcommand that works on the cluster's
+// NATS (feed, record), and connects as name; why says what it needs NATS
+// for, in the error when no NATS URL is configured.
+func busClient(name, file, why string, stderr io.Writer) (*configs.Config, *slog.Logger, *natsLink, error) {
+	cfg, err := configs.Load(file, nil)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if cfg.Cluster.NATSURL == "" {
+		return nil, nil, nil, fmt.Errorf("%s: set cluster.nats_url (MARKETCAST_NATS_URL): %s", name, why)
+	}
+	log := newLogger(cfg, stderr)
+	link, err := connectNATS(cfg, name, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return cfg, log, link, nil
 }

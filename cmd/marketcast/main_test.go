@@ -3,11 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -48,23 +45,7 @@ func startServer(t *testing.T) (string, *configs.Config) {
 		t.Fatal(err)
 	}
 	cfg.Feed.Sim.Rate = 20 // livelier than the default, so a test sees many ticks quickly
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), ready) }()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return addr, cfg
+	return serveConfig(t, cfg), cfg
 }
 
 func login(t *testing.T, addr string, cfg *configs.Config, deflate bool) *wsclient.Client {
@@ -218,27 +199,8 @@ func freePort(t *testing.T) string {
 // and expects close 1001 and exit status 0.
 func TestBinarySIGTERM(t *testing.T) {
 	addr := freePort(t)
-	cmd := exec.Command(binary)
-	cmd.Env = append(os.Environ(), "MARKETCAST_LISTEN="+addr, "MARKETCAST_JWT_SECRET=sigterm-test-secret-0123456789",
-		"MARKETCAST_DEV_MODE=false")
-	var logs syncBuffer
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	sc := bufio.NewScanner(stderr)
-	for sc.Scan() {
-		logs.WriteString(sc.Text() + "\n")
-		if strings.Contains(sc.Text(), "marketcast listening") {
-			break
-		}
-	}
-	go func() { // the scanner may hold lines already read: keep using it
-		for sc.Scan() {
-			logs.WriteString(sc.Text() + "\n")
-		}
-	}()
+	p := startBinary(t, addr, "MARKETCAST_JWT_SECRET=sigterm-test-secret-0123456789", "MARKETCAST_DEV_MODE=false")
+	cmd, logs := p.cmd, p.logs
 	if strings.Contains(logs.String(), "DEVELOPMENT MODE") || strings.Contains(logs.String(), "token=") {
 		t.Fatalf("development mode announced, or a token printed, outside development mode:\n%s", logs.String())
 	}
@@ -269,25 +231,16 @@ func TestBinarySIGTERM(t *testing.T) {
 
 func TestBinaryAnnouncesDevSecretAndToken(t *testing.T) {
 	addr := freePort(t)
-	cmd := exec.Command(binary)
-	cmd.Env = append(os.Environ(), "MARKETCAST_LISTEN="+addr)
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
-	var warned bool
+	p := startBinary(t, addr)
 	var token string
-	sc := bufio.NewScanner(stderr)
-	for token == "" && sc.Scan() {
-		line := sc.Text()
-		warned = warned || strings.Contains(line, "DEVELOPMENT MODE")
-		if _, rest, ok := strings.Cut(line, " token="); ok {
-			token, _, _ = strings.Cut(rest, " ")
-		}
-	}
-	if !warned || token == "" {
-		t.Fatalf("warned=%v token=%q", warned, token)
+	eventually(t, "the development token in the log", func() bool {
+		_, rest, ok := strings.Cut(p.logs.String(), " token=")
+		token, _, _ = strings.Cut(rest, "\n")
+		token, _, _ = strings.Cut(token, " ")
+		return ok
+	})
+	if !strings.Contains(p.logs.String(), "DEVELOPMENT MODE") {
+		t.Fatalf("development mode not announced:\n%s", p.logs.String())
 	}
 	c, _, err := wsclient.Dial("ws://"+addr+"/ws?token="+token, wsclient.Options{})
 	if err != nil {

@@ -295,16 +295,7 @@ func (m *Market) Run(ctx context.Context) {
 	if m.bars == nil {
 		return
 	}
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			m.bars.Advance(m.clock.now(now))
-		}
-	}
+	engine.Every(ctx, 100*time.Millisecond, func(now time.Time) { m.bars.Advance(m.clock.now(now)) })
 }
 
 // WarmBars loads a kline topic's closed bars from the store before a

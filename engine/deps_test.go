@@ -21,6 +21,7 @@ func TestImportDirections(t *testing.T) {
 		mod + "protocol":          all,
 		mod + "engine":            {mod + "feed", mod + "engine/gateway", mod + "engine/natsbroker", mod + "configs", mod + "cmd", "github.com/lxzan/gws", nats},
 		mod + "engine/frame":      {mod + "feed", mod + "engine/gateway", mod + "configs", "github.com/lxzan/gws", nats},
+		mod + "engine/throttle":   {mod + "engine/gateway", mod + "engine/natsbroker", mod + "feed", mod + "configs", "github.com/lxzan/gws", nats},
 		mod + "engine/auth":       {mod + "feed", mod + "engine/gateway", mod + "configs", "github.com/lxzan/gws", nats},
 		mod + "engine/gateway":    {mod + "feed", mod + "engine/natsbroker", mod + "configs", mod + "cmd", nats},
 		mod + "engine/natsbroker": {mod + "feed", mod + "engine/gateway", mod + "configs", mod + "cmd", "github.com/lxzan/gws"},

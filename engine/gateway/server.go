@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/marketcast/marketcast/engine/throttle"
+
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/lxzan/gws"
 
@@ -155,8 +157,8 @@ type Server struct {
 	readPanics *metrics.Counter
 	tcpOpen    *metrics.Gauge
 
-	panicLog *throttledLog
-	authLog  *throttledLog // failed logins: a stranger can cause them at will
+	panicLog *throttle.Log
+	authLog  *throttle.Log // failed logins: a stranger can cause them at will
 }
 
 // New returns a server for hub and market. It starts the keepalive loop;
@@ -184,8 +186,8 @@ func New(cfg Config, hub *engine.Hub, market Market, verifier *auth.Verifier, lo
 	s.published = s.set.NewCounter("marketcast_api_published_total")
 	s.readPanics = s.set.NewCounter("marketcast_connection_panics_total")
 	s.tcpOpen = s.set.NewGauge("marketcast_tcp_connections", nil)
-	s.panicLog = newThrottledLog(log, time.Minute, 5)
-	s.authLog = newThrottledLog(log, time.Minute, 20)
+	s.panicLog = throttle.New(log, time.Minute, 5)
+	s.authLog = throttle.New(log, time.Minute, 20)
 
 	s.upgrader = gws.NewUpgrader(&wsHandler{s}, &gws.ServerOption{
 		ReadMaxPayloadSize: cfg.MaxFrameBytes,

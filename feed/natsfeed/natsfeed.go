@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/marketcast/marketcast/engine/throttle"
+
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -54,7 +56,7 @@ func NewSource(nc *nats.Conn, maxBytes int, log *slog.Logger) *Source {
 	s := &Source{nc: nc, maxBytes: maxBytes, log: log, set: set, listening: make(chan struct{}),
 		ingest:  set.NewCounter("marketcast_feed_messages_total"),
 		warmed:  set.NewCounter("marketcast_feed_warmup_messages_total"),
-		dropLog: &dropLog{log: log, set: set, every: time.Second}}
+		dropLog: &dropLog{log: throttle.New(log, time.Second, 1), set: set}}
 	set.NewGauge("marketcast_feed_overflow_dropped_total", func() float64 { return float64(s.Overflowed()) })
 	return s
 }
@@ -268,28 +270,13 @@ func reasonOf(err error) string {
 // dropLog counts dropped messages by reason and logs at most one line a
 // second, with the subject: a broken collector must not fill the log.
 type dropLog struct {
-	log   *slog.Logger
-	set   *metrics.Set
-	every time.Duration
-
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
+	log *throttle.Log
+	set *metrics.Set
 }
 
 func (d *dropLog) drop(reason, subject string, err error) {
 	d.set.GetOrCreateCounter(`marketcast_feed_dropped_total{reason="` + reason + `"}`).Inc()
-	d.mu.Lock()
-	now := time.Now()
-	if now.Sub(d.last) < d.every {
-		d.suppressed++
-		d.mu.Unlock()
-		return
-	}
-	suppressed := d.suppressed
-	d.last, d.suppressed = now, 0
-	d.mu.Unlock()
-	d.log.Warn("market message dropped", "reason", reason, "subject", subject, "err", err, "suppressed_since_last", suppressed)
+	d.log.Warn("market message dropped", "reason", reason, "subject", subject, "err", err)
 }
 
 // Bus publishes market publications to NATS, for every node to ingest.

@@ -119,16 +119,15 @@ func (ss *session) subscribeMarket(req *Request, ch *protocol.Channel) {
 		return
 	}
 	if req.History > 0 {
+		// A history the store cannot give soon is served from what this node
+		// has; the answer does not wait longer, however many symbols.
+		ctx, cancel := context.WithTimeout(context.Background(), min(ss.srv.cfg.SubscribeTimeout, warmBarsTimeout))
 		for _, sym := range symbols {
-			// A history the store cannot give soon is served from what this
-			// node has; the answer does not wait longer.
-			ctx, cancel := context.WithTimeout(context.Background(), min(ss.srv.cfg.SubscribeTimeout, warmBarsTimeout))
-			err := ss.srv.market.WarmBars(ctx, ch, sym)
-			cancel()
-			if err != nil { // serve what this node has; say why it may be short
-				ss.srv.log.Warn("bar history not loaded", "symbol", sym, "channel", ch.Push, "err", err)
+			if err := ss.srv.market.WarmBars(ctx, ch, sym); err != nil { // serve what this node has; say why it may be short
+				ss.srv.barsLog.Warn("bar history not loaded", "symbol", sym, "channel", ch.Push, "err", err)
 			}
 		}
+		cancel()
 	}
 	started := make([]*engine.Subscription, 0, len(keys))
 	for _, key := range keys {

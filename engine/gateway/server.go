@@ -159,7 +159,7 @@ type Server struct {
 
 	panicLog *throttle.Log
 	authLog  *throttle.Log // failed logins: a stranger can cause them at will
-	barsLog  *throttle.Log // bar history the store could not give: a client asks at will
+	storeLog *throttle.Log // broker or bar store failing a client's request: clients ask at will
 }
 
 // New returns a server for hub and market. It starts the keepalive loop;
@@ -189,7 +189,7 @@ func New(cfg Config, hub *engine.Hub, market Market, verifier *auth.Verifier, lo
 	s.tcpOpen = s.set.NewGauge("marketcast_tcp_connections", nil)
 	s.panicLog = throttle.New(log, time.Minute, 5)
 	s.authLog = throttle.New(log, time.Minute, 20)
-	s.barsLog = throttle.New(log, time.Minute, 20)
+	s.storeLog = throttle.New(log, time.Minute, 20)
 
 	s.upgrader = gws.NewUpgrader(&wsHandler{s}, &gws.ServerOption{
 		ReadMaxPayloadSize: cfg.MaxFrameBytes,

@@ -124,7 +124,7 @@ func (ss *session) subscribeMarket(req *Request, ch *protocol.Channel) {
 		ctx, cancel := context.WithTimeout(context.Background(), min(ss.srv.cfg.SubscribeTimeout, warmBarsTimeout))
 		for _, sym := range symbols {
 			if err := ss.srv.market.WarmBars(ctx, ch, sym); err != nil { // serve what this node has; say why it may be short
-				ss.srv.barsLog.Warn("bar history not loaded", "symbol", sym, "channel", ch.Push, "err", err)
+				ss.srv.storeLog.Warn("bar history not loaded", "symbol", sym, "channel", ch.Push, "err", err)
 			}
 		}
 		cancel()
@@ -137,7 +137,7 @@ func (ss *session) subscribeMarket(req *Request, ch *protocol.Channel) {
 		sub, _, err := ss.srv.hub.Subscribe(context.Background(), ss.out, key, engine.Conflated,
 			engine.SubscribeOptions{Projection: proj, Snapshot: true, History: req.History})
 		if err != nil {
-			ss.srv.log.Error("subscribe failed", "topic", key, "err", err)
+			ss.srv.storeLog.Error("subscribe failed", "topic", key, "err", err)
 			continue
 		}
 		ss.subs[key] = sub
@@ -264,7 +264,7 @@ func (ss *session) subscribeStream(req *Request, ch *protocol.Channel) {
 }
 
 func (ss *session) streamUnavailable(req *Request, key string, err error) {
-	ss.srv.log.Warn("subscribe failed", "topic", key, "err", err)
+	ss.srv.storeLog.Warn("subscribe failed", "topic", key, "err", err)
 	ss.sendError(req.ID, protocol.CodeUnavailable, "cannot subscribe to "+key+" right now; retry shortly")
 }
 

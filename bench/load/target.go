@@ -173,5 +173,3 @@ func post(url string, header http.Header, body []byte) error {
 type counter struct{ n atomic.Int64 }
 
 func (c *counter) Ready() int64 { return c.n.Load() }
-
-func itoa(i int) string { return strconv.Itoa(i) }

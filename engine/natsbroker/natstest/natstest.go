@@ -73,9 +73,6 @@ func (s *Server) start() {
 // URL is the server's client URL.
 func (s *Server) URL() string { return "nats://127.0.0.1:" + strconv.Itoa(s.port) }
 
-// Dir is where JetStream keeps its files.
-func (s *Server) Dir() string { return s.dir }
-
 // Stop shuts the server down (again is harmless).
 func (s *Server) Stop() {
 	if s.ns != nil {

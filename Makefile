@@ -50,7 +50,7 @@ build:
 cluster:
 	bash examples/cluster/run.sh
 
-## bench: the benchmark set of BENCHMARKS.md (go test -bench, then load scenarios vs Centrifugo); ~35 min
+## bench: the benchmark set of BENCHMARKS.md (go test -bench, then load scenarios vs Centrifugo); ~25 min
 bench:
 	bash bench/run.sh
 

@@ -2,7 +2,7 @@
 # The benchmark set behind BENCHMARKS.md: go test -bench suites, then every
 # load scenario. Comparisons with Centrifugo run both servers at the same
 # rates in the same run, interleaved, every point twice (two rounds), so each
-# number comes with its spread. About 35 minutes on a 2-core machine.
+# number comes with its spread. About 25 minutes on a 2-core machine.
 # Results go to bench/results/ (raw output: load.txt; one line per point).
 #
 #   bench/run.sh [-cpus N]   N cores for the server (default 1), the rest for the load generator
@@ -30,7 +30,6 @@ for round in 1 2; do
   run -scenario fanout -target marketcast -rates 100,800 -p99-limit 100000 -name unsent0 \
     -server-config "$(printf 'delivery:\n  max_unsent_bytes: 0')"
 done
-run -scenario fanout -target marketcast -channel tick -rates 100,400,1600 -p99-limit 100000
 for round in 1 2; do
   run -scenario memory -target marketcast -conns 19000
   run -scenario memory -target centrifugo -conns 19000
@@ -42,11 +41,16 @@ for round in 1 2; do
   run -scenario storm -target marketcast -conns 10000 -concurrency 16
   run -scenario storm -target centrifugo -conns 10000 -concurrency 16
 done
-run -scenario slow -target marketcast -subs 1000 -rates 100 -duration 10s
-run -scenario private -target marketcast -users 10000 -rates 5000 -duration 15s
+for round in 1 2; do
+  run -scenario fanout -target marketcast -channel tick -rates 100,400,1600 -p99-limit 100000
+  run -scenario slow -target marketcast -subs 1000 -rates 100 -duration 10s
+  run -scenario private -target marketcast -users 10000 -rates 5000 -duration 15s
+done
 for round in 1 2; do
   run -scenario fleet -conns 10000 -symbols 500 -duration 15s
   run -scenario fleet -conns 10000 -symbols 500 -duration 15s -deflate -server-config "$(printf 'delivery:\n  deflate_threshold: 128')"
   run -scenario ingest -symbols 500 -subs 500 -rates 2000,5000,10000,20000
 done
-run -scenario cluster -nodes 3
+for round in 1 2; do
+  run -scenario cluster -nodes 3
+done

@@ -16,6 +16,7 @@ import (
 	"github.com/marketcast/marketcast/configs"
 	"github.com/marketcast/marketcast/engine"
 	"github.com/marketcast/marketcast/engine/frame"
+	"github.com/marketcast/marketcast/internal/testwait"
 	"github.com/marketcast/marketcast/protocol"
 )
 
@@ -125,6 +126,13 @@ func order(user string, n int) engine.Message {
 		Data: []byte(fmt.Sprintf(`{"n":%d}`, n))}
 }
 
+// flusherTook waits until o's flusher has taken everything queued (and,
+// on a pipe nobody reads, blocks writing it).
+func flusherTook(t *testing.T, o *engine.Outbox) {
+	t.Helper()
+	testwait.For(t, "the flusher to take the queue", func() bool { frames, _ := o.Pending(); return frames == 0 })
+}
+
 func publish(t *testing.T, h *engine.Hub, m engine.Message) *engine.Event {
 	t.Helper()
 	ev, err := h.Publish(context.Background(), m)
@@ -141,7 +149,7 @@ func TestConflationKeepsLatestPerTopic(t *testing.T) {
 		subscribe(t, h, s, "tick:"+sym, engine.Conflated, engine.SubscribeOptions{})
 	}
 	publish(t, h, tick("A", 1)) // the flusher takes this one and blocks on the pipe
-	time.Sleep(20 * time.Millisecond)
+	flusherTook(t, s)
 	for i := 2; i <= 100; i++ {
 		publish(t, h, tick("A", i))
 		publish(t, h, tick("B", i))
@@ -153,11 +161,7 @@ func TestConflationKeepsLatestPerTopic(t *testing.T) {
 	if got[0].Sequence != 1 || got[1].Symbol != "A" || got[1].Sequence != 100 || got[2].Symbol != "B" || got[2].Sequence != 99 {
 		t.Fatalf("got %+v; want A1, then A100 and B99 (latest of each)", got)
 	}
-	for deadline := time.Now().Add(5 * time.Second); h.Stats().Conflated == 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) { // counted when the batch is flushed
-			t.Fatal("conflations not counted")
-		}
-	}
+	testwait.For(t, "conflations counted (when the batch is flushed)", func() bool { return h.Stats().Conflated > 0 })
 }
 
 func TestClosedBarNeverConflatedAway(t *testing.T) {
@@ -165,7 +169,7 @@ func TestClosedBarNeverConflatedAway(t *testing.T) {
 	s, p := newPair(t, h, false)
 	subscribe(t, h, s, "kline_1m:X", engine.Conflated, engine.SubscribeOptions{})
 	publish(t, h, bar(1, false)) // in flight
-	time.Sleep(20 * time.Millisecond)
+	flusherTook(t, s)
 	publish(t, h, bar(2, false))
 	publish(t, h, bar(3, true)) // replaces the forming update of its bar
 	publish(t, h, bar(4, false))
@@ -211,7 +215,7 @@ func TestReliableOverflowClosesWith4008(t *testing.T) {
 		publish(t, h, engine.Message{Topic: "orders:1", Mode: engine.Reliable, Type: "order_update", Channel: "orders",
 			Data: []byte(fmt.Sprintf(`{"n":%d,"pad":"%s"}`, i, pad))})
 		if i == 0 {
-			time.Sleep(20 * time.Millisecond) // let the flusher take the first and block on the pipe
+			flusherTook(t, s) // the flusher blocks on the pipe with the first
 		}
 	}
 	if s.CloseCode() != protocol.CloseSlowConsumer || h.Stats().SlowConsumers != 1 {
@@ -560,19 +564,21 @@ func TestFlushIsAdaptive(t *testing.T) {
 	if e := p.env(); string(e.Data) != `{"n":1}` {
 		t.Fatalf("first frame %s", e.Data)
 	}
-	time.Sleep(20 * time.Millisecond) // the flusher has finished with the first (a write in progress would take it)
-	publish(t, h, order("1", 2))      // right after a write: held
+	// The flusher has finished with the first (a write in progress would take the next).
+	testwait.For(t, "the flusher to exit", func() bool { flushing, _ := o.FlusherState(); return !flushing })
+	publish(t, h, order("1", 2)) // right after a write: held
+	if frames, _ := o.Pending(); frames != 1 {
+		t.Fatalf("%d frames queued; want the second held", frames)
+	}
+	if _, held := o.FlusherState(); !held {
+		t.Fatal("a frame right after a write was not held for the flush delay")
+	}
 	got := make(chan envelope, 2)
 	go func() {
 		for range 2 {
 			got <- p.env()
 		}
 	}()
-	select {
-	case e := <-got:
-		t.Fatalf("a frame right after a write went out at once: %s", e.Data)
-	case <-time.After(100 * time.Millisecond):
-	}
 	o.Send([]byte("\x81\x0f{\"type\":\"pong\"}")) // an answer: at once, with the held frame before it
 	if e := <-got; string(e.Data) != `{"n":2}` {
 		t.Fatalf("held frame %s", e.Data)

@@ -63,6 +63,8 @@ type Client struct {
 
 	gateMu sync.Mutex
 	gate   chan struct{} // non-nil while stalled
+
+	pings atomic.Int64 // server pings answered
 }
 
 // ErrTimeout is returned when nothing arrives in time.
@@ -200,6 +202,9 @@ func (c *Client) Unstall() {
 	}
 }
 
+// Pings is how many WebSocket pings from the server the client answered.
+func (c *Client) Pings() int64 { return c.pings.Load() }
+
 // Close closes the connection with 1000. A read loop stalled or blocked
 // on a full Messages buffer is released, so it ends with the connection.
 func (c *Client) Close() {
@@ -220,8 +225,11 @@ func (h handler) OnClose(_ *gws.Conn, err error) {
 	h.c.closeOnce.Do(func() { close(h.c.closed) })
 }
 
-func (h handler) OnPing(conn *gws.Conn, payload []byte) { _ = conn.WritePong(payload) }
-func (h handler) OnPong(*gws.Conn, []byte)              {}
+func (h handler) OnPing(conn *gws.Conn, payload []byte) {
+	h.c.pings.Add(1)
+	_ = conn.WritePong(payload)
+}
+func (h handler) OnPong(*gws.Conn, []byte) {}
 
 func (h handler) OnMessage(conn *gws.Conn, msg *gws.Message) {
 	defer msg.Close()

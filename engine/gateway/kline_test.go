@@ -49,6 +49,12 @@ func TestKlineHistoryThenLive(t *testing.T) {
 	results := make([]result, clients)
 	var wg sync.WaitGroup
 	started := make(chan struct{}, clients)
+	// Client n subscribes once the stream has reached its gate: the
+	// subscriptions fall at different moments of the stream.
+	gates := make([]chan struct{}, clients)
+	for n := range gates {
+		gates[n] = make(chan struct{})
+	}
 	last := t0.Add(minutes * time.Minute) // the start of the bar the last tick opens
 	for n := range clients {
 		wg.Add(1)
@@ -67,7 +73,7 @@ func TestKlineHistoryThenLive(t *testing.T) {
 				started <- struct{}{}
 				return
 			}
-			time.Sleep(time.Duration(n) * 5 * time.Millisecond) // fall at different moments of the stream
+			<-gates[n]
 			_ = c.Send(map[string]any{"type": "subscribe", "channel": "kline_1m", "symbols": []string{sym}, "history": history})
 			started <- struct{}{}
 			inHistory := true
@@ -102,12 +108,15 @@ func TestKlineHistoryThenLive(t *testing.T) {
 	}
 	// The rest of the bars while they subscribe, up to the tick that opens
 	// the last bar (closing the one before).
-	<-started
+	for n := range clients {
+		close(gates[n])
+		<-started // its subscribe is on the wire
+		for end := i + 100; i < end; i++ {
+			tick(i)
+		}
+	}
 	for ; i <= minutes*30; i++ {
 		tick(i)
-		if i%10 == 0 {
-			time.Sleep(time.Millisecond)
-		}
 	}
 	wg.Wait()
 	for n, r := range results {

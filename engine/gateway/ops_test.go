@@ -11,6 +11,7 @@ import (
 	"github.com/marketcast/marketcast/bench/wsclient"
 	"github.com/marketcast/marketcast/configs"
 	"github.com/marketcast/marketcast/feed"
+	"github.com/marketcast/marketcast/internal/testwait"
 	"github.com/marketcast/marketcast/protocol"
 )
 
@@ -84,12 +85,10 @@ func TestHealthStatsMetrics(t *testing.T) {
 	}
 
 	// The flusher records its metrics just after the write the client saw.
-	for deadline := time.Now().Add(wait); ; time.Sleep(10 * time.Millisecond) {
+	testwait.For(t, "the flush metrics", func() bool {
 		_, body = httpGet(t, ts.http.URL+"/metrics")
-		if strings.Contains(body, "marketcast_publish_to_flush_seconds_bucket") || time.Now().After(deadline) {
-			break
-		}
-	}
+		return strings.Contains(body, "marketcast_publish_to_flush_seconds_bucket")
+	})
 	for _, name := range []string{
 		"marketcast_connections 1", "marketcast_connections_total", "marketcast_subscriptions 1",
 		"marketcast_messages_sent_total", "marketcast_bytes_sent_total", "marketcast_flush_batch_frames_bucket",
@@ -127,7 +126,7 @@ func TestKeepalivePingsAndIdleClose(t *testing.T) {
 	ts := newTestServer(t, func(c *configs.Config) { c.Keepalive.PingInterval.Duration = 300 * time.Millisecond })
 	// A client that answers pings (gws does) stays connected across many intervals.
 	c := ts.login("1")
-	time.Sleep(500 * time.Millisecond)
+	testwait.For(t, "three keepalive pings answered", func() bool { return c.Pings() >= 3 })
 	mustSend(t, c, map[string]any{"type": "ping"})
 	if m := mustNext(t, c); m.Type != "pong" {
 		t.Fatalf("got %s", m.Raw)
@@ -137,13 +136,7 @@ func TestKeepalivePingsAndIdleClose(t *testing.T) {
 	s := ts.login("2")
 	s.Stall()
 	mustSend(t, s, map[string]any{"type": "ping"}) // its pong freezes the read loop
-	deadline := time.Now().Add(wait)
-	for ts.srv.ActiveConnections() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("silent client not dropped: %d connections", ts.srv.ActiveConnections())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	ts.waitConnections(1)                          // the silent one dropped
 	mustSend(t, c, map[string]any{"type": "ping"})
 	if m := mustNext(t, c); m.Type != "pong" {
 		t.Fatalf("the live client was dropped too: %s", m.Raw)

@@ -3,7 +3,6 @@ package gateway_test
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/marketcast/marketcast/engine/gateway"
 )
@@ -30,11 +29,5 @@ func TestReadLoopPanicIsContained(t *testing.T) {
 	if n := ts.metric("marketcast_connection_panics_total"); n != 1 {
 		t.Fatalf("marketcast_connection_panics_total %v; want 1", n)
 	}
-	deadline := time.Now().Add(wait)
-	for ts.srv.ActiveConnections() != 1 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if got := ts.srv.ActiveConnections(); got != 1 {
-		t.Fatalf("open connections %d after the panic; want 1 (the panicked one released)", got)
-	}
+	ts.waitConnections(1) // the panicked one released
 }

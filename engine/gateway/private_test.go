@@ -16,6 +16,7 @@ import (
 	"github.com/marketcast/marketcast/bench/wsclient"
 	"github.com/marketcast/marketcast/configs"
 	"github.com/marketcast/marketcast/engine"
+	"github.com/marketcast/marketcast/internal/testwait"
 	"github.com/marketcast/marketcast/protocol"
 )
 
@@ -266,7 +267,10 @@ func TestResumeBeyondHistoryAge(t *testing.T) {
 	ts := newTestServer(t, func(c *configs.Config) { c.History.TTL.Duration = 100 * time.Millisecond })
 	ts.order("1", 1)
 	ts.order("1", 2)
-	time.Sleep(200 * time.Millisecond)
+	testwait.For(t, "history to age out", func() bool {
+		h, err := ts.broker.History(context.Background(), "orders:1", 0, 0)
+		return err == nil && h.First == 0
+	})
 	c := ts.login("1")
 	since := uint64(1)
 	if r := subscribeOrders(t, c, &since); r.DataMap()["recovered"] != false {
@@ -332,16 +336,17 @@ func TestSoakResumeExactlyOnce(t *testing.T) {
 	ts := newTestServer(t, nil)
 	const total = 3000
 	done := make(chan struct{})
+	// The publisher stays at most 300 orders ahead of what the client has
+	// read, so drops and resumes fall all along the stream.
+	ahead := make(chan struct{}, 300)
 	go func() {
 		defer close(done)
 		for i := 1; i <= total; i++ {
+			ahead <- struct{}{}
 			if _, err := ts.hub.Publish(context.Background(), engine.Message{Topic: "orders:u", Mode: engine.Reliable, Type: "order_update",
 				Channel: "orders", Data: []byte(fmt.Sprintf(`{"n":%d}`, i))}); err != nil {
 				t.Error(err)
 				return
-			}
-			if i%50 == 0 {
-				time.Sleep(time.Millisecond)
 			}
 		}
 	}()
@@ -368,6 +373,7 @@ func TestSoakResumeExactlyOnce(t *testing.T) {
 			}
 			last = m.Sequence
 			got++
+			<-ahead
 		}
 		c.Close()
 		reconnects++

@@ -21,6 +21,7 @@ import (
 	"github.com/marketcast/marketcast/engine"
 	"github.com/marketcast/marketcast/engine/natsbroker"
 	"github.com/marketcast/marketcast/engine/natsbroker/natstest"
+	"github.com/marketcast/marketcast/internal/testwait"
 	"github.com/marketcast/marketcast/protocol"
 )
 
@@ -236,12 +237,11 @@ func TestNATSRestartKeepsRunsAndBackfills(t *testing.T) {
 	}
 	srv.Restart(false)
 	var ev *engine.Event
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if ev, err = a.hub.Publish(context.Background(), order("u", 2)); err == nil || time.Now().After(deadline) {
-			break
-		}
-	}
-	if err != nil || ev.Sequence() != 2 || ev.Epoch() != first.Epoch() {
+	testwait.Check(t, func() error { // publishes fail until the node has reconnected
+		ev, err = a.hub.Publish(context.Background(), order("u", 2))
+		return err
+	})
+	if ev.Sequence() != 2 || ev.Epoch() != first.Epoch() {
 		t.Fatalf("after the restart: %v %v; want sequence 2 of %s", ev, err, first.Epoch())
 	}
 	if e := p.must(); e.Sequence != 2 {
@@ -260,14 +260,12 @@ func TestWipedStoreStartsANewEpoch(t *testing.T) {
 	p, _ := a.subscribe(t, "orders:u", engine.SubscribeOptions{})
 	srv.Restart(true)
 	var ev *engine.Event
-	var err error
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if ev, err = a.hub.Publish(context.Background(), order("u", 3)); err == nil || time.Now().After(deadline) {
-			break
-		}
-	}
-	if err != nil || ev.Sequence() != 1 || ev.Epoch() == old.Epoch() {
-		t.Fatalf("after a wiped store: %v %v; want sequence 1 of a new epoch", ev, err)
+	testwait.Check(t, func() (err error) { // publishes fail until the node has reconnected
+		ev, err = a.hub.Publish(context.Background(), order("u", 3))
+		return err
+	})
+	if ev.Sequence() != 1 || ev.Epoch() == old.Epoch() {
+		t.Fatalf("after a wiped store: %v; want sequence 1 of a new epoch", ev)
 	}
 	if _, code, err := p.next(10 * time.Second); err != nil || code != protocol.CloseResumeRequired {
 		t.Fatalf("old-run subscriber: close %d, %v; want 4009", code, err)
@@ -323,7 +321,10 @@ func TestHistoryWindow(t *testing.T) {
 	a := newNode(t, srv.URL(), func(c *natsbroker.Config) { c.History.TTL = 300 * time.Millisecond })
 	ev := publish(t, a, order("u", 1))
 	publish(t, a, order("u", 2))
-	time.Sleep(400 * time.Millisecond)
+	testwait.For(t, "1 and 2 to leave the window", func() bool {
+		h, err := a.broker.History(context.Background(), "orders:u", 0, 10)
+		return err == nil && h.First == 0 && len(h.Events) == 0
+	})
 	publish(t, a, order("u", 3))
 	h, err := a.broker.History(context.Background(), "orders:u", 0, 10)
 	if err != nil || h.First != 3 || h.Last.Sequence() != 3 || h.Last.Epoch() != ev.Epoch() {

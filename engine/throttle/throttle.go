@@ -16,6 +16,7 @@ type Log struct {
 	log      *slog.Logger
 	interval time.Duration
 	burst    int
+	now      func() time.Time
 
 	mu         sync.Mutex
 	start      time.Time
@@ -25,8 +26,12 @@ type Log struct {
 
 // New returns a Log writing to log at most burst lines per interval.
 func New(log *slog.Logger, interval time.Duration, burst int) *Log {
-	return &Log{log: log, interval: interval, burst: burst}
+	return &Log{log: log, interval: interval, burst: burst, now: time.Now}
 }
+
+// SetClock makes the log read the time from now instead of the wall clock,
+// so a test can hold time still and count lines exactly. Set it before use.
+func (t *Log) SetClock(now func() time.Time) { t.now = now }
 
 func (t *Log) allow(now time.Time) (ok bool, suppressed int) {
 	t.mu.Lock()
@@ -44,7 +49,7 @@ func (t *Log) allow(now time.Time) (ok bool, suppressed int) {
 }
 
 func (t *Log) write(level slog.Level, msg string, args ...any) {
-	ok, suppressed := t.allow(time.Now())
+	ok, suppressed := t.allow(t.now())
 	if !ok {
 		return
 	}

@@ -21,13 +21,13 @@ import (
 	"github.com/marketcast/marketcast/feed/kline"
 	"github.com/marketcast/marketcast/feed/market"
 	"github.com/marketcast/marketcast/feed/natsfeed"
+	"github.com/marketcast/marketcast/internal/testwait"
 	"github.com/marketcast/marketcast/protocol"
 )
 
 // TestMain fails the package if a test leaves a goroutine behind.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-const wait = 10 * time.Second // generous: only a broken ingest takes this long
 
 // node is what a server runs to ingest market data: a hub, the market
 // with its bar builder, and the NATS source feeding it.
@@ -89,26 +89,19 @@ func startNode(t *testing.T, url string, cal func(string) *kline.Calendar, store
 	go func() { defer wg.Done(); _ = n.src.Run(ctx, n.market) }()
 	go func() { defer wg.Done(); n.market.Run(ctx) }()
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	select {
-	case <-n.src.Listening():
-	case <-time.After(wait):
-		t.Fatal("the source never subscribed")
-	}
+	testwait.For(t, "the source to subscribe", func() bool {
+		select {
+		case <-n.src.Listening():
+			return true
+		default:
+			return false
+		}
+	})
 	return n
 }
 
 func (n *node) last(ch *protocol.Channel, symbol string) *engine.Event {
 	return n.hub.Last(protocol.TopicKey(ch, symbol))
-}
-
-// waitFor polls cond until it holds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(wait); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
 }
 
 func publish(t *testing.T, nc *nats.Conn, subject, data string) {
@@ -140,7 +133,7 @@ func TestIngestEveryChannel(t *testing.T) {
 	publish(t, pub, "md.depth.SHFE.rb2405", `{"bids":[["3998.0",5],["3997.0",7]],"asks":[[3999,3]],"levels":5}`)
 	publish(t, pub, "md.kline_1m.DCE.m2405",
 		`{"open":"2900","high":"2910","low":"2899","close":"2905","volume":"120","turnover":"3480000","start_time":"2026-11-27T01:00:00Z","end_time":"2026-11-27T01:01:00Z","closed":true}`)
-	waitFor(t, "all three", func() bool {
+	testwait.For(t, "all three", func() bool {
 		return n.last(protocol.Tick, "SHFE.rb2405") != nil && n.last(protocol.Depth, "SHFE.rb2405") != nil &&
 			len(n.hub.Finals(protocol.TopicKey(protocol.Klines[0], "DCE.m2405"))) == 1
 	})
@@ -183,6 +176,8 @@ func metric(n *node, name string) string {
 func TestBadInputIsCountedAndDropped(t *testing.T) {
 	ns := natstest.StartTuned(t, "", func(o *server.Options) { o.MaxPayload = 16 << 20 })
 	n := startNode(t, ns.URL(), func(string) *kline.Calendar { return kline.Always }, false)
+	frozen := time.Now()
+	natsfeed.SetLogClock(n.src, func() time.Time { return frozen }) // the burst falls in one log interval, however slow
 	pub := connect(t, ns.URL())
 	bad := []struct{ subject, data, reason string }{
 		{"md.tick.SHFE.rb2405", `{"last_price":"1.0"`, "json"},
@@ -202,7 +197,7 @@ func TestBadInputIsCountedAndDropped(t *testing.T) {
 		publish(t, pub, b.subject, b.data)
 	}
 	publish(t, pub, "md.tick.DCE.m2405", `{"last_price":"2900"}`)
-	waitFor(t, "the good tick after the bad ones", func() bool { return n.last(protocol.Tick, "DCE.m2405") != nil })
+	testwait.For(t, "the good tick after the bad ones", func() bool { return n.last(protocol.Tick, "DCE.m2405") != nil })
 	want := map[string]int{}
 	for _, b := range bad {
 		want[b.reason]++
@@ -216,7 +211,7 @@ func TestBadInputIsCountedAndDropped(t *testing.T) {
 		t.Fatal("a bad message reached the hub or the catalogue")
 	}
 	// The count follows the publish it counts.
-	waitFor(t, "the ingest count", func() bool { return metric(n, "marketcast_feed_messages_total") == "1" })
+	testwait.For(t, "the ingest count", func() bool { return metric(n, "marketcast_feed_messages_total") == "1" })
 	logs := n.logs.String()
 	if lines := strings.Count(logs, "market message dropped"); lines != 1 || !strings.Contains(logs, "subject=md.tick.SHFE.rb2405") ||
 		!strings.Contains(logs, "reason=json") {
@@ -243,7 +238,7 @@ func TestLateNodeWarmsUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := startNode(t, ns.URL(), kline.CalendarOf, false)
-	waitFor(t, "the warm-up", func() bool { return metric(n, "marketcast_feed_warmup_messages_total") == "6" })
+	testwait.For(t, "the warm-up", func() bool { return metric(n, "marketcast_feed_warmup_messages_total") == "6" })
 	for i, sym := range []string{"SHFE.rb2405", "SHFE.hc2405", "DCE.m2405"} {
 		if got := dataOf(n.last(protocol.Tick, sym)); got != fmt.Sprintf(`{"last_price":"%d.5"}`, 1000+i) {
 			t.Fatalf("%s warmed to %s; want its last tick", sym, got)
@@ -294,7 +289,7 @@ func TestNodesBuildIdenticalBars(t *testing.T) {
 	// may close the 10:31 bars as well, on each node in its own time.
 	closed := []int{76, 15, 5, 3, 1}
 	for _, n := range []*node{a, b} {
-		waitFor(t, "the bars", func() bool {
+		testwait.For(t, "the bars", func() bool {
 			for _, sym := range symbols {
 				if len(n.hub.Finals(key(sym))) < closed[0] {
 					return false
@@ -326,7 +321,7 @@ func TestNodesBuildIdenticalBars(t *testing.T) {
 	// A node that starts now has built nothing, and loads the bars a
 	// subscription asks history of from the store.
 	js, _ := jetstream.New(pub)
-	waitFor(t, "the store", func() bool {
+	testwait.For(t, "the store", func() bool {
 		st, err := js.Stream(context.Background(), natsfeed.BarStream)
 		if err != nil {
 			return false

@@ -12,6 +12,7 @@ import (
 	"github.com/marketcast/marketcast/bench/wsclient"
 	"github.com/marketcast/marketcast/engine/auth"
 	"github.com/marketcast/marketcast/engine/natsbroker/natstest"
+	"github.com/marketcast/marketcast/internal/testwait"
 	"github.com/marketcast/marketcast/protocol"
 )
 
@@ -90,28 +91,11 @@ func TestClusterOfThreeBinaries(t *testing.T) {
 			"MARKETCAST_DEV_MODE=false", "MARKETCAST_JWT_SECRET="+clusterSecret, fmt.Sprintf("MARKETCAST_NODE_NAME=n%d", i))})
 	}
 	a, b, c := nodes[0], nodes[1], nodes[2]
-	for deadline := time.Now().Add(wait); !strings.Contains(a.logs.String(), "node joined the cluster"); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("node did not say it joined:\n%s", a.logs.String())
-		}
-	}
+	testwait.For(t, "node A to say it joined the cluster", func() bool { return strings.Contains(a.logs.String(), "node joined the cluster") })
 
 	// A symbol published on one node can be subscribed on all.
 	b.post(t, `{"channel":"tick","symbol":"X.test1","data":{"last_price":"1.0"}}`)
-	for deadline := time.Now().Add(wait); ; time.Sleep(20 * time.Millisecond) {
-		resp, err := http.Get("http://" + a.addr + "/api/v1/symbols")
-		if err == nil {
-			var v struct{ Symbols []string }
-			_ = json.NewDecoder(resp.Body).Decode(&v)
-			resp.Body.Close()
-			if len(v.Symbols) == 1 && v.Symbols[0] == "X.test1" {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("node A never learned the symbol published on node B")
-		}
-	}
+	testwait.For(t, "node A to learn the symbol published on node B", func() bool { return knowsSymbol(a.addr, "X.test1") })
 	ticker := a.login(t, "watcher")
 	subscribeTo(t, ticker, map[string]any{"channel": "market_data", "symbols": []string{"X.test1"}})
 	if m := nextOf(t, ticker, "market_data"); !m.Snapshot || m.DataMap()["last_price"] != "1.0" {
@@ -169,25 +153,26 @@ func TestClusterOfThreeBinaries(t *testing.T) {
 	// goes on in the same epoch.
 	ns.Restart(false)
 	var res map[string]any
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		tok, _ := auth.Issue([]byte(clusterSecret), "backend", []string{protocol.PermPublish}, time.Hour)
+	tok, _ := auth.Issue([]byte(clusterSecret), "backend", []string{protocol.PermPublish}, time.Hour)
+	testwait.Check(t, func() error { // 503 until the node is connected again
 		req, _ := http.NewRequest("POST", "http://"+c.addr+"/api/v1/publish", strings.NewReader(`{"channel":"orders","user_id":"u1","data":{"n":7}}`))
 		req.Header.Set("Authorization", "Bearer "+tok)
 		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			_ = json.NewDecoder(resp.Body).Decode(&res)
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-			if resp.StatusCode != 503 {
-				t.Fatalf("publish while NATS restarts: %d %v; want 503 until it is back", resp.StatusCode, res)
-			}
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("publishes never succeeded after NATS came back")
+		defer resp.Body.Close()
+		res = nil
+		_ = json.NewDecoder(resp.Body).Decode(&res)
+		switch resp.StatusCode {
+		case 200:
+			return nil
+		case 503:
+			return fmt.Errorf("publish answers 503 after the NATS restart: %v", res)
 		}
-	}
+		t.Fatalf("publish while NATS restarts: %d %v; want 503 until it is back", resp.StatusCode, res)
+		return nil
+	})
 	r := res["results"].([]any)[0].(map[string]any)
 	if r["sequence"] != 7.0 || r["epoch"] != epoch {
 		t.Fatalf("after the NATS restart: %v; want sequence 7 of %s", r, epoch)

@@ -19,6 +19,7 @@ import (
 	"github.com/marketcast/marketcast/bench/wsclient"
 	"github.com/marketcast/marketcast/engine/natsbroker/natstest"
 	"github.com/marketcast/marketcast/feed/replay"
+	"github.com/marketcast/marketcast/internal/testwait"
 	"github.com/marketcast/marketcast/protocol"
 )
 
@@ -107,15 +108,6 @@ func readyz(addr string) int {
 	return resp.StatusCode
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 // TestFeedProcessRecordAndReplay runs one `marketcast feed` for two nodes:
 // both serve the same ticks. `marketcast record` writes what crossed NATS,
 // and `marketcast feed -replay` publishes exactly that again. With NATS
@@ -130,7 +122,7 @@ func TestFeedProcessRecordAndReplay(t *testing.T) {
 	}
 	tap := tapBus(t, ns.URL())
 	feed := runSubcommand(t, ns.URL(), "feed")
-	eventually(t, "the feed's first ticks on the bus", func() bool { return tap.len() > 0 })
+	testwait.For(t, "the feed's first ticks on the bus", func() bool { return tap.len() > 0 })
 
 	// Both nodes serve the same ticks: the same data for each exchange time
 	// (live ones: the simulator's backfill of the past comes in a burst,
@@ -139,7 +131,7 @@ func TestFeedProcessRecordAndReplay(t *testing.T) {
 	liveFrom := time.Now().Add(-time.Second).UTC().Format(protocol.TimeLayout)
 	var got [2]map[string]string
 	for i, n := range nodes {
-		eventually(t, "the node learning "+sym, func() bool { return knowsSymbol(n.addr, sym) })
+		testwait.For(t, "the node learning "+sym, func() bool { return knowsSymbol(n.addr, sym) })
 		c := n.login(t, fmt.Sprint("trader", i))
 		subscribeTo(t, c, map[string]any{"channel": "market_data", "symbols": []string{sym}})
 		got[i] = map[string]string{}
@@ -193,7 +185,7 @@ func TestFeedProcessRecordAndReplay(t *testing.T) {
 
 	// Replay it ten times faster: the same messages, in the same order.
 	runSubcommand(t, ns.URL(), "feed", "-replay", file, "-speed", "10").wait(t)
-	eventually(t, "the replay on the bus", func() bool { return tap.len() >= len(recorded) })
+	testwait.For(t, "the replay on the bus", func() bool { return tap.len() >= len(recorded) })
 	if played := tap.take(); fmt.Sprint(played) != fmt.Sprint(recorded) {
 		t.Fatalf("replay differs from the recording: %d messages, want %d", len(played), len(recorded))
 	}
@@ -204,9 +196,9 @@ func TestFeedProcessRecordAndReplay(t *testing.T) {
 		t.Fatalf("readyz %d before the outage", code)
 	}
 	ns.Stop()
-	eventually(t, "readyz 503 while NATS is down", func() bool { return readyz(a.addr) == 503 })
+	testwait.For(t, "readyz 503 while NATS is down", func() bool { return readyz(a.addr) == 503 })
 	ns.Restart(false)
-	eventually(t, "readyz 200 once NATS is back", func() bool { return readyz(a.addr) == 200 })
+	testwait.For(t, "readyz 200 once NATS is back", func() bool { return readyz(a.addr) == 200 })
 	if a.cmd.ProcessState != nil {
 		t.Fatal("the node exited")
 	}
@@ -245,7 +237,7 @@ func TestClusterKlineHistory(t *testing.T) {
 	a := &clusterNode{startBinary(t, freePort(t), append(env, "MARKETCAST_NODE_NAME=h1")...)}
 	b := &clusterNode{startBinary(t, freePort(t), append(env, "MARKETCAST_NODE_NAME=h2")...)}
 	for _, n := range []*clusterNode{a, b} {
-		eventually(t, "the node joining", func() bool { return bytes.Contains([]byte(n.logs.String()), []byte("node joined the cluster")) })
+		testwait.For(t, "the node joining", func() bool { return bytes.Contains([]byte(n.logs.String()), []byte("node joined the cluster")) })
 	}
 	// A collector: ten minutes of ticks, an hour ago, and the tick that
 	// closes the tenth bar.
@@ -293,11 +285,11 @@ func TestClusterKlineHistory(t *testing.T) {
 		}
 	}
 	var onA []string
-	eventually(t, "ten closed bars on A", func() bool { onA = history(a); return len(onA) == 10 })
-	eventually(t, "the same on B", func() bool { return fmt.Sprint(history(b)) == fmt.Sprint(onA) })
+	testwait.For(t, "ten closed bars on A", func() bool { onA = history(a); return len(onA) == 10 })
+	testwait.For(t, "the same on B", func() bool { return fmt.Sprint(history(b)) == fmt.Sprint(onA) })
 	c := &clusterNode{startBinary(t, freePort(t), append(env, "MARKETCAST_NODE_NAME=h3")...)}
 	var onC []string
-	eventually(t, "the same on the late node", func() bool { onC = history(c); return len(onC) > 0 })
+	testwait.For(t, "the same on the late node", func() bool { onC = history(c); return len(onC) > 0 })
 	if fmt.Sprint(onC) != fmt.Sprint(onA) {
 		t.Fatalf("history on the late node:\n%v\nwant\n%v", onC, onA)
 	}

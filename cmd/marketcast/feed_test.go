@@ -12,6 +12,7 @@ import (
 
 	"github.com/marketcast/marketcast/configs"
 	"github.com/marketcast/marketcast/feed"
+	"github.com/marketcast/marketcast/internal/testwait"
 	"github.com/marketcast/marketcast/protocol"
 )
 
@@ -67,12 +68,9 @@ func TestFeedIsRestartedAndReadinessFollowsIt(t *testing.T) {
 	src.fails.Store(1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := startFeed(ctx, src, n, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	deadline := time.Now().Add(5 * time.Second)
-	for ready() != 200 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if code := ready(); code != 200 || src.runs.Load() < 2 {
-		t.Fatalf("readyz %d after %d runs; want 200 once the restarted source produced", code, src.runs.Load())
+	testwait.For(t, "readyz 200 once the restarted source produced", func() bool { return ready() == 200 })
+	if src.runs.Load() < 2 {
+		t.Fatalf("ready after %d runs; want 200 only once the restarted source produced", src.runs.Load())
 	}
 	if !n.market.HasSymbol("T.x1") || n.hub.Last(protocol.TopicKey(protocol.Tick, "T.x1")) == nil {
 		t.Fatal("the feed's ticks did not reach the hub")

@@ -21,10 +21,13 @@ import (
 	"github.com/marketcast/marketcast/configs"
 	"github.com/marketcast/marketcast/engine/auth"
 	"github.com/marketcast/marketcast/feed/kline"
+	"github.com/marketcast/marketcast/internal/testwait"
 	"github.com/marketcast/marketcast/protocol"
 )
 
-const wait = 10 * time.Second
+// wait bounds one step of a test (a message, an exit): a hang guard,
+// generous for a busy machine, never a measurement.
+const wait = testwait.Deadline
 
 var (
 	decimal  = regexp.MustCompile(`^-?\d+(\.\d+)?$`)
@@ -44,7 +47,8 @@ func startServer(t *testing.T) (string, *configs.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Feed.Sim.Rate = 20 // livelier than the default, so a test sees many ticks quickly
+	cfg.Feed.Sim.Rate = 20             // livelier than the default, so a test sees many ticks quickly
+	cfg.Feed.Sim.Backfill.Duration = 0 // no simulated past: books and ticks are live from the start
 	return serveConfig(t, cfg), cfg
 }
 
@@ -141,7 +145,7 @@ func TestSimulatorEndToEnd(t *testing.T) {
 				}
 			}
 			if ticks < 6 || books < 2 || bars < 2 || live < 4 {
-				t.Fatalf("in %v: %d ticks, %d books, %d bars (%d live)", wait, ticks, books, bars, live)
+				t.Fatalf("after %v: %d ticks, %d books, %d bars (%d live)", wait, ticks, books, bars, live)
 			}
 		})
 	}
@@ -233,7 +237,7 @@ func TestBinaryAnnouncesDevSecretAndToken(t *testing.T) {
 	addr := freePort(t)
 	p := startBinary(t, addr)
 	var token string
-	eventually(t, "the development token in the log", func() bool {
+	testwait.For(t, "the development token in the log", func() bool {
 		_, rest, ok := strings.Cut(p.logs.String(), " token=")
 		token, _, _ = strings.Cut(rest, "\n")
 		token, _, _ = strings.Cut(token, " ")
@@ -319,7 +323,20 @@ func startBinary(t *testing.T, addr string, env ...string) *binaryProc {
 			logs.WriteString(sc.Text() + "\n")
 		}
 	}()
+	waitReady(t, addr)
 	return p
+}
+
+// waitReady polls the server at addr until /readyz answers 200: a server
+// is used only once it says it is ready.
+func waitReady(t *testing.T, addr string) {
+	t.Helper()
+	testwait.Check(t, func() error {
+		if code := readyz(addr); code != 200 {
+			return fmt.Errorf("%s/readyz answers %d", addr, code)
+		}
+		return nil
+	})
 }
 
 // stop sends SIGTERM and waits for a clean exit.

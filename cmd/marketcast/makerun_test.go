@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/marketcast/marketcast/internal/testwait"
 )
 
 // TestMakeRunStops runs `make run` as a person does and stops it both ways
@@ -51,7 +53,7 @@ func TestMakeRunStops(t *testing.T) {
 				}
 				rest <- b.String()
 			}()
-			time.Sleep(time.Second)
+			waitReady(t, addr)
 			if how == "ctrl-c" {
 				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
 			} else {
@@ -61,7 +63,7 @@ func TestMakeRunStops(t *testing.T) {
 			go func() { done <- cmd.Wait() }()
 			select {
 			case <-done:
-			case <-time.After(20 * time.Second):
+			case <-time.After(testwait.Deadline):
 				t.Fatalf("make run did not stop\n%s", logs.String())
 			}
 			after := <-rest
@@ -70,16 +72,14 @@ func TestMakeRunStops(t *testing.T) {
 			if !strings.Contains(after, `msg=stopped`) || strings.Contains(after, "make: ***") {
 				t.Fatalf("after %s:\n%s", how, after)
 			}
-			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			testwait.For(t, "nothing listening once make run stopped", func() bool {
 				c, err := net.Dial("tcp", addr)
 				if err != nil {
-					break // nothing listens: the server is gone
+					return true // the server is gone
 				}
 				c.Close()
-				if time.Now().After(deadline) {
-					t.Fatal("the server is still listening after make run stopped")
-				}
-			}
+				return false
+			})
 		})
 	}
 }

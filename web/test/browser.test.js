@@ -8,11 +8,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { chromium } from 'playwright-core';
-import { startServer } from '../../clients/js/testutil/server.js';
+import { startServer, DEADLINE } from '../../clients/js/testutil/server.js';
 
 const executablePath = process.env.CHROMIUM || ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find(existsSync);
 
-test('the demo terminal shows live markets and private orders', { timeout: 60000 }, async () => {
+test('the demo terminal shows live markets and private orders', { timeout: 4 * DEADLINE }, async () => {
   assert.ok(executablePath, 'Debian chromium is required: make test installs it when it can (web/test/setup.sh)');
   const srv = await startServer({ dev: true, backfill: '2h' }); // as make run: the chart opens full
   const browser = await chromium.launch({
@@ -26,18 +26,18 @@ test('the demo terminal shows live markets and private orders', { timeout: 60000
     page.on('pageerror', (err) => errors.push(err.message));
     await page.goto(srv.base + '/');
 
-    await page.waitForSelector('#status[data-state="open"]', { timeout: 10000 });
+    await page.waitForSelector('#status[data-state="open"]', { timeout: DEADLINE });
     // Prices change: some watch-list row saw at least two different last prices.
     await page.waitForFunction(() => [...document.querySelectorAll('#watchlist tr[data-changes]')]
-      .some((r) => Number(r.dataset.changes) >= 2), null, { timeout: 15000 });
+      .some((r) => Number(r.dataset.changes) >= 2), null, { timeout: DEADLINE });
     const last = await page.textContent('#watchlist tbody tr td.last');
     assert.match(last, /^\d+\.\d+$/);
     // The depth ladder fills: five levels a side.
-    await page.waitForFunction(() => Number(document.querySelector('#depth').dataset.levels) >= 10, null, { timeout: 10000 });
+    await page.waitForFunction(() => Number(document.querySelector('#depth').dataset.levels) >= 10, null, { timeout: DEADLINE });
     // The chart opens full: the simulator's backfill of the last two hours
     // arrives as the subscription's history (120 closed bars and the forming
     // one), drawn with real pixels.
-    await page.waitForFunction(() => Number(document.querySelector('#chart').dataset.candles) >= 100, null, { timeout: 10000 });
+    await page.waitForFunction(() => Number(document.querySelector('#chart').dataset.candles) >= 100, null, { timeout: DEADLINE });
     const inked = await page.evaluate(() => {
       const c = document.querySelector('#chart');
       const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
@@ -50,10 +50,10 @@ test('the demo terminal shows live markets and private orders', { timeout: 60000
     // An order published by a back end appears in the orders panel.
     await srv.publish({ channel: 'orders', user_id: '1', data: {
       order_id: 'ORD_20231201_001', symbol: 'SHFE.rb2405', side: 'BUY', quantity: '1.0', price: '4000.0', status: 'FILLED' } });
-    await page.waitForSelector('#order-ORD_20231201_001', { timeout: 10000 });
+    await page.waitForSelector('#order-ORD_20231201_001', { timeout: DEADLINE });
     assert.match(await page.textContent('#order-ORD_20231201_001'), /FILLED/);
     await srv.publish({ channel: 'notifications', user_id: '1', data: { level: 'WARNING', title: '持仓风险提醒', message: '螺纹钢持仓已达到风控上限' } });
-    await page.waitForSelector('#notifications li', { timeout: 10000 });
+    await page.waitForSelector('#notifications li', { timeout: DEADLINE });
 
     if (process.env.MARKETCAST_SCREENSHOT) {
       await page.waitForTimeout(1500); // a few more ticks for a lively picture

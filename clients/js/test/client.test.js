@@ -1,7 +1,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { MarketcastClient, MarketcastError, backoffDelay } from '../marketcast.js';
-import { startServer, token, publish, waitFor, sleep, freePort } from '../testutil/server.js';
+import { startServer, token, publish, waitFor, until, freePort } from '../testutil/server.js';
 
 describe('against a running server', () => {
   let srv;
@@ -22,8 +22,9 @@ describe('against a running server', () => {
     const c = new MarketcastClient({ url: srv.url, token: 'not-a-token' });
     let reconnecting = 0;
     c.on('reconnecting', () => reconnecting++);
+    const closed = waitFor(c, 'close');
     await assert.rejects(c.connect(), (err) => err instanceof MarketcastError && err.code === 'AUTH_FAILED');
-    await sleep(300);
+    await closed; // the client has decided what to do after the close
     assert.equal(reconnecting, 0);
     assert.equal(c.state, 'closed');
   });
@@ -36,7 +37,7 @@ describe('against a running server', () => {
     const res = await c.subscribe('market_data', { symbols: ['SHFE.rb2405'], fields: ['last_price', 'bid', 'ask'] });
     assert.deepEqual(res.symbols, ['SHFE.rb2405']);
     assert.deepEqual(res.fields, ['ask_price', 'bid_price', 'last_price']);
-    while (ticks.filter((t) => !t.snapshot).length < 3) await sleep(50);
+    await until(() => ticks.filter((t) => !t.snapshot).length >= 3, 'three live ticks');
     assert.equal(ticks[0].snapshot, true);
     for (const t of ticks) {
       assert.equal(t.channel, 'tick');
@@ -44,7 +45,7 @@ describe('against a running server', () => {
       assert.match(t.data.last_price, /^\d+\.\d+$/);
     }
     // channel listeners see the same messages
-    const [, byChannel] = await waitFor(c, 'tick', () => true, 5000);
+    const [, byChannel] = await waitFor(c, 'tick');
     assert.equal(byChannel.symbol, 'SHFE.rb2405');
     await c.unsubscribe('market_data', { symbols: ['SHFE.rb2405'] });
     c.close();
@@ -63,7 +64,7 @@ describe('against a running server', () => {
     const bars = [];
     c.on('kline', (data, msg) => bars.push([data.start_time, data.closed, msg.snapshot]));
     await c.subscribe('kline_1m', { symbols: ['X.chart'], history: 2 });
-    while (bars.length < 3) await sleep(20);
+    await until(() => bars.length >= 3, 'three bars');
     assert.deepEqual(bars, [
       [bar(1).start_time, true, true], [bar(2).start_time, true, true], [bar(3).start_time, false, true],
     ]);
@@ -93,14 +94,14 @@ describe('against a running server', () => {
     c.on('order_update', (data, msg) => got.push(msg.sequence));
     await c.subscribe('orders');
     for (let i = 1; i <= 3; i++) await publish(srv.base, { channel: 'orders', user_id: 'u42', data: { order_id: `O${i}` } });
-    const [closed] = await waitFor(c, 'close', () => true, 5000);
+    const [closed] = await waitFor(c, 'close');
     assert.equal(closed.code, 4002);
     for (let i = 4; i <= 6; i++) await publish(srv.base, { channel: 'orders', user_id: 'u42', data: { order_id: `O${i}` } });
-    const [resumed] = await waitFor(c, 'resumed', () => true, 5000);
+    const [resumed] = await waitFor(c, 'resumed');
     assert.equal(resumed.since, 3);
-    while (got.length < 6) await sleep(20);
+    await until(() => got.length >= 6, 'six orders');
     await publish(srv.base, { channel: 'orders', user_id: 'u42', data: { order_id: 'O7' } });
-    while (got.length < 7) await sleep(20);
+    await until(() => got.length >= 7, 'the seventh order');
     assert.deepEqual(got, [1, 2, 3, 4, 5, 6, 7]);
     c.close();
   });
@@ -112,8 +113,10 @@ describe('against a running server', () => {
     c.on('auth', () => auths++);
     c.on('close', () => closes++);
     await c.connect();
-    await sleep(4000);
-    assert.ok(auths >= 2, `auths=${auths}`);
+    // Tokens live 3 s and are refreshed 2 s before expiry, so a fourth
+    // authentication comes after the first token expired: the connection
+    // outlived it.
+    await until(() => auths >= 4 || closes > 0, 'four authentications');
     assert.equal(closes, 0);
     c.close();
   });
@@ -135,10 +138,10 @@ test('reconnects after the server restarts and resubscribes', async () => {
   await srv.stop();
   const [ev] = await closed;
   assert.equal(ev.code, 1001);
-  const reconnected = waitFor(c, 'reconnected', () => true, 15000);
-  const resumeFailed = waitFor(c, 'resume_failed', (e) => e.channel === 'orders', 15000);
-  const ticks = waitFor(c, 'market_data', (d, msg) => msg.symbol === 'SHFE.hc2405', 15000);
-  await sleep(500);
+  const reconnected = waitFor(c, 'reconnected');
+  const resumeFailed = waitFor(c, 'resume_failed', (e) => e.channel === 'orders');
+  const ticks = waitFor(c, 'market_data', (d, msg) => msg.symbol === 'SHFE.hc2405');
+  await until(() => reconnecting.length >= 2, 'a reconnect attempt to fail while the server is down');
   srv = await startServer({ port });
   try {
     await reconnected;
@@ -166,7 +169,7 @@ test('a restart between two connections is never taken for a resume, even once t
   assert.equal(first.sequence, 0);
   assert.ok(first.epoch, 'a subscribe answer names the epoch');
   for (const id of ['A1', 'A2']) await publish(srv.base, { channel: 'orders', user_id: 'r1', data: { order_id: id } });
-  while (got.length < 2) await sleep(20);
+  await until(() => got.length >= 2, 'two orders');
   const seen = c.position('orders');
   assert.equal(seen.sequence, 2);
   c.close();
@@ -187,7 +190,7 @@ test('a restart between two connections is never taken for a resume, even once t
     // Nothing of the new run was replayed as if it continued the old one;
     // live orders follow in the new run, and tracking follows them.
     await publish(srv.base, { channel: 'orders', user_id: 'r1', data: { order_id: 'B4' } });
-    while (got.length < 3) await sleep(20);
+    await until(() => got.length >= 3, 'the live order of the new run');
     assert.deepEqual(got.slice(2), [`${rf.current_epoch}/4/B4`]);
     assert.deepEqual(c.position('orders'), { sequence: 4, epoch: rf.current_epoch });
   } finally {
@@ -208,11 +211,11 @@ test('resumes the broadcast stream beside the user\'s own notifications', async 
     await c.subscribe('notifications');
     await publish(srv.base, { channel: 'notifications', data: { n: 1 } });
     await publish(srv.base, { channel: 'notifications', user_id: 'n1', data: { n: 2 } });
-    while (got.length < 2) await sleep(20);
-    await waitFor(c, 'close', () => true, 5000); // the 2-second token expires: 4002
+    await until(() => got.length >= 2, 'two notices');
+    await waitFor(c, 'close'); // the 2-second token expires: 4002
     await publish(srv.base, { channel: 'notifications', data: { n: 3 } });
     await publish(srv.base, { channel: 'notifications', user_id: 'n1', data: { n: 4 } });
-    while (got.length < 4) await sleep(20);
+    await until(() => got.length >= 4, 'four notices');
     // Each stream in its own order (the two are independent of each other).
     assert.deepEqual(got.filter((g) => g.startsWith('all')), ['all:1:1', 'all:2:3']);
     assert.deepEqual(got.filter((g) => g.startsWith('me')), ['me:1:2', 'me:2:4']);
@@ -240,7 +243,7 @@ test('reconnect attempts follow the backoff while the server is down', async () 
   const c = new MarketcastClient({ url: `ws://127.0.0.1:${port}/ws`, token: 't', initialDelay: 40, maxDelay: 200, maxAttempts: 5, random: () => 1 });
   const delays = [];
   c.on('reconnecting', (e) => delays.push(e.delay));
-  const gaveUp = waitFor(c, 'error', (err) => err.code === 'RECONNECT_FAILED', 5000);
+  const gaveUp = waitFor(c, 'error', (err) => err.code === 'RECONNECT_FAILED');
   await assert.rejects(c.connect());
   await gaveUp;
   assert.deepEqual(delays, [40, 80, 160, 200, 200]);

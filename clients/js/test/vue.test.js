@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRenderer, defineComponent, h, nextTick } from 'vue';
 import { useMarketData } from '../vue.js';
-import { startServer, token, sleep } from '../testutil/server.js';
+import { startServer, token, until } from '../testutil/server.js';
 
 // A host of plain objects: enough for Vue to mount and unmount components.
 const { createApp } = createRenderer({
@@ -35,15 +35,13 @@ test('useMarketData connects, streams ticks, and is disconnected after unmount',
   }));
   app.mount({ type: 'root', children: [] });
   try {
-    for (let i = 0; i < 100 && !(state.connected.value && state.ticks.has('SHFE.rb2405')); i++) await sleep(50);
-    assert.equal(state.connected.value, true);
+    await until(() => state.connected.value && state.ticks.has('SHFE.rb2405'), 'connected, with a tick');
     assert.match(state.ticks.get('SHFE.rb2405').last_price, /^\d+\.\d+$/);
 
     app.unmount();
     await nextTick();
     assert.equal(state.connected.value, false, 'connected stays true after unmount');
-    for (let i = 0; i < 200 && state.client.ws.readyState !== 3; i++) await sleep(25); // the closing handshake, however busy the server
-    assert.equal(state.client.ws.readyState, 3, 'the socket is closed');
+    await until(() => state.client.ws.readyState === 3, 'the closing handshake');
     assert.equal(state.client.state, 'closed');
   } finally {
     await srv.stop();

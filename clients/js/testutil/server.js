@@ -26,6 +26,21 @@ export function freePort() {
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
+ * How long a test waits for anything: a guard against a hang, generous for
+ * a busy machine, never a measurement (as internal/testwait in Go).
+ */
+export const DEADLINE = 60000;
+
+/** Polls cond until it is true; rejects naming what after timeout ms. */
+export async function until(cond, what, timeout = DEADLINE) {
+  const deadline = Date.now() + timeout;
+  for (let pause = 1; !(await cond()); pause = Math.min(2 * pause, 50)) {
+    if (Date.now() > deadline) throw new Error(`still waiting for ${what} after ${timeout} ms`);
+    await sleep(pause);
+  }
+}
+
+/**
  * Starts the server; resolves when /readyz answers 200. A development-mode
  * server (dev: true) runs with the public development secret, as it must;
  * use the returned token() and publish(), which sign with the right one.
@@ -43,18 +58,18 @@ export async function startServer({ port, config = '', dev = false, backfill = '
   let log = '';
   proc.stderr.on('data', (d) => { log += d; });
   const base = `http://127.0.0.1:${port}`;
-  for (let ready = false, tries = 0; !ready; tries++) {
-    if (proc.exitCode !== null) throw new Error(`server exited: ${log}`);
-    if (tries === 400) { // 20 s
-      proc.kill('SIGKILL');
-      throw new Error(`server not ready on ${base} within 20 s: ${log}`);
-    }
-    try {
-      ready = (await fetch(base + '/readyz')).status === 200;
-    } catch {
-      // not listening yet
-    }
-    if (!ready) await sleep(50);
+  try {
+    await until(async () => {
+      if (proc.exitCode !== null) throw new Error(`server exited: ${log}`);
+      try {
+        return (await fetch(base + '/readyz')).status === 200;
+      } catch {
+        return false; // not listening yet
+      }
+    }, `the server on ${base} to be ready`);
+  } catch (err) {
+    proc.kill('SIGKILL');
+    throw new Error(`${err.message}: ${log}`);
   }
   const stop = () => new Promise((resolve) => {
     if (proc.exitCode !== null) return resolve(proc.exitCode);
@@ -88,7 +103,7 @@ export async function publish(base, body, { dev = false } = {}) {
 }
 
 /** Resolves with the first event payload for which match is true. */
-export function waitFor(client, event, match = () => true, timeout = 5000) {
+export function waitFor(client, event, match = () => true, timeout = DEADLINE) {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => { off(); reject(new Error(`no ${event} within ${timeout} ms`)); }, timeout);
     const off = client.on(event, (...args) => {

@@ -1,7 +1,7 @@
 # marketcast — the two commands that matter: `make run` and `make test`.
 GO ?= go
 
-.PHONY: run test setup vet test-go test-js test-browser build bench fuzz cluster screenshot clean FORCE
+.PHONY: run test setup vet tidy test-go test-js test-browser test-quick test-soak test-busy build bench fuzz cluster screenshot clean FORCE
 
 ## run: build, then start the server with the embedded default config and the
 ## simulator. The binary replaces make's shell, so Ctrl-C or a SIGTERM to make
@@ -9,10 +9,10 @@ GO ?= go
 run: bin/marketcast
 	@exec ./bin/marketcast
 
-## test: every test: go vet, go test -race, the JavaScript client against the real
-## binary (Node's test runner), and the demo page in headless Chromium. Installs
-## what it needs first (setup).
-test: setup vet test-go test-js test-browser
+## test: every test: go vet, go.mod tidy, go test -race, the JavaScript client
+## against the real binary (Node's test runner), and the demo page in headless
+## Chromium. Installs what it needs first (setup). Soaks are not in it (test-soak).
+test: setup vet tidy test-go test-js test-browser
 
 ## setup: Node, Debian's chromium and a CJK font, the tests' npm packages:
 ## installed when missing (as root or with sudo), else the command to run
@@ -22,8 +22,28 @@ setup:
 vet:
 	$(GO) vet ./...
 
+## tidy: go.mod and go.sum are exactly what the imports need
+tidy:
+	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod is not tidy: run go mod tidy (go mod tidy -diff shows what changes)" >&2; exit 1; }
+
+# GOTESTFLAGS: extra flags for test-go (test-busy passes -count=3).
+GOTESTFLAGS ?= -count=1
+
 test-go:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -timeout 30m $(GOTESTFLAGS) ./...
+
+## test-quick: the Go tests without those that start several processes
+test-quick:
+	$(GO) test -short ./...
+
+## test-soak: the long tests (fault runs, thousands of sockets) too; see internal/testlane
+test-soak:
+	MARKETCAST_SOAK=1 $(GO) test -race -timeout 60m -count=1 ./...
+
+## test-busy: make test three runs in a row with every core kept busy by
+## stress-ng, Go packages with -count=3 (README says how long it takes)
+test-busy:
+	bash .ci/busy
 
 test-js: bin/marketcast
 	cd clients/js && node --experimental-websocket --test --test-concurrency=1 test/

@@ -12,6 +12,7 @@ import (
 	"github.com/marketcast/marketcast/bench/wsclient"
 	"github.com/marketcast/marketcast/engine/auth"
 	"github.com/marketcast/marketcast/engine/natsbroker/natstest"
+	"github.com/marketcast/marketcast/internal/testlane"
 	"github.com/marketcast/marketcast/internal/testwait"
 	"github.com/marketcast/marketcast/protocol"
 )
@@ -84,6 +85,7 @@ func nextOf(t *testing.T, c *wsclient.Client, typ string) *wsclient.Message {
 // node; a node killed with -9 loses its clients, who resume on another node
 // with nothing lost; NATS restarting with its store keeps the run going.
 func TestClusterOfThreeBinaries(t *testing.T) {
+	testlane.MultiProcess(t)
 	ns := natstest.Start(t, "")
 	var nodes []*clusterNode
 	for i := range 3 {
@@ -186,6 +188,7 @@ func TestClusterOfThreeBinaries(t *testing.T) {
 // runs an embedded NATS server with a JetStream store there, so a restart
 // keeps every private run: a client resumes across it with nothing lost.
 func TestSingleNodeKeepsHistoryAcrossRestarts(t *testing.T) {
+	testlane.MultiProcess(t)
 	dir := t.TempDir()
 	addr := freePort(t)
 	env := []string{"MARKETCAST_DATA_DIR=" + dir, "MARKETCAST_DEV_MODE=false", "MARKETCAST_JWT_SECRET=" + clusterSecret}

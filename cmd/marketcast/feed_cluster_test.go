@@ -19,6 +19,7 @@ import (
 	"github.com/marketcast/marketcast/bench/wsclient"
 	"github.com/marketcast/marketcast/engine/natsbroker/natstest"
 	"github.com/marketcast/marketcast/feed/replay"
+	"github.com/marketcast/marketcast/internal/testlane"
 	"github.com/marketcast/marketcast/internal/testwait"
 	"github.com/marketcast/marketcast/protocol"
 )
@@ -113,6 +114,7 @@ func readyz(addr string) int {
 // and `marketcast feed -replay` publishes exactly that again. With NATS
 // gone a node stays up and says it is not ready; it recovers by itself.
 func TestFeedProcessRecordAndReplay(t *testing.T) {
+	testlane.MultiProcess(t)
 	ns := natstest.Start(t, "")
 	var nodes []*clusterNode
 	for i := range 2 {
@@ -231,6 +233,7 @@ func containsRun(all, want []string) bool {
 // every node — also on one that started after the bars closed, which
 // loads them from the cluster's bar store.
 func TestClusterKlineHistory(t *testing.T) {
+	testlane.MultiProcess(t)
 	ns := natstest.Start(t, "")
 	env := []string{"MARKETCAST_NATS_URL=" + ns.URL(), "MARKETCAST_DEV_MODE=false", "MARKETCAST_JWT_SECRET=" + clusterSecret,
 		"MARKETCAST_SESSIONS=always"}

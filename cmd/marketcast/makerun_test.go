@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/marketcast/marketcast/internal/testlane"
 	"github.com/marketcast/marketcast/internal/testwait"
 )
 
@@ -21,6 +22,7 @@ import (
 // listening (with `go run` the binary was orphaned by a SIGTERM to make and
 // Ctrl-C ended in "make: *** Error 1").
 func TestMakeRunStops(t *testing.T) {
+	testlane.MultiProcess(t)
 	if _, err := exec.LookPath("make"); err != nil {
 		t.Skip("make is not installed")
 	}

@@ -7,15 +7,15 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/marketcast/marketcast/internal/testlane"
 )
 
 // TestScenariosSmoke runs small versions of the scenarios against the real
 // marketcast binary, so the load generator cannot rot between benchmark
 // runs. The private scenario fails on any lost order update.
 func TestScenariosSmoke(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts real servers")
-	}
+	testlane.MultiProcess(t)
 	bin := filepath.Join(t.TempDir(), "marketcast")
 	if out, err := exec.Command("go", "build", "-o", bin, "../marketcast").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)

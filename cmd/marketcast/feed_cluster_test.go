@@ -54,7 +54,7 @@ func (s *subcommand) wait(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v: %v\n%s", s.cmd.Args, err, s.logs.String())
 		}
-	case <-time.After(30 * time.Second):
+	case <-time.After(testwait.Deadline):
 		t.Fatalf("%v did not exit\n%s", s.cmd.Args, s.logs.String())
 	}
 }

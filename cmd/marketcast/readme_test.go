@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/marketcast/marketcast/internal/testwait"
 )
 
 // TestReadmeExamplesRun runs the README's examples as a reader would paste
@@ -46,7 +48,7 @@ func TestReadmeExamplesRun(t *testing.T) {
 		go func() { out, err = cmd.CombinedOutput(); close(done) }()
 		select {
 		case <-done:
-		case <-time.After(60 * time.Second):
+		case <-time.After(testwait.Deadline):
 			_ = cmd.Process.Kill()
 			<-done
 			t.Fatalf("%s did not finish:\n%s", name, out)

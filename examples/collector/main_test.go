@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/marketcast/marketcast/engine/natsbroker/natstest"
+	"github.com/marketcast/marketcast/internal/testwait"
 )
 
 // TestCollectorPublishesTheSampleFile runs the example against a real NATS
@@ -49,7 +50,7 @@ func TestCollectorPublishesTheSampleFile(t *testing.T) {
 			if m.Subject == "md.tick.DCE.m2601" {
 				first = false
 			}
-		case <-time.After(5 * time.Second):
+		case <-time.After(testwait.Deadline): // a hang guard
 			t.Fatalf("received %v", subjects)
 		}
 	}

@@ -188,6 +188,9 @@ func load(file string, getenv func(string) string, environ []string) (*Config, e
 		if err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
+		if err := checkTypes(b); err != nil {
+			return nil, fmt.Errorf("config: %s:%v", file, err)
+		}
 		if err := yaml.UnmarshalWithOptions(b, &c, yaml.Strict()); err != nil {
 			return nil, fmt.Errorf("config: %s: %s", file, yaml.FormatError(err, false, true))
 		}

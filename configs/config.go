@@ -28,7 +28,7 @@ type Config struct {
 	Pprof   bool   `yaml:"pprof"`
 	Web     bool   `yaml:"web"`
 	Auth    struct {
-		JWTSecret   string   `yaml:"jwt_secret"`
+		JWTSecret   string   `yaml:"jwt_secret" secret:"true"`
 		PublicKeys  []string `yaml:"public_keys"`
 		JWKSURL     string   `yaml:"jwks_url"`
 		JWKSRefresh Duration `yaml:"jwks_refresh"`
@@ -43,7 +43,7 @@ type Config struct {
 	} `yaml:"tls"`
 	Ops struct {
 		Listen string `yaml:"listen"`
-		Token  string `yaml:"token"`
+		Token  string `yaml:"token" secret:"true"`
 	} `yaml:"ops"`
 	Limits struct {
 		MaxSubscriptions int `yaml:"max_subscriptions"`
@@ -83,8 +83,8 @@ type Config struct {
 		NATSURL      string   `yaml:"nats_url"`
 		NATSCreds    string   `yaml:"nats_creds"`
 		NATSUser     string   `yaml:"nats_user"`
-		NATSPassword string   `yaml:"nats_password"`
-		NATSToken    string   `yaml:"nats_token"`
+		NATSPassword string   `yaml:"nats_password" secret:"true"`
+		NATSToken    string   `yaml:"nats_token" secret:"true"`
 		Name         string   `yaml:"name"`
 		HeadCheck    Duration `yaml:"head_check"`
 		Stream       struct {
@@ -126,7 +126,14 @@ type Config struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
 	} `yaml:"log"`
+
+	envSet   map[string]string // key path → the variable that set it
+	warnings []string
 }
+
+// Warnings are what loading found suspect but not wrong: MARKETCAST_
+// variables that set no key. The server logs them at start.
+func (c *Config) Warnings() []string { return c.warnings }
 
 // Duration is a time.Duration written as "5s" or "250ms". A value that does
 // not parse is kept and reported by Validate, which knows the key's name.
@@ -148,9 +155,30 @@ func (d *Duration) UnmarshalYAML(b []byte) error {
 }
 
 // Load decodes the default file, then file (if not empty) over it, then the
-// environment overrides, and validates the result. Keys a file does not set
-// keep their default; unknown keys are errors.
+// environment (env.go: MARKETCAST_ and the key's path), and validates the
+// result. Keys a file does not set keep their default; unknown keys are
+// errors. A nil getenv reads the process environment, and MARKETCAST_
+// variables that set nothing become Warnings.
 func Load(file string, getenv func(string) string) (*Config, error) {
+	if getenv == nil {
+		return LoadEnviron(file, os.Environ())
+	}
+	return load(file, getenv, nil)
+}
+
+// LoadEnviron is Load with environ, a list of NAME=value as os.Environ
+// returns it, for the environment.
+func LoadEnviron(file string, environ []string) (*Config, error) {
+	env := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	return load(file, func(k string) string { return env[k] }, environ)
+}
+
+func load(file string, getenv func(string) string, environ []string) (*Config, error) {
 	var c Config
 	if err := yaml.UnmarshalWithOptions(DefaultFile, &c, yaml.Strict()); err != nil {
 		return nil, fmt.Errorf("config: embedded default: %w", err)
@@ -160,52 +188,20 @@ func Load(file string, getenv func(string) string) (*Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
+		if err := checkTypes(b); err != nil {
+			return nil, fmt.Errorf("config: %s:%v", file, err)
+		}
 		if err := yaml.UnmarshalWithOptions(b, &c, yaml.Strict()); err != nil {
 			return nil, fmt.Errorf("config: %s: %s", file, yaml.FormatError(err, false, true))
 		}
 	}
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	for _, e := range envOverrides {
-		if v := getenv(e.name); v != "" {
-			if err := e.apply(&c, v); err != nil {
-				return nil, fmt.Errorf("config: %s=%q: %v", e.name, v, err)
-			}
-		}
+	if err := c.applyEnv(getenv, environ); err != nil {
+		return nil, err
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return &c, nil
-}
-
-// envOverrides are the environment variables that win over any file, in
-// one table (docs/OPERATIONS.md lists them).
-var envOverrides = []struct {
-	name  string
-	apply func(c *Config, v string) error
-}{
-	{"MARKETCAST_LISTEN", func(c *Config, v string) error { c.Listen = v; return nil }},
-	{"MARKETCAST_JWT_SECRET", func(c *Config, v string) error { c.Auth.JWTSecret = v; return nil }},
-	{"MARKETCAST_DEV_MODE", func(c *Config, v string) error { return parseBool(v, &c.DevMode) }},
-	{"MARKETCAST_TLS_CERT", func(c *Config, v string) error { c.TLS.CertFile = v; return nil }},
-	{"MARKETCAST_TLS_KEY", func(c *Config, v string) error { c.TLS.KeyFile = v; return nil }},
-	{"MARKETCAST_JWKS_URL", func(c *Config, v string) error { c.Auth.JWKSURL = v; return nil }},
-	{"MARKETCAST_OPS_LISTEN", func(c *Config, v string) error { c.Ops.Listen = v; return nil }},
-	{"MARKETCAST_OPS_TOKEN", func(c *Config, v string) error { c.Ops.Token = v; return nil }},
-	{"MARKETCAST_NATS_URL", func(c *Config, v string) error { c.Cluster.NATSURL = v; return nil }},
-	{"MARKETCAST_NATS_CREDS", func(c *Config, v string) error { c.Cluster.NATSCreds = v; return nil }},
-	{"MARKETCAST_NATS_USER", func(c *Config, v string) error { c.Cluster.NATSUser = v; return nil }},
-	{"MARKETCAST_NATS_PASSWORD", func(c *Config, v string) error { c.Cluster.NATSPassword = v; return nil }},
-	{"MARKETCAST_NATS_TOKEN", func(c *Config, v string) error { c.Cluster.NATSToken = v; return nil }},
-	{"MARKETCAST_NODE_NAME", func(c *Config, v string) error { c.Cluster.Name = v; return nil }},
-	{"MARKETCAST_DATA_DIR", func(c *Config, v string) error { c.Cluster.Embedded.DataDir = v; return nil }},
-	{"MARKETCAST_FEED", func(c *Config, v string) error { c.Feed.Kind = v; return nil }},
-	{"MARKETCAST_SESSIONS", func(c *Config, v string) error { c.Feed.Sessions = v; return nil }},
-	{"MARKETCAST_SIM_HOURS", func(c *Config, v string) error { c.Feed.Sim.Hours = v; return nil }},
-	{"MARKETCAST_REPLAY_FILE", func(c *Config, v string) error { c.Feed.Replay.File = v; return nil }},
-	{"MARKETCAST_DRAIN", func(c *Config, v string) error { c.Shutdown.Drain = v; return nil }},
 }
 
 // SessionsKind is the calendar bars are built by: "auto" follows the
@@ -242,18 +238,6 @@ func (c *Config) FeedKind() string {
 	return "sim"
 }
 
-func parseBool(v string, dst *bool) error {
-	switch strings.ToLower(v) {
-	case "1", "true", "yes", "on":
-		*dst = true
-	case "0", "false", "no", "off":
-		*dst = false
-	default:
-		return fmt.Errorf("want true or false")
-	}
-	return nil
-}
-
 // CheckServe checks what only a serving process needs: development mode
 // and the secret must agree. Development mode serves GET /dev/token, which
 // signs a token for anyone with the configured secret, so it runs only with
@@ -274,6 +258,9 @@ func (c *Config) CheckServe() error {
 // Validate checks every value and names the key of the first bad one.
 func (c *Config) Validate() error {
 	bad := func(key string, val any, want string) error {
+		if name := c.envSet[key]; name != "" {
+			key += " (set by " + name + ")"
+		}
 		return fmt.Errorf("config: %s: %s, got %v", key, want, val)
 	}
 	for key, d := range map[string]Duration{

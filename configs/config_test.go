@@ -96,6 +96,15 @@ func TestErrorsNameKeyAndValue(t *testing.T) {
 	f("limtis:\n  x: 1\n", "limtis") // unknown key
 	f("auth:\n  timeout: soon\n", `auth.timeout: want a duration such as 5s or 250ms, got "soon"`)
 	f("feed:\n  sim:\n    rate: 0\n", "feed.sim.rate") // zero rate
+	// Wrong types name the key as the file spells it, never a Go field.
+	f("limits:\n  rate_per_minute: abc\n", `c.yaml:2:20: limits.rate_per_minute: want an integer, got "abc"`)
+	f("dev_mode: yes\n", `dev_mode: want true or false, got "yes"`)
+	f("cluster:\n  stream:\n    max_bytes: 1.5\n", "cluster.stream.max_bytes: want an integer, got 1.5")
+	f("feed:\n  sim:\n    rate: fast\n", `feed.sim.rate: want a number, got "fast"`)
+	f("feed:\n  sim:\n    symbols: SHFE.rb2405\n", `feed.sim.symbols: want a list such as ["a", "b"], got "SHFE.rb2405"`)
+	f("limits: 5\n", "limits: want a mapping of keys, got 5")
+	f("http:\n  allowed_origins: [https://a.example.com, [x]]\n", "http.allowed_origins[1]: want a string, got a list")
+	f("listen:\n  host: x\n", "listen: want a string, got a mapping")
 	_, err := Load(filepath.Join(t.TempDir(), "missing.yaml"), noEnv)
 	if err == nil || !strings.Contains(err.Error(), "missing.yaml") {
 		t.Fatalf("missing file: got %v; want an error naming the file", err)

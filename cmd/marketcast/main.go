@@ -88,14 +88,22 @@ func token(args []string, stdout io.Writer) error {
 	return err
 }
 
+// newLogger builds the process's logger as configured, and reports on it
+// what loading the configuration warned about.
 func newLogger(cfg *configs.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
 	opts := &slog.HandlerOptions{Level: level}
+	var log *slog.Logger
 	if cfg.Log.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		log = slog.New(slog.NewJSONHandler(w, opts))
+	} else {
+		log = slog.New(slog.NewTextHandler(w, opts))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	for _, warning := range cfg.Warnings() {
+		log.Warn(warning)
+	}
+	return log
 }
 
 func serve(args []string, stderr io.Writer) error {

@@ -17,6 +17,8 @@ from conftest import HERE, ROOT, Server, poll
 PACKAGE_README = HERE.parent / "README.md"
 README = ROOT / "README.md"
 ZH_README = ROOT / "docs" / "zh" / "README.md"
+MIGRATING = ROOT / "docs" / "MIGRATING-FROM-SEED.md"
+JS_README = ROOT / "clients" / "js" / "README.md"
 
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
 
@@ -53,8 +55,10 @@ class Celery:
     def __init__(self, main=None, **kwargs):
         self.main = main
 
-    def task(self, bind=False, **options):
-        return lambda fn: _Task(fn, bind)
+    def task(self, fn=None, bind=False, **options):
+        if callable(fn):  # @app.task
+            return _Task(fn, False)
+        return lambda fn: _Task(fn, bind)  # @app.task(...)
 '''
 
 # How a notebook runs a cell: top-level await in the kernel's event loop.
@@ -81,7 +85,7 @@ def python_blocks() -> dict[str, str]:
 
 def run(code: str, srv: Server, *, stdin_runner: str | None = None, extra_path: str | None = None,
         env: dict[str, str] | None = None) -> str:
-    code = code.replace("localhost:8000", f"127.0.0.1:{srv.port}")
+    code = code.replace("localhost:8000", f"127.0.0.1:{srv.port}").replace("marketcast:8000", f"127.0.0.1:{srv.port}")
     path = [str(HERE.parent / "src")] + ([extra_path] if extra_path else [])
     e = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
     argv = [sys.executable, "-c", stdin_runner] if stdin_runner else [sys.executable, "-"]
@@ -127,13 +131,34 @@ def test_readme_examples_run_verbatim(make_server):
         assert m and int(m.group(1)) >= 50, out
 
 
+def test_the_migration_guides_celery_tasks_publish_the_seeds_payloads(make_server):
+    """MIGRATING-FROM-SEED.md's tasks, run with the seed's own data: an order
+    update and the seed publisher's tick (its zone-less timestamp replaced
+    as the guide says)."""
+    code = next(b for b in blocks(MIGRATING, "python") if "from celery import Celery" in b)
+    code += """
+send_order_update.delay("1", {"order_id": "ORD_20231201_001", "symbol": "SHFE.rb2405", "side": "BUY",
+                              "quantity": "1.0", "price": "4000.0", "status": "FILLED"})
+broadcast_market_data.delay("SHFE.rb2405", {"last_price": "4000.0", "bid_price": "3999.0", "ask_price": "4001.0",
+                                            "volume": "1000", "timestamp": "2023-12-01T10:30:00.123456"})
+"""
+    srv = make_server()
+    with tempfile.TemporaryDirectory(prefix="mc-py-celery-") as tmp:
+        Path(tmp, "celery").mkdir()
+        Path(tmp, "celery", "__init__.py").write_text(CELERY_STAND_IN)
+        out = run(code, srv, extra_path=tmp, env={"MARKETCAST_PUBLISH_TOKEN": srv.token("backend", ("publish",))})
+    assert out.count("task result None") == 2, out
+
+
 def test_the_chinese_quick_start_has_the_english_readmes_commands():
     """docs/zh/README.md translates README.md's prose; its code blocks —
-    every command and example — are the English ones, the same and in the
-    same order, so a reader of either runs the same thing."""
+    every command and example — are README.md's, the same and in the same
+    order, so a reader of either runs the same thing. The few it adds (Vue,
+    the notebook) are the English docs' own, verbatim."""
     en, zh = blocks(README), blocks(ZH_README)
     missing = [b for b in en if b not in zh]
-    extra = [b for b in zh if b not in en]
     assert not missing, "copy these README.md blocks into docs/zh/README.md:\n" + "\n---\n".join(missing)
-    assert not extra, "docs/zh/README.md has blocks README.md does not:\n" + "\n---\n".join(extra)
-    assert en == zh, "the blocks are the same but in another order"
+    assert [b for b in zh if b in en] == en, "docs/zh/README.md has README.md's blocks in another order"
+    elsewhere = {b for doc in (PACKAGE_README, JS_README, MIGRATING) for b in blocks(doc)}
+    extra = [b for b in zh if b not in en and b not in elsewhere]
+    assert not extra, "docs/zh/README.md has blocks no English doc has:\n" + "\n---\n".join(extra)

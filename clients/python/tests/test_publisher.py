@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import time
 from decimal import Decimal
@@ -118,8 +119,17 @@ async def test_503_in_cluster_mode_when_nats_is_down_then_the_retry_publishes_on
         return subprocess.Popen([BIN, "nats", "-listen", f"127.0.0.1:{nats_port}", "-store", store],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
+    def nats_listening() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", nats_port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
     nats = start_nats()
     try:
+        # A node exits when NATS is not there at its start.
+        await poll(nats_listening, "NATS listening")
         srv: Server = make_server(env={"MARKETCAST_NATS_URL": f"nats://127.0.0.1:{nats_port}", "MARKETCAST_FEED": "none"})
         pub = srv.publisher(retries=0)
         ok = await asyncio.to_thread(pub.order_update, "c1", {"order_id": "before"})

@@ -6,18 +6,18 @@ from 14 on. Both are called with the arguments they share."""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
 try:  # websockets >= 13
-    from websockets.asyncio.client import connect as _connect
-
+    _client: Any = importlib.import_module("websockets.asyncio.client")
     NEW_ASYNCIO = True
 except ImportError:  # websockets 10.x-12.x
-    from websockets.legacy.client import connect as _connect  # type: ignore[no-redef]
-
+    _client = importlib.import_module("websockets.legacy.client")
     NEW_ASYNCIO = False
+_connect = _client.connect
 
 __all__ = ["ConnectionClosed", "connect", "close", "abort", "NEW_ASYNCIO"]
 

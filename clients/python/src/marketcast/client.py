@@ -109,7 +109,7 @@ class Position:
 
 def topic_key(msg: dict[str, Any]) -> str:
     """The sequence-tracking key of a pushed message."""
-    ch = msg.get("channel", "")
+    ch = str(msg.get("channel", ""))
     if msg.get("symbol"):
         return f"{ch}:{msg['symbol']}"
     if msg.get("strategy_id"):
@@ -170,7 +170,7 @@ class MessageStream:
             raise StopAsyncIteration
         delivery, msg = item
         self._current = (delivery, time.monotonic())
-        return msg
+        return msg  # type: ignore[no-any-return]
 
     def _finish_current(self) -> None:
         if self._current is not None:
@@ -369,7 +369,12 @@ class Client:
             while not self._has_data_consumer():
                 self._consumer.clear()
                 await self._consumer.wait()
-            msg = parse(raw)
+            try:
+                msg = parse(raw)
+            except Exception:  # a payload this version cannot type: never stop delivering
+                log.exception("marketcast: cannot read a %s message", raw.get("type"))
+                self._done(delivery, None)
+                continue
             names = [msg.type] + ([msg.channel] if msg.channel != msg.type else []) + ["message"]
             for name in names:
                 for h in list(self._handlers.get(name, ())):
@@ -466,9 +471,11 @@ class Client:
         if self._token_provider is not None:
             p = self._token_provider
             if inspect.iscoroutinefunction(p):
-                return await p()
-            # A plain function may block (an HTTP call): keep it off the loop.
-            return await _maybe_await(await asyncio.to_thread(p))
+                tok = await p()
+            else:
+                # A plain function may block (an HTTP call): keep it off the loop.
+                tok = await _maybe_await(await asyncio.to_thread(p))
+            return str(tok) if tok else None
         return self._token
 
     def _fail_connect(self, err: MarketcastError) -> bool:
@@ -715,7 +722,8 @@ class Client:
             return
         if mtype in (Answer.AUTH, Answer.SUBSCRIBE, Answer.UNSUBSCRIBE, Answer.PONG):
             return  # an answer whose request timed out
-        if msg.get("sequence") is not None and msg.get("channel"):
+        seq = msg.get("sequence")
+        if isinstance(seq, int) and not isinstance(seq, bool) and msg.get("channel"):
             if not self._track(msg):
                 return
         assert self._inbox is not None

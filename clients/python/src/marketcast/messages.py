@@ -240,7 +240,7 @@ def _levels(v: Any) -> tuple[tuple[Decimal, Decimal], ...]:
     return tuple(out)
 
 
-_PRIVATE_TYPES = {
+_PRIVATE_TYPES: dict[str, tuple[type[Message], set[str], set[str]]] = {
     Type.ORDER_UPDATE: (OrderUpdate, {"order_id", "symbol", "side", "status"},
                         {"quantity", "price", "filled_quantity", "filled_price"}),
     Type.POSITION_UPDATE: (PositionUpdate, {"symbol", "side"},
@@ -281,7 +281,7 @@ def parse(m: Mapping[str, Any]) -> Message:
         cls, strs, decs = _PRIVATE_TYPES[t]
         vals = {k: _str_or_none(d.get(k)) for k in strs}
         vals.update({k: decimal_or_none(d.get(k)) for k in decs})
-        return cls(updated_at=time_or_none(d.get("updated_at")), **vals, **env)
+        return cls(updated_at=time_or_none(d.get("updated_at")), **vals, **env)  # type: ignore[call-arg]
     if t == Type.STRATEGY_SIGNAL or env["channel"] == "signals":
         return StrategySignal(
             strategy_id=str(m.get("strategy_id") or d.get("strategy_id") or ""),

@@ -182,7 +182,7 @@ def _error(status: int, body: bytes, key: str) -> PublishError:
         m = _BEFORE.search(msg)
         if m:
             published = int(m.group(1))
-    kw = dict(status=status, code=code, server_message=msg, idempotency_key=key, published=published)
+    kw: dict[str, Any] = dict(status=status, code=code, server_message=msg, idempotency_key=key, published=published)
     said = f"{status} {code or ''}: {msg or ''}".strip()
     if status in (400, 404, 405, 413):
         return PublishRejected(f"marketcast refused the publish ({said}); fix the message: "

@@ -44,4 +44,4 @@ def dev_token(base_url: str = "http://localhost:8000", user: str | int = "1",
         q["permissions"] = ",".join(permissions)
     url = base_url.rstrip("/") + "/dev/token?" + urllib.parse.urlencode(q)
     with urllib.request.urlopen(url, timeout=timeout) as res:
-        return json.loads(res.read())["token"]
+        return str(json.loads(res.read())["token"])

@@ -194,6 +194,7 @@ class Proxy:
         self.port = 0
         self.server: asyncio.AbstractServer | None = None
         self.writers: set[asyncio.StreamWriter] = set()
+        self.silenced: set[asyncio.StreamWriter] = set()
         self.accepted = 0
 
     async def start(self) -> Proxy:
@@ -217,6 +218,8 @@ class Proxy:
         async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
             try:
                 while data := await r.read(65536):
+                    if w in self.silenced:
+                        continue  # a network path that went dead: bytes vanish, nothing closes
                     w.write(data)
                     await w.drain()
             except (OSError, asyncio.CancelledError):
@@ -226,6 +229,11 @@ class Proxy:
 
         await asyncio.gather(pipe(cr, sw), pipe(sr, cw))
         self.writers -= {cw, sw}
+
+    def silence(self) -> None:
+        """The connections through it stop carrying anything, in both
+        directions, but stay open: only a heartbeat can tell."""
+        self.silenced |= self.writers
 
     def cut(self) -> None:
         for w in list(self.writers):

@@ -133,6 +133,36 @@ async def test_private_resume_after_a_dropped_connection_loses_nothing(server):
         await proxy.close()
 
 
+async def test_a_silent_network_is_found_by_the_heartbeat_and_the_resume_loses_nothing(server):
+    """The path to the server goes dead without a FIN or RST (a NAT entry
+    expired, a cable pulled): no pong comes, the client drops the connection
+    itself, reconnects and resumes."""
+    proxy = await Proxy(server.port).start()
+    c = marketcast.Client(proxy.url, token=server.token("u-silent"), heartbeat_interval=0.5, heartbeat_timeout=1,
+                          initial_delay=0.05, max_delay=0.3)
+    orders: list[str] = []
+    closes: list[marketcast.Closed] = []
+    resumed: list[marketcast.Resume] = []
+    c.on("order_update", lambda o: orders.append(o.order_id))
+    c.on("close", closes.append)
+    c.on("resumed", resumed.append)
+    try:
+        await c.connect()
+        await c.subscribe("orders")
+        await server.publish(marketcast.order_update("u-silent", {"order_id": "S1"}))
+        await poll(lambda: orders, "the first order")
+        proxy.silence()
+        await server.publish(marketcast.order_update("u-silent", {"order_id": "S2"}))
+        await poll(lambda: closes, "the heartbeat's verdict")
+        assert closes[0].code == marketcast.Close.ABNORMAL
+        await poll(lambda: resumed, "the resume")
+        await poll(lambda: len(orders) == 2, "the order sent into the silence")
+        assert orders == ["S1", "S2"] and resumed[0].recovered
+    finally:
+        await c.close()
+        await proxy.close()
+
+
 async def test_private_resume_after_a_server_restart_is_not_recovered(make_server):
     """SIGTERM drains (1001); the restarted server has no history: the client
     reconnects, resubscribes, says resume_failed (a new epoch) and follows

@@ -101,3 +101,22 @@ def _symbols(base: str) -> list[str]:
     import urllib.request
     with urllib.request.urlopen(base + "/api/v1/symbols", timeout=10) as r:
         return json.loads(r.read())["symbols"]
+
+
+async def test_flow_control_falls_back_with_one_log_line_on_a_server_without_it(server, caplog):
+    """A server that does not know credit answers it with an error: the
+    client says so once for the connection and goes on without flow control
+    (data flows as before); a server that knows it answers nothing."""
+    import logging
+    caplog.set_level(logging.WARNING, logger="marketcast")
+    async with marketcast.Client(server.url, token=server.token("fc")) as c:
+        ticks: list[marketcast.Tick] = []
+        c.on("market_data", ticks.append)
+        await c.subscribe("market_data", symbols=["SHFE.rb2405"])  # answered after the credit: its verdict is in
+        await poll(lambda: len(ticks) >= 3, "ticks")
+        lines = [r.getMessage() for r in caplog.records if "flow control" in r.getMessage()]
+        if c.flow_control_active:
+            assert lines == []
+        else:
+            assert c.flow_control_active is False
+            assert len(lines) == 1 and "UNKNOWN_TYPE" in lines[0], lines

@@ -335,3 +335,30 @@ async def test_close_ends_streams_and_stops_every_task(server):
     await asyncio.wait_for(task, 30)  # the stream ended
     assert c.state == "closed"
     assert asyncio.all_tasks() - before == set()
+
+
+async def test_a_failing_token_provider_is_reported_and_retried_after_a_reconnect(server):
+    calls = 0
+
+    def provider() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("identity provider down")
+        return server.token("tp", ttl=2)
+
+    c = marketcast.Client(server.url, token_provider=provider, refresh_before_expiry=-60, initial_delay=0.05,
+                          max_delay=0.2)
+    errors: list[marketcast.MarketcastError] = []
+    auths: list[marketcast.AuthInfo] = []
+    c.on("error", errors.append)
+    c.on("auth", auths.append)
+    try:
+        await c.connect()
+        # The 2-second token expires (4002); the next provider call fails,
+        # is reported, and the one after that connects again.
+        await poll(lambda: len(auths) >= 2, "a connection after the failed provider call")
+        assert [e.code for e in errors if e.code == "TOKEN_PROVIDER_FAILED"] == ["TOKEN_PROVIDER_FAILED"]
+        assert "identity provider down" in str(errors[0])
+    finally:
+        await c.close()

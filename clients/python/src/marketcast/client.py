@@ -587,7 +587,10 @@ class Client:
         return closed.code
 
     async def _authenticate(self) -> AuthInfo:
-        token = await self._get_token()
+        try:
+            token = await self._get_token()
+        except Exception as err:  # the application's provider: report it, never crash the client
+            raise MarketcastError("TOKEN_PROVIDER_FAILED", f"token_provider raised {err!r}") from err
         if not token:
             raise MarketcastError(ErrorCode.NOT_AUTHENTICATED, "no token: pass token or token_provider")
         res = await self._request({"type": Request.AUTH, "data": {"token": token}}, self.auth_timeout)

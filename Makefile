@@ -1,7 +1,7 @@
 # marketcast — the two commands that matter: `make run` and `make test`.
 GO ?= go
 
-.PHONY: run test setup vet tidy test-go test-js test-browser test-quick test-soak test-busy build bench fuzz cluster screenshot clean FORCE
+.PHONY: run test setup vet tidy test-go test-js test-python test-browser test-quick test-soak test-busy build bench fuzz cluster screenshot clean FORCE
 
 ## run: build, then start the server with the embedded default config and the
 ## simulator. The binary replaces make's shell, so Ctrl-C or a SIGTERM to make
@@ -9,10 +9,11 @@ GO ?= go
 run: bin/marketcast
 	@exec ./bin/marketcast
 
-## test: every test: go vet, go.mod tidy, go test -race, the JavaScript client
-## against the real binary (Node's test runner), and the demo page in headless
-## Chromium. Installs what it needs first (setup). Soaks are not in it (test-soak).
-test: setup vet tidy test-go test-js test-browser
+## test: every test: go vet, go.mod tidy, go test -race, the JavaScript and Python
+## clients against the real binary (Node's test runner, pytest), and the demo page
+## in headless Chromium. Installs what it needs first (setup). Soaks are not in it
+## (test-soak).
+test: setup vet tidy test-go test-js test-python test-browser
 
 ## setup: Node, Debian's chromium and a CJK font, the tests' npm packages:
 ## installed when missing (as root or with sudo), else the command to run
@@ -47,6 +48,13 @@ test-busy:
 
 test-js: bin/marketcast
 	cd clients/js && node --experimental-websocket --test --test-concurrency=1 test/
+
+## test-python: the Python client (clients/python) against the real binary, with
+## Debian's python3 and its python3-pytest and python3-websockets (setup installs
+## them); no bytecode or pytest cache is left in the tree
+PYTHON ?= /usr/bin/python3
+test-python: bin/marketcast
+	cd clients/python && PYTHONDONTWRITEBYTECODE=1 $(PYTHON) -m pytest -p no:cacheprovider -q tests
 
 test-browser: bin/marketcast
 	cd web && node --test --test-concurrency=1 test/

@@ -1,10 +1,23 @@
-// The demo terminal: watch list, depth ladder, candlestick chart, orders and
-// notifications, all fed by the marketcast JavaScript client.
+// The demo terminal: watch list (every symbol), depth ladder, candlestick
+// chart, orders, positions, account, strategy signals and notifications, all
+// fed by the marketcast JavaScript client; the header says how old the
+// newest tick on screen is.
 import { MarketcastClient } from '/js/marketcast.js';
 
 const $ = (sel) => document.querySelector(sel);
 const wsURL = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
-const state = { symbols: [], selected: null, interval: 'kline_1m', ticks: new Map(), candles: [], client: null };
+const params = new URLSearchParams(location.search);
+// The seed's own contract and strategy unless the address names others
+// (?symbol=SHFE.hc2405&strategies=STR_1,STR_2).
+const OPEN_SYMBOL = params.get('symbol') || 'SHFE.rb2405';
+const STRATEGIES = (params.get('strategies') || 'STR_20231201_001').split(',').filter(Boolean);
+const state = {
+  symbols: [], selected: null, interval: 'kline_1m', ticks: new Map(), candles: [], client: null,
+  newestTick: 0, // engine time (ms) of the newest tick shown
+  clockOffset: 0, // server clock minus this browser's, from a ping
+};
+const esc = (v) => (v === undefined || v === null ? '' : String(v).replace(/[<&>"]/g, (c) => `&#${c.charCodeAt(0)};`));
+const cells = (...vs) => vs.map((v) => `<td>${esc(v)}</td>`).join('');
 
 async function getToken() {
   const pasted = $('#token').value.trim() || sessionStorage.getItem('marketcast-token');
@@ -37,6 +50,8 @@ function renderWatchRow(symbol) {
 }
 
 function onTick(data, msg) {
+  const at = Date.parse(msg.timestamp);
+  if (at > state.newestTick) state.newestTick = at;
   const prev = state.ticks.get(msg.symbol);
   state.ticks.set(msg.symbol, data);
   const row = renderWatchRow(msg.symbol);
@@ -54,6 +69,27 @@ function onTick(data, msg) {
     last.classList.add(Number(data.last_price) > Number(prev.last_price) ? 'flash-up' : 'flash-down');
     row.dataset.changes = String(Number(row.dataset.changes || 0) + 1);
   }
+}
+
+// ---- freshness ------------------------------------------------------------
+
+// How old the newest tick on screen is, by the server's clock: what a trader
+// needs to trust the prices (a stalled feed or a slow connection shows here
+// first). The browser's clock is corrected by a ping's answer.
+async function syncClock() {
+  const t0 = Date.now();
+  const pong = await state.client.request({ type: 'ping', timestamp: new Date(t0).toISOString() });
+  const t1 = Date.now();
+  state.clockOffset = Date.parse(pong.timestamp) - (t0 + t1) / 2;
+}
+
+function renderFreshness() {
+  const el = $('#freshness');
+  if (!state.newestTick) return;
+  const age = Math.max(0, Date.now() + state.clockOffset - state.newestTick);
+  el.dataset.ageMs = String(Math.round(age));
+  el.className = `freshness ${age < 1000 ? 'fresh' : age < 5000 ? 'lagging' : 'stale'}`;
+  el.textContent = `newest tick ${age < 10000 ? (age / 1000).toFixed(1) : Math.round(age / 1000)} s old`;
 }
 
 // ---- depth ----------------------------------------------------------------
@@ -77,7 +113,7 @@ const CHART_BARS = 120;
 function onKline(data, msg) {
   if (msg.symbol !== state.selected || msg.channel !== state.interval) return;
   const c = state.candles;
-  const bar = { t: data.start_time, o: +data.open, h: +data.high, l: +data.low, c: +data.close };
+  const bar = { t: data.start_time, o: +data.open, h: +data.high, l: +data.low, c: +data.close, v: +data.volume };
   // Bars arrive oldest first, each updated until closed; a history sent
   // again (after a reconnect) replaces the bars it repeats. Start times are
   // one UTC layout, so they compare as strings.
@@ -99,15 +135,29 @@ function drawChart() {
   const hi = Math.max(...bars.map((b) => b.h));
   const lo = Math.min(...bars.map((b) => b.l));
   const span = hi - lo || 1;
-  const y = (v) => 10 + (h - 30) * (1 - (v - lo) / span);
+  // Prices above, volume in the bottom fifth, times along the axis.
+  const axis = 16;
+  const volH = (h - axis) * 0.2;
+  const priceH = h - axis - volH - 14;
+  const y = (v) => 8 + priceH * (1 - (v - lo) / span);
+  const vmax = Math.max(1, ...bars.map((b) => b.v || 0));
   const step = Math.min(24, (w - 60) / Math.max(bars.length, 10));
   ctx.font = '11px monospace';
   ctx.fillStyle = '#7a8794';
   ctx.fillText(String(hi), w - 55, 14);
-  ctx.fillText(String(lo), w - 55, h - 22);
+  ctx.fillText(String(lo), w - 55, 8 + priceH);
+  const hhmm = (t) => new Date(t).toLocaleTimeString('en-GB', { timeZone: 'Asia/Shanghai', hour: '2-digit', minute: '2-digit' });
+  const every = Math.max(1, Math.ceil(60 / step));
   bars.forEach((b, i) => {
     const x = 10 + i * step + step / 2;
+    if (i % every === 0) {
+      ctx.fillStyle = '#7a8794';
+      ctx.fillText(hhmm(b.t), x - 14, h - 3);
+    }
     const color = b.c >= b.o ? '#e5484d' : '#30a46c';
+    ctx.fillStyle = color + '80';
+    const vh = volH * ((b.v || 0) / vmax);
+    ctx.fillRect(x - step * 0.35, h - axis - vh, step * 0.7, vh);
     ctx.strokeStyle = ctx.fillStyle = color;
     ctx.beginPath();
     ctx.moveTo(x, y(b.h));
@@ -137,19 +187,60 @@ async function select(symbol) {
 
 // ---- private --------------------------------------------------------------
 
-function onOrder(data, msg) {
-  const id = `order-${String(data.order_id || msg.sequence).replace(/[^\w-]/g, '_')}`;
+// A row per key, replaced in place when the key comes again.
+function upsertRow(tbody, id, html) {
   let row = document.getElementById(id);
   if (!row) {
     row = document.createElement('tr');
     row.id = id;
-    $('#orders tbody').prepend(row);
+    $(tbody).prepend(row);
   }
-  const cell = (v) => `<td>${v === undefined ? '' : String(v).replace(/[<&]/g, '')}</td>`;
-  row.innerHTML = cell(msg.sequence) + cell(data.order_id) + cell(data.symbol) + cell(data.side) + cell(data.quantity) + cell(data.price) + cell(data.status);
+  row.innerHTML = html;
+  return row;
+}
+
+const domId = (prefix, ...parts) => `${prefix}-${parts.map((p) => String(p ?? '')).join('-').replace(/[^\w-]/g, '_')}`;
+
+function onOrder(data, msg) {
+  upsertRow('#orders tbody', domId('order', data.order_id || msg.sequence),
+    cells(msg.sequence, data.order_id, data.symbol, data.side, data.quantity, data.price, data.status));
+}
+
+function onPosition(data) {
+  const row = upsertRow('#positions tbody', domId('position', data.symbol, data.side),
+    cells(data.symbol, data.side, data.quantity, data.avg_price, data.unrealized_pnl));
+  const pnl = Number(data.unrealized_pnl);
+  row.lastElementChild.className = pnl > 0 ? 'up' : pnl < 0 ? 'down' : '';
+}
+
+function onAccount(data) {
+  const keys = ['total_assets', 'available_cash', 'frozen_cash', 'market_value', ...Object.keys(data)];
+  const rows = [...new Set(keys)].filter((k) => data[k] !== undefined && typeof data[k] !== 'object')
+    .map((k) => `<tr data-key="${esc(k)}"><td>${esc(k.replace(/_/g, ' '))}</td><td>${esc(data[k])}</td></tr>`);
+  $('#account tbody').innerHTML = rows.join('');
+}
+
+// A reconnect replays the streams from since: 0 again; each message is
+// shown once, by its place in its stream.
+const shown = new Set();
+function firstTime(msg) {
+  const key = `${msg.channel}/${msg.broadcast ? '*' : ''}/${msg.strategy_id || ''}/${msg.epoch}/${msg.sequence}`;
+  if (shown.has(key)) return false;
+  shown.add(key);
+  return true;
+}
+
+function onSignal(data, msg) {
+  if (!firstTime(msg)) return;
+  const tr = document.createElement('tr');
+  tr.className = data.signal === 'BUY' ? 'up' : data.signal === 'SELL' ? 'down' : '';
+  tr.title = data.reason || '';
+  tr.innerHTML = cells(data.strategy_name || msg.strategy_id, data.symbol, data.signal, data.price, data.confidence);
+  $('#signals tbody').prepend(tr);
 }
 
 function onNotification(data, msg) {
+  if (!firstTime(msg)) return;
   const li = document.createElement('li');
   li.className = `level-${data.level || 'INFO'}`;
   li.textContent = `[${msg.type}] ${data.title || ''} ${data.message || ''}`.trim();
@@ -160,20 +251,30 @@ function onNotification(data, msg) {
 
 async function start() {
   const res = await fetch('/api/v1/symbols');
-  state.symbols = res.ok ? (await res.json()).symbols.slice(0, 12) : ['SHFE.rb2405', 'SHFE.hc2405'];
-  state.symbols.forEach(renderWatchRow);
+  state.symbols = res.ok ? (await res.json()).symbols : [OPEN_SYMBOL];
+  state.symbols.forEach(renderWatchRow); // every one: the list scrolls
+  $('#symbol-count').textContent = String(state.symbols.length);
+  $('#strategies').textContent = STRATEGIES.join(', ');
 
   const client = new MarketcastClient({ url: wsURL, getToken });
   state.client = client;
   window.marketcast = client; // for the console and the browser test
-  client.on('auth', (a) => { setStatus('open', 'live'); $('#user').textContent = `user ${a.user_id}`; });
+  client.on('auth', (a) => {
+    setStatus('open', 'live');
+    $('#user').textContent = `user ${a.user_id}`;
+    syncClock().catch(() => {}); // keeps the browser's clock otherwise
+  });
   client.on('close', (e) => setStatus('closed', `closed (${e.code})`));
   client.on('reconnecting', (e) => setStatus('reconnecting', `reconnecting in ${e.delay} ms`));
   client.on('market_data', onTick);
   client.on('depth', onDepth);
   client.on('kline', onKline);
   client.on('order_update', onOrder);
+  client.on('position_update', onPosition);
+  client.on('account_update', onAccount);
+  client.on('strategy_signal', onSignal);
   client.on('notifications', onNotification);
+  setInterval(renderFreshness, 250);
 
   try {
     await client.connect();
@@ -183,10 +284,18 @@ async function start() {
     return;
   }
   await client.subscribe('market_data', { symbols: state.symbols });
-  await client.subscribe('orders');
-  await client.subscribe('notifications');
+  // since: 0 replays what the streams' current runs hold, so orders, alerts
+  // and signals published before the page opened are shown too; positions
+  // and account send their latest state.
+  await client.subscribe('orders', { since: 0 });
+  await client.subscribe('notifications', { since: 0, broadcast_since: 0 });
+  await client.subscribe('positions');
+  await client.subscribe('account');
+  for (const strategy_id of STRATEGIES) {
+    await client.subscribe('strategy_signals', { strategy_id, since: 0 }).catch(() => {}); // needs read:signals
+  }
   // The seed's own example first, when the feed has it.
-  await select(state.symbols.includes('SHFE.rb2405') ? 'SHFE.rb2405' : state.symbols[0]);
+  await select(state.symbols.includes(OPEN_SYMBOL) ? OPEN_SYMBOL : state.symbols[0]);
 }
 
 $('#interval').addEventListener('change', async (e) => {

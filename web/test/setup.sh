@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What `make test` needs beyond Go: Node 20+, Debian's chromium and a CJK
-# font for the browser test, the npm packages of the tests. Installs what is
+# font for the browser test, Debian's python3 with pytest and websockets for
+# the Python client's tests, the npm packages of the tests. Installs what is
 # missing when it can (root, or sudo without a password); otherwise stops
 # with the one command to run. Idempotent and quiet when all is there.
 set -euo pipefail
@@ -17,6 +18,14 @@ if command -v node >/dev/null 2>&1; then
 fi
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || [ -n "${CHROMIUM:-}" ] || missing+=(chromium)
 fc-list 2>/dev/null | grep -qi wenquanyi || missing+=(fonts-wqy-microhei)
+# The Python tests run on Debian's interpreter (python3 on PATH may be another
+# one without Debian's packages); PyPI is not needed.
+[ -x /usr/bin/python3 ] || missing+=(python3)
+[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import pytest' 2>/dev/null || missing+=(python3-pytest)
+[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import websockets' 2>/dev/null || missing+=(python3-websockets)
+# The packaging test installs clients/python into a venv, offline.
+[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import setuptools' 2>/dev/null || missing+=(python3-setuptools)
 
 if [ ${#missing[@]} -gt 0 ]; then
   cmd="apt-get update && apt-get install -y --no-install-recommends ${missing[*]}"

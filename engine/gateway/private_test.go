@@ -492,3 +492,50 @@ func TestIdempotentPublish(t *testing.T) {
 		t.Fatalf("idempotency key on market data: %d %v", status, v)
 	}
 }
+
+// TestIdempotencyHeaderKeysReliableMessagesOnly: the Idempotency-Key header
+// keys the private messages of a request, never its market data, so a back
+// end's batch may mix ticks with order updates (the seed's publisher does),
+// and a retry of the batch stores the order once and the tick again (it is
+// state: the latest, again).
+func TestIdempotencyHeaderKeysReliableMessagesOnly(t *testing.T) {
+	ts := newTestServer(t, nil)
+	ts.seedMarket()
+	body := `[{"channel":"tick","symbol":"SHFE.rb2405","data":{"last_price":"4001.0"}},
+	          {"channel":"orders","user_id":"1","data":{"order_id":"ORD-9"}}]`
+	send := func() map[string]any {
+		req, _ := http.NewRequest("POST", ts.http.URL+"/api/v1/publish", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+ts.publisher())
+		req.Header.Set("Idempotency-Key", "batch-9")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var v map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&v)
+		if resp.StatusCode != 200 {
+			t.Fatalf("a batch of a tick and an order with Idempotency-Key: %d %v", resp.StatusCode, v)
+		}
+		return v
+	}
+	first, again := send(), send()
+	order := func(v map[string]any) any { return v["results"].([]any)[1] }
+	if fmt.Sprint(order(first)) != fmt.Sprint(order(again)) {
+		t.Fatalf("the retried order answered %v; want the first answer %v", order(again), order(first))
+	}
+	if h, _ := ts.broker.History(context.Background(), "orders:1", 0, 10); len(h.Events) != 1 {
+		t.Fatalf("the order is stored %d times; want once", len(h.Events))
+	}
+	req, _ := http.NewRequest("POST", ts.http.URL+"/api/v1/publish", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+ts.publisher())
+	req.Header.Set("Idempotency-Key", strings.Repeat("k", protocol.MaxIDBytes))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Fatalf("a key too long once /1 is appended: %d; want 400", resp.StatusCode)
+	}
+}

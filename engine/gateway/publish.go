@@ -72,16 +72,20 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		s.apiFail(w, http.StatusBadRequest, protocol.CodeInvalidMessage, err.Error())
 		return
 	}
-	if key := r.Header.Get("Idempotency-Key"); key != "" {
-		// One key for the request: message i of a batch gets key/i.
-		for i := range items {
-			if items[i].IdempotencyKey == "" {
-				items[i].IdempotencyKey = key
-				if len(items) > 1 {
-					items[i].IdempotencyKey = fmt.Sprintf("%s/%d", key, i)
-				}
-			}
+	// One Idempotency-Key for the request: message i of a batch gets key/i.
+	// It applies to the reliable messages only (market data is state, and
+	// a repeated tick is simply the latest again), so a batch may mix both.
+	headerKey := r.Header.Get("Idempotency-Key")
+	keyOf := func(i int) string {
+		if len(items) > 1 {
+			return fmt.Sprintf("%s/%d", headerKey, i)
 		}
+		return headerKey
+	}
+	if headerKey != "" && !protocol.ValidID(keyOf(len(items)-1)) {
+		s.apiFail(w, http.StatusBadRequest, protocol.CodeInvalidMessage,
+			fmt.Sprintf("invalid Idempotency-Key header (1-%d bytes of printable UTF-8, with /<index> appended in a batch)", protocol.MaxIDBytes))
+		return
 	}
 	// Everything is validated before anything is published.
 	pubs := make([]*protocol.Publication, len(items))
@@ -94,6 +98,9 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 			}
 			s.apiFail(w, http.StatusBadRequest, protocol.CodeInvalidMessage, prefix+err.Error())
 			return
+		}
+		if headerKey != "" && p.IdempotencyKey == "" && p.Channel.Reliable() {
+			p.IdempotencyKey = keyOf(i)
 		}
 		pubs[i] = p
 	}

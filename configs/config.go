@@ -46,16 +46,20 @@ type Config struct {
 		Token  string `yaml:"token" secret:"true"`
 	} `yaml:"ops"`
 	Limits struct {
-		MaxSubscriptions int `yaml:"max_subscriptions"`
-		MaxFrameBytes    int `yaml:"max_frame_bytes"`
-		RatePerMinute    int `yaml:"rate_per_minute"`
-		RateBurst        int `yaml:"rate_burst"`
-		RateStrikes      int `yaml:"rate_strikes"`
-		MaxPublishBody   int `yaml:"max_publish_body"`
-		MaxMessageBytes  int `yaml:"max_message_bytes"`
-		MaxSymbols       int `yaml:"max_symbols"`
-		MaxConnections   int `yaml:"max_connections"`
-		MaxConnectionsIP int `yaml:"max_connections_per_ip"`
+		MaxSubscriptions int      `yaml:"max_subscriptions"`
+		MaxFrameBytes    int      `yaml:"max_frame_bytes"`
+		RatePerMinute    int      `yaml:"rate_per_minute"`
+		RateBurst        int      `yaml:"rate_burst"`
+		RateStrikes      int      `yaml:"rate_strikes"`
+		FramesPerSecond  int      `yaml:"frames_per_second"`
+		FrameBurst       int      `yaml:"frame_burst"`
+		MaxFragments     int      `yaml:"max_fragments"`
+		FragmentTimeout  Duration `yaml:"fragment_timeout"`
+		MaxPublishBody   int      `yaml:"max_publish_body"`
+		MaxMessageBytes  int      `yaml:"max_message_bytes"`
+		MaxSymbols       int      `yaml:"max_symbols"`
+		MaxConnections   int      `yaml:"max_connections"`
+		MaxConnectionsIP int      `yaml:"max_connections_per_ip"`
 	} `yaml:"limits"`
 	HTTP struct {
 		ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
@@ -266,7 +270,7 @@ func (c *Config) Validate() error {
 	for key, d := range map[string]Duration{
 		"auth.timeout": c.Auth.Timeout, "auth.dev_token_ttl": c.Auth.DevTokenTTL, "auth.jwks_refresh": c.Auth.JWKSRefresh,
 		"keepalive.ping_interval": c.Keepalive.PingInterval, "delivery.write_timeout": c.Delivery.WriteTimeout, "delivery.flush_delay": c.Delivery.FlushDelay,
-		"history.ttl": c.History.TTL, "shutdown.grace": c.Shutdown.Grace,
+		"history.ttl": c.History.TTL, "shutdown.grace": c.Shutdown.Grace, "limits.fragment_timeout": c.Limits.FragmentTimeout,
 		"cluster.head_check": c.Cluster.HeadCheck, "cluster.stream.max_age": c.Cluster.Stream.MaxAge,
 		"cluster.stream.duplicates": c.Cluster.Stream.Duplicates,
 		"http.read_header_timeout":  c.HTTP.ReadHeaderTimeout, "http.read_timeout": c.HTTP.ReadTimeout, "http.idle_timeout": c.HTTP.IdleTimeout,
@@ -305,6 +309,14 @@ func (c *Config) Validate() error {
 		return bad("limits.rate_burst", c.Limits.RateBurst, "want > 0")
 	case c.Limits.RateStrikes <= 0:
 		return bad("limits.rate_strikes", c.Limits.RateStrikes, "want > 0")
+	case c.Limits.FramesPerSecond <= 0:
+		return bad("limits.frames_per_second", c.Limits.FramesPerSecond, "want > 0")
+	case c.Limits.FrameBurst < c.Limits.RateBurst:
+		return bad("limits.frame_burst", c.Limits.FrameBurst, "want >= limits.rate_burst (every request is at least one frame)")
+	case c.Limits.MaxFragments < 1:
+		return bad("limits.max_fragments", c.Limits.MaxFragments, "want >= 1")
+	case c.Limits.FragmentTimeout.Duration <= 0:
+		return bad("limits.fragment_timeout", c.Limits.FragmentTimeout.Duration, "want > 0")
 	case c.Limits.MaxPublishBody < 1024:
 		return bad("limits.max_publish_body", c.Limits.MaxPublishBody, "want >= 1024")
 	case c.Limits.MaxMessageBytes < 256 || c.Limits.MaxMessageBytes > c.Limits.MaxPublishBody:

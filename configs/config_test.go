@@ -15,7 +15,7 @@ func TestDefaultLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Listen != "127.0.0.1:8000" || c.Auth.Timeout.Duration != 5*time.Second || c.Limits.RatePerMinute != 100 ||
+	if c.Listen != "127.0.0.1:8000" || c.Auth.Timeout.Duration != 5*time.Second || c.Limits.RatePerMinute != 300 ||
 		c.Keepalive.PingInterval.Duration != 25*time.Second || c.History.TTL.Duration != 5*time.Minute || !c.DevMode {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}

@@ -39,9 +39,10 @@ type Config struct {
 	MaxSubscriptions int
 	// MaxFrameBytes is the largest client frame; larger closes with 1009.
 	MaxFrameBytes int
-	// RatePerMinute is the sustained client message rate.
+	// RatePerMinute is the sustained client request budget, in request
+	// units: a request costs one, a subscribe one per topic it adds.
 	RatePerMinute int
-	// RateBurst is how many messages may arrive at once.
+	// RateBurst is how many request units may be spent at once.
 	RateBurst int
 	// RateStrikes is how many rate-limited messages in a row close the
 	// connection with 4029.

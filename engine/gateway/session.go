@@ -181,7 +181,9 @@ func (ss *session) frame(op gws.Opcode, fin bool) error {
 	s := ss.srv
 	s.framesReceived.Inc()
 	if ss.closing {
-		return errRefused
+		// Closed already (4029 for requests past the budget): read nothing
+		// more.
+		return ss.stopReading()
 	}
 	now := s.now()
 	if !ss.frames.allow(now, 1) {
@@ -216,9 +218,16 @@ var errRefused = errors.New("gateway: connection refused for abuse")
 // until the close frame is written and the peer had closeGrace to read it,
 // then ends the connection.
 func (ss *session) refuse(code uint16, reason string) error {
-	s := ss.srv
 	ss.closing = true
 	ss.close(code, reason)
+	return ss.stopReading()
+}
+
+// stopReading holds the read loop of a closing connection, costing
+// nothing, until its close frame is written and the peer had closeGrace to
+// read it; the error it returns then ends the connection.
+func (ss *session) stopReading() error {
+	s := ss.srv
 	t := time.NewTimer(refuseWait)
 	defer t.Stop()
 	select {

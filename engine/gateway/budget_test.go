@@ -80,7 +80,7 @@ func TestEmptyContinuationFloodIsClosed(t *testing.T) {
 	ts := newTestServer(t, nil)
 	r := ts.authedRaw("frag")
 	r.mustWrite(clientFrame(0x01, []byte(`{"ty`))) // text, not final
-	empty := clientFrame(0x00, nil)                 // continuation, not final, no payload
+	empty := clientFrame(0x00, nil)                // continuation, not final, no payload
 	batch := []byte(strings.Repeat(string(empty), 1000) + string(clientFrame(0x89, nil)))
 	code, err := floodUntilClosed(t, r, batch)
 	if err != nil || code != 1008 {

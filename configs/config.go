@@ -34,8 +34,12 @@ type Config struct {
 		JWKSRefresh Duration `yaml:"jwks_refresh"`
 		Issuer      string   `yaml:"issuer"`
 		Audience    string   `yaml:"audience"`
-		Timeout     Duration `yaml:"timeout"`
-		DevTokenTTL Duration `yaml:"dev_token_ttl"`
+		// RequireAudience makes audience and issuer mandatory when tokens
+		// come from an identity provider (public_keys, jwks_url).
+		RequireAudience    bool     `yaml:"require_audience"`
+		DefaultPermissions []string `yaml:"default_permissions"`
+		Timeout            Duration `yaml:"timeout"`
+		DevTokenTTL        Duration `yaml:"dev_token_ttl"`
 	} `yaml:"auth"`
 	TLS struct {
 		CertFile string `yaml:"cert_file"`
@@ -221,6 +225,44 @@ func (c *Config) SessionsKind() string {
 	return "exchange"
 }
 
+// UsesIdentityProvider reports whether tokens may come from an identity
+// provider: public keys or a JWKS URL are configured.
+func (c *Config) UsesIdentityProvider() bool {
+	return len(c.Auth.PublicKeys) > 0 || c.Auth.JWKSURL != ""
+}
+
+// knownPermissions are the permissions auth.default_permissions may grant.
+var knownPermissions = []string{"read:market_data", "read:signals", "publish"}
+
+func allKnown(list, known []string) bool {
+	for _, v := range list {
+		if !slices.Contains(known, v) {
+			return false
+		}
+	}
+	return true
+}
+
+// Warnings are what a serving process should warn about at start: settings
+// that are valid but risky.
+func (c *Config) Warnings() []string {
+	var w []string
+	if c.UsesIdentityProvider() && !c.Auth.RequireAudience {
+		if c.Auth.Audience == "" {
+			w = append(w, "auth.audience is empty: a token your identity provider issued for any other application "+
+				"(with a sub and permissions or scope) is accepted here; set auth.audience, and auth.require_audience: true")
+		}
+		if c.Auth.Issuer == "" {
+			w = append(w, "auth.issuer is empty: tokens from any issuer whose keys are configured are accepted; set auth.issuer")
+		}
+	}
+	if len(c.Auth.DefaultPermissions) > 0 {
+		w = append(w, "auth.default_permissions grants "+strings.Join(c.Auth.DefaultPermissions, ", ")+
+			" to every token that carries no permissions (a migration aid: docs/MIGRATING-FROM-SEED.md)")
+	}
+	return w
+}
+
 // UsesNATS reports whether the node runs on NATS: a NATS URL, or an
 // embedded NATS server with a data directory.
 func (c *Config) UsesNATS() bool { return c.Cluster.NATSURL != "" || c.Cluster.Embedded.DataDir != "" }
@@ -295,6 +337,11 @@ func (c *Config) Validate() error {
 		return bad("ops.listen", fmt.Sprintf("%q", c.Ops.Listen), "want host:port such as 127.0.0.1:9090")
 	case c.Ops.Token != "" && len(c.Ops.Token) < 16:
 		return bad("ops.token", fmt.Sprintf("%d characters", len(c.Ops.Token)), "want at least 16 characters")
+	case c.Auth.RequireAudience && c.UsesIdentityProvider() && (c.Auth.Audience == "" || c.Auth.Issuer == ""):
+		return bad("auth.require_audience", fmt.Sprintf("audience %q, issuer %q", c.Auth.Audience, c.Auth.Issuer),
+			"want auth.audience and auth.issuer set: an identity provider signs tokens for other applications with the same keys")
+	case !allKnown(c.Auth.DefaultPermissions, knownPermissions):
+		return bad("auth.default_permissions", c.Auth.DefaultPermissions, "want a list of "+strings.Join(knownPermissions, ", "))
 	case c.Auth.Timeout.Duration <= 0:
 		return bad("auth.timeout", c.Auth.Timeout.Duration, "want > 0")
 	case c.DevMode && c.Auth.DevTokenTTL.Duration <= 0:

@@ -117,7 +117,7 @@ func (c *Config) NodeName() string {
 // files, the JWKS (fetched now: an unreachable one is an error).
 func (c *Config) Verifier() (*auth.Verifier, error) {
 	ac := auth.Config{Secret: []byte(c.Auth.JWTSecret), JWKSURL: c.Auth.JWKSURL, JWKSRefresh: c.Auth.JWKSRefresh.Duration,
-		Issuer: c.Auth.Issuer, Audience: c.Auth.Audience}
+		Issuer: c.Auth.Issuer, Audience: c.Auth.Audience, DefaultPermissions: c.Auth.DefaultPermissions}
 	for _, file := range c.Auth.PublicKeys {
 		b, err := os.ReadFile(file)
 		if err != nil {

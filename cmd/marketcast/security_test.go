@@ -33,11 +33,17 @@ import (
 // address; it stops at cleanup.
 func serveConfig(t *testing.T, cfg *configs.Config) string {
 	t.Helper()
+	return serveConfigLog(t, cfg, io.Discard)
+}
+
+// serveConfigLog is serveConfig writing the server's log to w.
+func serveConfigLog(t *testing.T, cfg *configs.Config, w io.Writer) string {
+	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), ready) }()
+	go func() { done <- Serve(ctx, cfg, slog.New(slog.NewTextHandler(w, nil)), ready) }()
 	var addr string
 	select {
 	case addr = <-ready:

@@ -157,6 +157,9 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 		log.Warn("DEVELOPMENT MODE: GET /dev/token signs a token for anyone who asks, and the JWT secret is the public " +
 			"development one; never let others reach this server. Production: MARKETCAST_DEV_MODE=false MARKETCAST_JWT_SECRET=...")
 	}
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
+	}
 	n, err := newNode(ctx, cfg, log)
 	if err != nil {
 		return err

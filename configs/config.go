@@ -46,8 +46,9 @@ type Config struct {
 		KeyFile  string `yaml:"key_file"`
 	} `yaml:"tls"`
 	Ops struct {
-		Listen string `yaml:"listen"`
-		Token  string `yaml:"token" secret:"true"`
+		Listen         string `yaml:"listen"`
+		Token          string `yaml:"token" secret:"true"`
+		MaxConnections int    `yaml:"max_connections"`
 	} `yaml:"ops"`
 	Limits struct {
 		MaxSubscriptions int      `yaml:"max_subscriptions"`
@@ -243,9 +244,9 @@ func allKnown(list, known []string) bool {
 	return true
 }
 
-// Warnings are what a serving process should warn about at start: settings
-// that are valid but risky.
-func (c *Config) Warnings() []string {
+// SecurityWarnings are what a serving process warns about at start:
+// settings that are valid but risky.
+func (c *Config) SecurityWarnings() []string {
 	var w []string
 	if c.UsesIdentityProvider() && !c.Auth.RequireAudience {
 		if c.Auth.Audience == "" {
@@ -335,6 +336,8 @@ func (c *Config) Validate() error {
 		return bad("tls", fmt.Sprintf("cert_file %q, key_file %q", c.TLS.CertFile, c.TLS.KeyFile), "want both files or neither")
 	case c.Ops.Listen != "" && !strings.Contains(c.Ops.Listen, ":"):
 		return bad("ops.listen", fmt.Sprintf("%q", c.Ops.Listen), "want host:port such as 127.0.0.1:9090")
+	case c.Ops.MaxConnections < 1:
+		return bad("ops.max_connections", c.Ops.MaxConnections, "want >= 1")
 	case c.Ops.Token != "" && len(c.Ops.Token) < 16:
 		return bad("ops.token", fmt.Sprintf("%d characters", len(c.Ops.Token)), "want at least 16 characters")
 	case c.Auth.RequireAudience && c.UsesIdentityProvider() && (c.Auth.Audience == "" || c.Auth.Issuer == ""):

@@ -151,5 +151,9 @@ func (c *Config) maxConnections() int {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur > 1<<20 {
 		return 100000
 	}
-	return max(int(rl.Cur)-fdReserve, 64)
+	reserve := fdReserve
+	if c.Ops.Listen != "" {
+		reserve += c.Ops.MaxConnections + 64 // the ops listener's cap and health reserve
+	}
+	return max(int(rl.Cur)-reserve, 64)
 }

@@ -1,23 +1,28 @@
 package main
 
 import (
+	"bufio"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/marketcast/marketcast/bench/wsclient"
+	"github.com/marketcast/marketcast/internal/testwait"
 )
 
 // TestSeedTokensEndToEnd is issue 20 item 5 on the real server: the seed's
@@ -98,4 +103,72 @@ func TestIdentityProviderAudienceAtStart(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "auth.require_audience") {
 		t.Fatalf("the binary with require_audience and no audience: %v\n%s", err, out)
 	}
+}
+
+// TestOpsListenerIsBounded is finding 8: the ops listener had no idle
+// timeout and no cap, so idle keep-alives took the process to its file
+// limit and /healthz and /ws on the main listener failed. It has the main
+// listener's timeouts and a cap (and health reserve) of its own now.
+func TestOpsListenerIsBounded(t *testing.T) {
+	cfg := prodConfig()
+	cfg.Ops.Listen, cfg.Ops.MaxConnections = freePort(t), 8
+	cfg.HTTP.IdleTimeout.Duration = time.Second
+	addr := serveConfig(t, cfg)
+	ops := cfg.Ops.Listen
+
+	// An idle keep-alive is closed after http.idle_timeout.
+	idle, err := net.Dial("tcp", ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	_, _ = io.WriteString(idle, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(idle)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("ops /healthz: %v %v", resp, err)
+	}
+	_, _ = io.ReadAll(resp.Body)
+	_ = idle.SetReadDeadline(time.Now().Add(wait))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("an idle ops keep-alive: %v; want it closed (EOF)", err)
+	}
+
+	// 8 + 64 + 100 connections that send nothing: past the cap and its
+	// reserve they are closed at once, and both listeners still answer.
+	var flood []net.Conn
+	defer func() {
+		for _, c := range flood {
+			c.Close()
+		}
+	}()
+	for range 8 + 64 + 100 {
+		c, err := net.Dial("tcp", ops)
+		if err != nil {
+			t.Fatal(err)
+		}
+		flood = append(flood, c)
+	}
+	var closed atomic.Int64
+	for _, c := range flood {
+		go func() {
+			_ = c.SetReadDeadline(time.Now().Add(testwait.Deadline))
+			if _, err := c.Read(make([]byte, 1)); err == io.EOF {
+				closed.Add(1)
+			}
+		}()
+	}
+	testwait.For(t, "the ops connections past its cap and reserve closed", func() bool { return closed.Load() >= 100 })
+	for _, url := range []string{"http://" + addr + "/healthz", "http://" + ops + "/healthz"} {
+		resp, err := (&http.Client{Timeout: wait, Transport: &http.Transport{DisableKeepAlives: true}}).Get(url)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s under an ops flood: %v %v", url, resp, err)
+		}
+		resp.Body.Close()
+	}
+	c, _, err := wsclient.Dial("ws://"+addr+"/ws", wsclient.Options{})
+	if err != nil {
+		t.Fatalf("/ws under an ops flood: %v", err)
+	}
+	c.Close()
 }

@@ -172,6 +172,7 @@ type Server struct {
 	published  *metrics.Counter
 	readPanics *metrics.Counter
 	tcpOpen    *metrics.Gauge
+	opsOpen    *metrics.Gauge
 
 	framesReceived *metrics.Counter
 	framesRefused  *metrics.Counter
@@ -209,6 +210,7 @@ func New(cfg Config, hub *engine.Hub, market Market, verifier *auth.Verifier, lo
 	s.published = s.set.NewCounter("marketcast_api_published_total")
 	s.readPanics = s.set.NewCounter("marketcast_connection_panics_total")
 	s.tcpOpen = s.set.NewGauge("marketcast_tcp_connections", nil)
+	s.opsOpen = s.set.NewGauge("marketcast_ops_tcp_connections", nil)
 	s.framesReceived = s.set.NewCounter("marketcast_frames_received_total")
 	s.framesRefused = s.set.NewCounter("marketcast_frame_budget_closes_total")
 	s.panicLog = throttle.New(log, time.Minute, 5)
@@ -337,14 +339,22 @@ func (s *Server) originAllowed(origin string) bool {
 
 func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if msg := s.notReady(); msg != "" {
+		http.Error(w, msg, http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = io.WriteString(w, "ready\n")
+}
+
+// notReady says why the server is not ready, or "".
+func (s *Server) notReady() string {
 	switch {
 	case s.draining.Load():
-		http.Error(w, "draining", http.StatusServiceUnavailable)
+		return "draining"
 	case !s.feedReady.Load():
-		http.Error(w, "feed not connected", http.StatusServiceUnavailable)
-	default:
-		_, _ = io.WriteString(w, "ready\n")
+		return "feed not connected"
 	}
+	return ""
 }
 
 // serveSymbols lists the market universe, sorted, so a terminal can build
@@ -558,6 +568,10 @@ func (s *Server) countError(code string) {
 
 func (s *Server) countRejected(reason string) {
 	s.set.GetOrCreateCounter(`marketcast_connections_rejected_total{reason="` + reason + `"}`).Inc()
+}
+
+func (s *Server) countOpsRejected(reason string) {
+	s.set.GetOrCreateCounter(`marketcast_ops_connections_rejected_total{reason="` + reason + `"}`).Inc()
 }
 
 func (s *Server) countClose(code uint16) {

@@ -30,6 +30,19 @@ const (
 	TypeStrategySignal = "strategy_signal"
 )
 
+// MessageTypes are every message type the protocol defines, in either
+// direction (and "credit", the flow-control request). A notification's own
+// type may be none of them: a client dispatches on type, and a published
+// "auth_response" or "market_data" would be taken for the real thing.
+var MessageTypes = []string{
+	RequestAuth, RequestSubscribe, RequestUnsubscribe, RequestPing, "credit",
+	AnswerAuth, AnswerSubscribe, AnswerUnsubscribe, AnswerPong, AnswerError,
+	TypeMarketData, TypeDepth, TypeKline, TypeOrderUpdate, TypePositionUpdate, TypeAccountUpdate,
+	TypeStrategySignal, "tick", "message",
+	// The JS client's own events.
+	"open", "close", "auth", "reconnecting", "reconnected", "resumed", "resume_failed", "duplicate", "gap",
+}
+
 // Permissions a token may carry.
 const (
 	PermReadMarketData = "read:market_data"

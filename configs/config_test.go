@@ -125,20 +125,20 @@ func TestIdentityProviderWarnings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w := c.Warnings(); len(w) != 0 {
+	if w := c.SecurityWarnings(); len(w) != 0 {
 		t.Fatalf("the default configuration warns: %v", w)
 	}
 	c.Auth.JWKSURL = "https://idp.example/jwks"
-	w := strings.Join(c.Warnings(), "\n")
+	w := strings.Join(c.SecurityWarnings(), "\n")
 	if !strings.Contains(w, "auth.audience is empty") || !strings.Contains(w, "auth.issuer is empty") {
 		t.Fatalf("warnings %q; want audience and issuer named", w)
 	}
 	c.Auth.Audience, c.Auth.Issuer = "marketcast", "https://idp.example"
-	if w := c.Warnings(); len(w) != 0 {
+	if w := c.SecurityWarnings(); len(w) != 0 {
 		t.Fatalf("with both set: %v", w)
 	}
 	c.Auth.DefaultPermissions = []string{"read:market_data"}
-	if w := strings.Join(c.Warnings(), ""); !strings.Contains(w, "default_permissions") {
+	if w := strings.Join(c.SecurityWarnings(), ""); !strings.Contains(w, "default_permissions") {
 		t.Fatalf("default permissions are not announced: %q", w)
 	}
 }

@@ -82,11 +82,16 @@ cluster:
 bench:
 	bash bench/run.sh
 
-## fuzz: fuzz the client request decoder, then the whole read path (raw bytes
-## after a real upgrade), a minute each
+## fuzz: each fuzz target for FUZZTIME (default 60s): the request decoder, the
+## whole read path (raw bytes after a real upgrade), projection (frame.Project
+## and skipValue) and the publish validator. Their seed corpora also run as
+## ordinary tests in `make test`.
+FUZZTIME ?= 60s
 fuzz:
-	$(GO) test -run XXX -fuzz FuzzDecodeRequest -fuzztime 60s ./engine/gateway/
-	$(GO) test -run XXX -fuzz FuzzReadPath -fuzztime 60s -fuzzminimizetime 0 ./engine/gateway/
+	$(GO) test -run XXX -fuzz FuzzDecodeRequest -fuzztime $(FUZZTIME) ./engine/gateway/
+	$(GO) test -run XXX -fuzz FuzzReadPath -fuzztime $(FUZZTIME) -fuzzminimizetime 0 ./engine/gateway/
+	$(GO) test -run XXX -fuzz FuzzProject -fuzztime $(FUZZTIME) ./engine/frame/
+	$(GO) test -run XXX -fuzz FuzzValidate -fuzztime $(FUZZTIME) ./protocol/
 
 clean:
 	rm -rf bin

@@ -34,28 +34,37 @@ type Config struct {
 		JWKSRefresh Duration `yaml:"jwks_refresh"`
 		Issuer      string   `yaml:"issuer"`
 		Audience    string   `yaml:"audience"`
-		Timeout     Duration `yaml:"timeout"`
-		DevTokenTTL Duration `yaml:"dev_token_ttl"`
+		// RequireAudience makes audience and issuer mandatory when tokens
+		// come from an identity provider (public_keys, jwks_url).
+		RequireAudience    bool     `yaml:"require_audience"`
+		DefaultPermissions []string `yaml:"default_permissions"`
+		Timeout            Duration `yaml:"timeout"`
+		DevTokenTTL        Duration `yaml:"dev_token_ttl"`
 	} `yaml:"auth"`
 	TLS struct {
 		CertFile string `yaml:"cert_file"`
 		KeyFile  string `yaml:"key_file"`
 	} `yaml:"tls"`
 	Ops struct {
-		Listen string `yaml:"listen"`
-		Token  string `yaml:"token" secret:"true"`
+		Listen         string `yaml:"listen"`
+		Token          string `yaml:"token" secret:"true"`
+		MaxConnections int    `yaml:"max_connections"`
 	} `yaml:"ops"`
 	Limits struct {
-		MaxSubscriptions int `yaml:"max_subscriptions"`
-		MaxFrameBytes    int `yaml:"max_frame_bytes"`
-		RatePerMinute    int `yaml:"rate_per_minute"`
-		RateBurst        int `yaml:"rate_burst"`
-		RateStrikes      int `yaml:"rate_strikes"`
-		MaxPublishBody   int `yaml:"max_publish_body"`
-		MaxMessageBytes  int `yaml:"max_message_bytes"`
-		MaxSymbols       int `yaml:"max_symbols"`
-		MaxConnections   int `yaml:"max_connections"`
-		MaxConnectionsIP int `yaml:"max_connections_per_ip"`
+		MaxSubscriptions int      `yaml:"max_subscriptions"`
+		MaxFrameBytes    int      `yaml:"max_frame_bytes"`
+		RatePerMinute    int      `yaml:"rate_per_minute"`
+		RateBurst        int      `yaml:"rate_burst"`
+		RateStrikes      int      `yaml:"rate_strikes"`
+		FramesPerSecond  int      `yaml:"frames_per_second"`
+		FrameBurst       int      `yaml:"frame_burst"`
+		MaxFragments     int      `yaml:"max_fragments"`
+		FragmentTimeout  Duration `yaml:"fragment_timeout"`
+		MaxPublishBody   int      `yaml:"max_publish_body"`
+		MaxMessageBytes  int      `yaml:"max_message_bytes"`
+		MaxSymbols       int      `yaml:"max_symbols"`
+		MaxConnections   int      `yaml:"max_connections"`
+		MaxConnectionsIP int      `yaml:"max_connections_per_ip"`
 	} `yaml:"limits"`
 	HTTP struct {
 		ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
@@ -217,6 +226,44 @@ func (c *Config) SessionsKind() string {
 	return "exchange"
 }
 
+// UsesIdentityProvider reports whether tokens may come from an identity
+// provider: public keys or a JWKS URL are configured.
+func (c *Config) UsesIdentityProvider() bool {
+	return len(c.Auth.PublicKeys) > 0 || c.Auth.JWKSURL != ""
+}
+
+// knownPermissions are the permissions auth.default_permissions may grant.
+var knownPermissions = []string{"read:market_data", "read:signals", "publish"}
+
+func allKnown(list, known []string) bool {
+	for _, v := range list {
+		if !slices.Contains(known, v) {
+			return false
+		}
+	}
+	return true
+}
+
+// SecurityWarnings are what a serving process warns about at start:
+// settings that are valid but risky.
+func (c *Config) SecurityWarnings() []string {
+	var w []string
+	if c.UsesIdentityProvider() && !c.Auth.RequireAudience {
+		if c.Auth.Audience == "" {
+			w = append(w, "auth.audience is empty: a token your identity provider issued for any other application "+
+				"(with a sub and permissions or scope) is accepted here; set auth.audience, and auth.require_audience: true")
+		}
+		if c.Auth.Issuer == "" {
+			w = append(w, "auth.issuer is empty: tokens from any issuer whose keys are configured are accepted; set auth.issuer")
+		}
+	}
+	if len(c.Auth.DefaultPermissions) > 0 {
+		w = append(w, "auth.default_permissions grants "+strings.Join(c.Auth.DefaultPermissions, ", ")+
+			" to every token that carries no permissions (a migration aid: docs/MIGRATING-FROM-SEED.md)")
+	}
+	return w
+}
+
 // UsesNATS reports whether the node runs on NATS: a NATS URL, or an
 // embedded NATS server with a data directory.
 func (c *Config) UsesNATS() bool { return c.Cluster.NATSURL != "" || c.Cluster.Embedded.DataDir != "" }
@@ -266,7 +313,7 @@ func (c *Config) Validate() error {
 	for key, d := range map[string]Duration{
 		"auth.timeout": c.Auth.Timeout, "auth.dev_token_ttl": c.Auth.DevTokenTTL, "auth.jwks_refresh": c.Auth.JWKSRefresh,
 		"keepalive.ping_interval": c.Keepalive.PingInterval, "delivery.write_timeout": c.Delivery.WriteTimeout, "delivery.flush_delay": c.Delivery.FlushDelay,
-		"history.ttl": c.History.TTL, "shutdown.grace": c.Shutdown.Grace,
+		"history.ttl": c.History.TTL, "shutdown.grace": c.Shutdown.Grace, "limits.fragment_timeout": c.Limits.FragmentTimeout,
 		"cluster.head_check": c.Cluster.HeadCheck, "cluster.stream.max_age": c.Cluster.Stream.MaxAge,
 		"cluster.stream.duplicates": c.Cluster.Stream.Duplicates,
 		"http.read_header_timeout":  c.HTTP.ReadHeaderTimeout, "http.read_timeout": c.HTTP.ReadTimeout, "http.idle_timeout": c.HTTP.IdleTimeout,
@@ -289,8 +336,15 @@ func (c *Config) Validate() error {
 		return bad("tls", fmt.Sprintf("cert_file %q, key_file %q", c.TLS.CertFile, c.TLS.KeyFile), "want both files or neither")
 	case c.Ops.Listen != "" && !strings.Contains(c.Ops.Listen, ":"):
 		return bad("ops.listen", fmt.Sprintf("%q", c.Ops.Listen), "want host:port such as 127.0.0.1:9090")
+	case c.Ops.MaxConnections < 1:
+		return bad("ops.max_connections", c.Ops.MaxConnections, "want >= 1")
 	case c.Ops.Token != "" && len(c.Ops.Token) < 16:
 		return bad("ops.token", fmt.Sprintf("%d characters", len(c.Ops.Token)), "want at least 16 characters")
+	case c.Auth.RequireAudience && c.UsesIdentityProvider() && (c.Auth.Audience == "" || c.Auth.Issuer == ""):
+		return bad("auth.require_audience", fmt.Sprintf("audience %q, issuer %q", c.Auth.Audience, c.Auth.Issuer),
+			"want auth.audience and auth.issuer set: an identity provider signs tokens for other applications with the same keys")
+	case !allKnown(c.Auth.DefaultPermissions, knownPermissions):
+		return bad("auth.default_permissions", c.Auth.DefaultPermissions, "want a list of "+strings.Join(knownPermissions, ", "))
 	case c.Auth.Timeout.Duration <= 0:
 		return bad("auth.timeout", c.Auth.Timeout.Duration, "want > 0")
 	case c.DevMode && c.Auth.DevTokenTTL.Duration <= 0:
@@ -305,6 +359,14 @@ func (c *Config) Validate() error {
 		return bad("limits.rate_burst", c.Limits.RateBurst, "want > 0")
 	case c.Limits.RateStrikes <= 0:
 		return bad("limits.rate_strikes", c.Limits.RateStrikes, "want > 0")
+	case c.Limits.FramesPerSecond <= 0:
+		return bad("limits.frames_per_second", c.Limits.FramesPerSecond, "want > 0")
+	case c.Limits.FrameBurst < c.Limits.RateBurst:
+		return bad("limits.frame_burst", c.Limits.FrameBurst, "want >= limits.rate_burst (every request is at least one frame)")
+	case c.Limits.MaxFragments < 1:
+		return bad("limits.max_fragments", c.Limits.MaxFragments, "want >= 1")
+	case c.Limits.FragmentTimeout.Duration <= 0:
+		return bad("limits.fragment_timeout", c.Limits.FragmentTimeout.Duration, "want > 0")
 	case c.Limits.MaxPublishBody < 1024:
 		return bad("limits.max_publish_body", c.Limits.MaxPublishBody, "want >= 1024")
 	case c.Limits.MaxMessageBytes < 256 || c.Limits.MaxMessageBytes > c.Limits.MaxPublishBody:

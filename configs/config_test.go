@@ -15,7 +15,7 @@ func TestDefaultLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Listen != "127.0.0.1:8000" || c.Auth.Timeout.Duration != 5*time.Second || c.Limits.RatePerMinute != 100 ||
+	if c.Listen != "127.0.0.1:8000" || c.Auth.Timeout.Duration != 5*time.Second || c.Limits.RatePerMinute != 300 ||
 		c.Keepalive.PingInterval.Duration != 25*time.Second || c.History.TTL.Duration != 5*time.Minute || !c.DevMode {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
@@ -105,8 +105,40 @@ func TestErrorsNameKeyAndValue(t *testing.T) {
 	f("limits: 5\n", "limits: want a mapping of keys, got 5")
 	f("http:\n  allowed_origins: [https://a.example.com, [x]]\n", "http.allowed_origins[1]: want a string, got a list")
 	f("listen:\n  host: x\n", "listen: want a string, got a mapping")
+	f("auth:\n  jwks_url: https://idp.example/jwks\n  require_audience: true\n  audience: mc\n", "auth.require_audience: want auth.audience and auth.issuer set")
+	f("auth:\n  default_permissions: [\"read:everything\"]\n", "auth.default_permissions")
+	f("limits:\n  frame_burst: 10\n", "limits.frame_burst: want >= limits.rate_burst")
+	f("limits:\n  max_fragments: 0\n", "limits.max_fragments")
+	f("limits:\n  fragment_timeout: 0s\n", "limits.fragment_timeout")
 	_, err := Load(filepath.Join(t.TempDir(), "missing.yaml"), noEnv)
 	if err == nil || !strings.Contains(err.Error(), "missing.yaml") {
 		t.Fatalf("missing file: got %v; want an error naming the file", err)
+	}
+}
+
+// TestIdentityProviderWarnings is finding 11: with public keys or a JWKS
+// URL and no audience or issuer, a token the same provider issued for any
+// other application is accepted. The start warns about each; with
+// auth.require_audience it refuses (TestConfigErrors).
+func TestIdentityProviderWarnings(t *testing.T) {
+	c, err := Load("", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := c.SecurityWarnings(); len(w) != 0 {
+		t.Fatalf("the default configuration warns: %v", w)
+	}
+	c.Auth.JWKSURL = "https://idp.example/jwks"
+	w := strings.Join(c.SecurityWarnings(), "\n")
+	if !strings.Contains(w, "auth.audience is empty") || !strings.Contains(w, "auth.issuer is empty") {
+		t.Fatalf("warnings %q; want audience and issuer named", w)
+	}
+	c.Auth.Audience, c.Auth.Issuer = "marketcast", "https://idp.example"
+	if w := c.SecurityWarnings(); len(w) != 0 {
+		t.Fatalf("with both set: %v", w)
+	}
+	c.Auth.DefaultPermissions = []string{"read:market_data"}
+	if w := strings.Join(c.SecurityWarnings(), ""); !strings.Contains(w, "default_permissions") {
+		t.Fatalf("default permissions are not announced: %q", w)
 	}
 }

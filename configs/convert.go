@@ -64,6 +64,10 @@ func (c *Config) Gateway() gateway.Config {
 		RatePerMinute:    c.Limits.RatePerMinute,
 		RateBurst:        c.Limits.RateBurst,
 		RateStrikes:      c.Limits.RateStrikes,
+		FramesPerSecond:  c.Limits.FramesPerSecond,
+		FrameBurst:       c.Limits.FrameBurst,
+		MaxFragments:     c.Limits.MaxFragments,
+		FragmentTimeout:  c.Limits.FragmentTimeout.Duration,
 		AuthTimeout:      c.Auth.Timeout.Duration,
 		PingInterval:     c.Keepalive.PingInterval.Duration,
 		DisableDeflate:   !c.Delivery.Deflate,
@@ -113,7 +117,7 @@ func (c *Config) NodeName() string {
 // files, the JWKS (fetched now: an unreachable one is an error).
 func (c *Config) Verifier() (*auth.Verifier, error) {
 	ac := auth.Config{Secret: []byte(c.Auth.JWTSecret), JWKSURL: c.Auth.JWKSURL, JWKSRefresh: c.Auth.JWKSRefresh.Duration,
-		Issuer: c.Auth.Issuer, Audience: c.Auth.Audience}
+		Issuer: c.Auth.Issuer, Audience: c.Auth.Audience, DefaultPermissions: c.Auth.DefaultPermissions}
 	for _, file := range c.Auth.PublicKeys {
 		b, err := os.ReadFile(file)
 		if err != nil {
@@ -147,5 +151,9 @@ func (c *Config) maxConnections() int {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur > 1<<20 {
 		return 100000
 	}
-	return max(int(rl.Cur)-fdReserve, 64)
+	reserve := fdReserve
+	if c.Ops.Listen != "" {
+		reserve += c.Ops.MaxConnections + 64 // the ops listener's cap and health reserve
+	}
+	return max(int(rl.Cur)-reserve, 64)
 }

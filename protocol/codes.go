@@ -30,6 +30,19 @@ const (
 	TypeStrategySignal = "strategy_signal"
 )
 
+// MessageTypes are every message type the protocol defines, in either
+// direction (and "credit", the flow-control request). A notification's own
+// type may be none of them: a client dispatches on type, and a published
+// "auth_response" or "market_data" would be taken for the real thing.
+var MessageTypes = []string{
+	RequestAuth, RequestSubscribe, RequestUnsubscribe, RequestPing, "credit",
+	AnswerAuth, AnswerSubscribe, AnswerUnsubscribe, AnswerPong, AnswerError,
+	TypeMarketData, TypeDepth, TypeKline, TypeOrderUpdate, TypePositionUpdate, TypeAccountUpdate,
+	TypeStrategySignal, "tick", "message",
+	// The JS client's own events.
+	"open", "close", "auth", "reconnecting", "reconnected", "resumed", "resume_failed", "duplicate", "gap",
+}
+
 // Permissions a token may carry.
 const (
 	PermReadMarketData = "read:market_data"
@@ -61,7 +74,10 @@ const (
 	CloseGoingAway   uint16 = 1001
 	CloseProtocol    uint16 = 1002
 	CloseUnsupported uint16 = 1003
-	CloseTooLarge    uint16 = 1009
+	// ClosePolicy: a fragmented message with too many fragments, or one
+	// that took too long to complete.
+	ClosePolicy   uint16 = 1008
+	CloseTooLarge uint16 = 1009
 	// CloseAuthFailed: authentication missing, invalid or timed out.
 	CloseAuthFailed uint16 = 4001
 	// CloseTokenExpired: the token expired while connected.
@@ -74,7 +90,8 @@ const (
 	// history no longer holds it); reconnect and resubscribe with since and
 	// epoch, which answers recovered:false where data was lost.
 	CloseResumeRequired uint16 = 4009
-	// CloseRateLimited: rate-limited messages kept coming.
+	// CloseRateLimited: rate-limited messages kept coming, or the peer sent
+	// more frames (of any kind) than its frame budget.
 	CloseRateLimited uint16 = 4029
 )
 

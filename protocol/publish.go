@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -90,6 +91,10 @@ func Validate(it *Item, maxData int) (*Publication, error) {
 		if !ValidSymbol(it.Type) || len(it.Type) > 64 {
 			return nil, fmt.Errorf("invalid type %q: want letters, digits, _ and -", it.Type)
 		}
+		if reservedType(it.Type) {
+			return nil, fmt.Errorf("channel %s: type %q is a protocol message type; a notification may not take it "+
+				"(risk_alert and system_notice, or a name of your own such as margin_call)", it.Channel, it.Type)
+		}
 	}
 	switch c.Kind {
 	case KindMarket:
@@ -152,3 +157,14 @@ func ParseUserID(raw json.RawMessage) (id string, ok bool) {
 // ErrRejected marks a valid publication that a limit refused (a full symbol
 // catalogue, say); the error's text names the limit.
 var ErrRejected = errors.New("rejected")
+
+// reservedType reports whether t names a protocol message type (case
+// folded: clients are not consistent about case).
+func reservedType(t string) bool {
+	for _, r := range MessageTypes {
+		if strings.EqualFold(t, r) {
+			return true
+		}
+	}
+	return false
+}

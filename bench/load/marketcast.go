@@ -126,6 +126,6 @@ func BaseConfig(simSymbols int, simRate float64) string {
 		feed = fmt.Sprintf("feed:\n  kind: sim\n  sim:\n    symbol_count: %d\n    rate: %g\n", simSymbols, simRate)
 	}
 	return "dev_mode: false\npprof: true\n" + feed +
-		"limits:\n  rate_per_minute: 100000\n  rate_burst: 1000\n  max_subscriptions: 4096\n  max_connections_per_ip: 0\n" +
+		"limits:\n  rate_per_minute: 100000\n  rate_burst: 1000\n  frame_burst: 2000\n  frames_per_second: 10000\n  max_subscriptions: 4096\n  max_connections_per_ip: 0\n" +
 		"log:\n  level: warn\n"
 }

@@ -27,17 +27,24 @@ import (
 
 	"github.com/marketcast/marketcast/bench/wsclient"
 	"github.com/marketcast/marketcast/configs"
+	"github.com/marketcast/marketcast/internal/testwait"
 )
 
 // serveConfig runs Serve with cfg on a free loopback port and returns its
 // address; it stops at cleanup.
 func serveConfig(t *testing.T, cfg *configs.Config) string {
 	t.Helper()
+	return serveConfigLog(t, cfg, io.Discard)
+}
+
+// serveConfigLog is serveConfig writing the server's log to w.
+func serveConfigLog(t *testing.T, cfg *configs.Config, w io.Writer) string {
+	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), ready) }()
+	go func() { done <- Serve(ctx, cfg, slog.New(slog.NewTextHandler(w, nil)), ready) }()
 	var addr string
 	select {
 	case addr = <-ready:
@@ -122,12 +129,12 @@ func TestTLSEndToEndAndReload(t *testing.T) {
 	if _, _, err := wsclient.Dial("ws://"+addr+"/ws", wsclient.Options{}); err == nil {
 		t.Fatal("plain ws:// accepted on a TLS listener")
 	}
-	time.Sleep(1100 * time.Millisecond) // modification times have a resolution; the reloader looks once a second
 	pool2 := writeCert(t, certFile, keyFile, "second")
-	time.Sleep(1100 * time.Millisecond)
-	if _, err := login(pool2); err != nil {
-		t.Fatalf("wss after replacing the files: %v", err)
-	}
+	// The reloader looks at most once a second, on a handshake: poll.
+	testwait.Check(t, func() error {
+		_, err := login(pool2)
+		return err
+	})
 	if _, err := login(pool1); err == nil {
 		t.Fatal("the replaced certificate is still served")
 	}
@@ -243,4 +250,55 @@ func issue(t *testing.T, secret, user string) string {
 		t.Fatal(err)
 	}
 	return tok
+}
+
+// TestTLSReloadByContent is finding 13: a renewal copied with cp -p (or
+// rsync -t, tar x) keeps a modification time older than the loaded files',
+// and the old certificate was served until restart. The reloader compares
+// content. The clock is the test's; nothing waits for file times.
+func TestTLSReloadByContent(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeCert(t, certFile, keyFile, "one")
+	r, err := newCertReloader(certFile, keyFile, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	r.now = func() time.Time { return now }
+	served := func() string {
+		t.Helper()
+		c, err := r.GetCertificate(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := x509.ParseCertificate(c.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return leaf.Subject.CommonName
+	}
+	if cn := served(); cn != "one" {
+		t.Fatalf("serving %q; want one", cn)
+	}
+	// The renewal, with the times cp -p keeps: two hours older.
+	writeCert(t, certFile, keyFile, "two")
+	old := now.Add(-2 * time.Hour)
+	for _, f := range []string{certFile, keyFile} {
+		if err := os.Chtimes(f, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = now.Add(time.Second)
+	if cn := served(); cn != "two" {
+		t.Fatalf("after an older-dated renewal: serving %q; want two", cn)
+	}
+	// A half-written renewal keeps the pair in use.
+	if err := os.WriteFile(keyFile, []byte("-----BEGIN EC PRIVATE KEY-----\ntrunc"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Second)
+	if cn := served(); cn != "two" {
+		t.Fatalf("after a broken key file: serving %q; want two still", cn)
+	}
 }

@@ -157,6 +157,9 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 		log.Warn("DEVELOPMENT MODE: GET /dev/token signs a token for anyone who asks, and the JWT secret is the public " +
 			"development one; never let others reach this server. Production: MARKETCAST_DEV_MODE=false MARKETCAST_JWT_SECRET=...")
 	}
+	for _, w := range cfg.SecurityWarnings() {
+		log.Warn(w)
+	}
 	n, err := newNode(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -185,7 +188,10 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 			_ = httpSrv.Close()
 			return fmt.Errorf("ops.listen %s: %w", cfg.Ops.Listen, err)
 		}
-		opsSrv, opsErr := serveHTTP(opsLn, &http.Server{Handler: n.srv.OpsHandler(pprofRoutes(cfg, n.srv)), ReadHeaderTimeout: 10 * time.Second})
+		// The main listener's timeouts, and a cap of its own: exhausting
+		// the ops port must not take the descriptors /ws and /healthz need.
+		opsSrv, opsErr := serveHTTP(n.srv.OpsListener(opsLn, cfg.Ops.MaxConnections),
+			n.srv.HTTPServer(n.srv.OpsHandler(pprofRoutes(cfg, n.srv))))
 		defer opsSrv.Close()
 		go func() {
 			if err := <-opsErr; err != nil {

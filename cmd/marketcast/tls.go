@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
@@ -10,44 +12,55 @@ import (
 )
 
 // certReloader serves the certificate in a pair of files and picks up
-// replaced files without a restart (a renewal by certbot, say): it looks at
-// the files' modification times at most once a second, on handshakes.
+// replaced files without a restart (a renewal by certbot, say): at most
+// once a second, on handshakes, it reads both files and reloads when their
+// content differs from what it loaded. Content, not modification time:
+// renewals copied with cp -p, rsync -t or tar keep an older time.
 type certReloader struct {
 	certFile, keyFile string
 	log               *slog.Logger
+	now               func() time.Time
 
 	mu      sync.Mutex
 	cert    *tls.Certificate
-	modTime time.Time
+	sum     [sha256.Size]byte // of the loaded pair's bytes
 	checked time.Time
 }
 
 func newCertReloader(certFile, keyFile string, log *slog.Logger) (*certReloader, error) {
-	r := &certReloader{certFile: certFile, keyFile: keyFile, log: log}
-	if err := r.load(); err != nil {
+	r := &certReloader{certFile: certFile, keyFile: keyFile, log: log, now: time.Now}
+	certPEM, keyPEM, err := r.read()
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	if err := r.load(certPEM, keyPEM); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
-func (r *certReloader) stamp() time.Time {
-	var t time.Time
-	for _, f := range []string{r.certFile, r.keyFile} {
-		if st, err := os.Stat(f); err == nil && st.ModTime().After(t) {
-			t = st.ModTime()
-		}
+// read returns both files' bytes.
+func (r *certReloader) read() (certPEM, keyPEM []byte, err error) {
+	if certPEM, err = os.ReadFile(r.certFile); err != nil {
+		return nil, nil, err
 	}
-	return t
+	if keyPEM, err = os.ReadFile(r.keyFile); err != nil {
+		return nil, nil, err
+	}
+	return certPEM, keyPEM, nil
 }
 
-// load reads the pair; r.mu is held on entry or r is not shared yet.
-func (r *certReloader) load() error {
-	mod := r.stamp()
-	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+func digest(certPEM, keyPEM []byte) [sha256.Size]byte {
+	return sha256.Sum256(bytes.Join([][]byte{certPEM, keyPEM}, []byte{0}))
+}
+
+// load installs the pair; r.mu is held on entry or r is not shared yet.
+func (r *certReloader) load(certPEM, keyPEM []byte) error {
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return fmt.Errorf("tls: %w", err)
 	}
-	r.cert, r.modTime = &cert, mod
+	r.cert, r.sum = &cert, digest(certPEM, keyPEM)
 	return nil
 }
 
@@ -55,11 +68,17 @@ func (r *certReloader) load() error {
 func (r *certReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if now := time.Now(); now.Sub(r.checked) >= time.Second {
+	if now := r.now(); now.Sub(r.checked) >= time.Second {
 		r.checked = now
-		if r.stamp().After(r.modTime) {
-			if err := r.load(); err != nil {
-				// A half-written renewal: keep serving the old pair.
+		certPEM, keyPEM, err := r.read()
+		switch {
+		case err != nil:
+			r.log.Warn("tls certificate files unreadable; serving the previous pair", "err", err)
+		case digest(certPEM, keyPEM) != r.sum:
+			if err := r.load(certPEM, keyPEM); err != nil {
+				// A half-written renewal: keep serving the old pair. The
+				// same broken files are tried again (and warned about) on
+				// the next check.
 				r.log.Warn("tls certificate reload failed; serving the previous one", "err", err)
 			} else {
 				r.log.Info("tls certificate reloaded", "cert", r.certFile)

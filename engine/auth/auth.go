@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/bytedance/sonic"
 
@@ -59,15 +60,23 @@ type Config struct {
 	// Issuer, when set, must equal a token's iss; Audience, when set, must
 	// be among its aud.
 	Issuer, Audience string
+	// DefaultPermissions are granted to a token that carries none (no
+	// permissions claim, no scope): the seed's tokens carry only sub and
+	// exp. Empty: such a token has no permissions.
+	DefaultPermissions []string
+	// Now is the clock of token times and key set refreshes (nil:
+	// time.Now); tests inject one.
+	Now func() time.Time
 }
 
 // Verifier checks tokens. It is safe for concurrent use.
 type Verifier struct {
-	secret []byte
-	static []crypto.PublicKey
-	jwks   *jwks
-	parser *jwt.Parser
-	now    func() time.Time
+	defaults []string
+	secret   []byte
+	static   []crypto.PublicKey
+	jwks     *jwks
+	parser   *jwt.Parser
+	now      func() time.Time
 }
 
 // NewVerifier returns a verifier for HS256 tokens signed with secret.
@@ -84,7 +93,10 @@ const maxIssuedAhead = time.Minute
 // first and fails if it cannot: a server that can verify no token should
 // say so at start.
 func New(cfg Config) (*Verifier, error) {
-	v := &Verifier{secret: cfg.Secret, static: cfg.PublicKeys, now: time.Now}
+	v := &Verifier{secret: cfg.Secret, static: cfg.PublicKeys, now: time.Now, defaults: slices.Clone(cfg.DefaultPermissions)}
+	if cfg.Now != nil {
+		v.now = cfg.Now
+	}
 	var methods []string
 	if len(cfg.Secret) > 0 {
 		methods = append(methods, jwt.SigningMethodHS256.Alg())
@@ -101,7 +113,7 @@ func New(cfg Config) (*Verifier, error) {
 		}
 	}
 	if cfg.JWKSURL != "" {
-		v.jwks = newJWKS(cfg.JWKSURL, cfg.HTTPClient, cfg.JWKSRefresh)
+		v.jwks = newJWKS(cfg.JWKSURL, cfg.HTTPClient, cfg.JWKSRefresh, func() time.Time { return v.now() })
 		if err := v.jwks.fetch(); err != nil {
 			v.jwks.stop()
 			return nil, fmt.Errorf("auth: jwks %s: %w", cfg.JWKSURL, err)
@@ -170,9 +182,26 @@ func (v *Verifier) key(t *jwt.Token) (any, error) {
 		keys = append(keys, v.jwks.keys(kid, alg)...)
 	}
 	if len(keys) == 0 {
-		return nil, fmt.Errorf("no %s key (kid %q)", alg, kid)
+		return nil, fmt.Errorf("no %s key (kid %q)", alg, clip(kid))
 	}
 	return jwt.VerificationKeySet{Keys: keys}, nil
+}
+
+// maxQuoted bounds a client-chosen value (a kid, a sub) quoted in an
+// error: errors are logged and returned to strangers, and a token may be
+// hundreds of kilobytes.
+const maxQuoted = 64
+
+// clip cuts s to maxQuoted bytes (on a rune boundary), marking the cut.
+func clip(s string) string {
+	if len(s) <= maxQuoted {
+		return s
+	}
+	n := maxQuoted
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return fmt.Sprintf("%s…(%d bytes)", s[:n], len(s))
 }
 
 type claims struct {
@@ -194,11 +223,21 @@ func (c *claims) UnmarshalJSON(b []byte) error {
 		Exp json.RawMessage `json:"exp"`
 		Nbf json.RawMessage `json:"nbf"`
 		Iat json.RawMessage `json:"iat"`
+		Sub json.RawMessage `json:"sub"`
 	}
 	if err := sonic.Unmarshal(b, &w); err != nil {
 		return err
 	}
 	*c = claims(w.plain)
+	if sub := bytes.TrimSpace(w.Sub); len(sub) > 0 {
+		// The seed's back end issues numeric user ids ("sub": 42); a number
+		// names the user its decimal string names, as user_id does.
+		id, ok := protocol.ParseUserID(sub)
+		if !ok {
+			return errors.New("claim sub must be a string or an integer")
+		}
+		c.Subject = id
+	}
 	for _, t := range []struct {
 		name string
 		raw  json.RawMessage
@@ -247,11 +286,14 @@ func (v *Verifier) Verify(token string) (*Identity, error) {
 		// One id rule for logins and the publish API, so every user who can
 		// log in can also be sent private data.
 		return nil, fmt.Errorf("%w: sub %q is not a valid user id (1-%d bytes of printable UTF-8, no * or >, no leading or trailing space)",
-			ErrInvalid, c.Subject, protocol.MaxIDBytes)
+			ErrInvalid, clip(c.Subject), protocol.MaxIDBytes)
 	}
 	perms := c.Permissions
 	if len(perms) == 0 && c.Scope != "" {
 		perms = strings.Fields(c.Scope)
+	}
+	if len(perms) == 0 {
+		perms = v.defaults
 	}
 	return &Identity{UserID: c.Subject, Permissions: perms, ExpiresAt: c.ExpiresAt.Time}, nil
 }

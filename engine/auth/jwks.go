@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -16,43 +17,63 @@ import (
 	"math/big"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 )
 
 // jwks keeps an identity provider's signing keys by kid, refreshed in the
-// background and on demand when a token names a kid it does not know (the
-// provider rotated its keys).
+// background and when a token names a kid it does not know (the provider
+// rotated its keys). Strangers choose kids at will, so an unknown kid must
+// cost the provider almost nothing: one fetch runs at a time (single
+// flight), attempts are at least minRefetch apart whether they succeed or
+// fail, each is bounded by fetchTimeout, and a kid the last fetch did not
+// know is remembered (a bounded negative cache) and answered at once.
+// While the provider fails the keys already known keep working, and a
+// caller waits at most kidWait for a fetch, never behind another.
 type jwks struct {
 	url     string
 	client  *http.Client
 	refresh time.Duration
+	now     func() time.Time
 
-	mu      sync.RWMutex
-	byKID   map[string]crypto.PublicKey
-	fetched time.Time
+	mu       sync.Mutex
+	byKID    map[string]crypto.PublicKey
+	attempt  time.Time            // when the last fetch started, success or not
+	inflight chan struct{}        // closed when the running fetch ends; nil: none runs
+	unknown  map[string]time.Time // kid → until when it is known not to exist
+	order    []string             // unknown's kids, oldest first
 
-	fetchMu sync.Mutex // one fetch at a time
+	fetches *atomic.Int64 // fetches started, for tests and metrics
 	done    chan struct{}
 	once    sync.Once
 }
 
-// minRefetch bounds fetches caused by unknown kids: a stranger's token with
-// a made-up kid must not make us hammer the provider.
-const minRefetch = 30 * time.Second
+const (
+	// minRefetch is the least time between two fetches caused by unknown
+	// kids, and how long an unknown kid is remembered.
+	minRefetch = 30 * time.Second
+	// fetchTimeout bounds one fetch of the key set.
+	fetchTimeout = 5 * time.Second
+	// kidWait bounds how long a token with an unknown kid waits for a
+	// fetch in flight before it is refused.
+	kidWait = 2 * time.Second
+	// maxUnknownKIDs bounds the negative cache.
+	maxUnknownKIDs = 4096
+	// maxJWKSBytes bounds a key set document.
+	maxJWKSBytes = 1 << 20
+)
 
-// maxJWKSBytes bounds a key set document.
-const maxJWKSBytes = 1 << 20
-
-func newJWKS(url string, client *http.Client, refresh time.Duration) *jwks {
+func newJWKS(url string, client *http.Client, refresh time.Duration, now func() time.Time) *jwks {
 	if client == nil {
-		client = &http.Client{Timeout: 10 * time.Second}
+		client = &http.Client{Timeout: fetchTimeout}
 	}
 	if refresh <= 0 {
 		refresh = 5 * time.Minute
 	}
-	j := &jwks{url: url, client: client, refresh: refresh, byKID: map[string]crypto.PublicKey{}, done: make(chan struct{})}
+	j := &jwks{url: url, client: client, refresh: refresh, now: now, byKID: map[string]crypto.PublicKey{},
+		unknown: map[string]time.Time{}, fetches: new(atomic.Int64), done: make(chan struct{})}
 	go j.loop()
 	return j
 }
@@ -65,7 +86,9 @@ func (j *jwks) loop() {
 		case <-j.done:
 			return
 		case <-t.C:
-			_ = j.fetch() // on failure the keys we have stay in use
+			if wait := j.start(true); wait != nil {
+				<-wait // on failure the keys we have stay in use
+			}
 		}
 	}
 }
@@ -73,39 +96,113 @@ func (j *jwks) loop() {
 func (j *jwks) stop() { j.once.Do(func() { close(j.done) }) }
 
 // keys returns the keys for kid (every key when the token names none) that
-// verify alg. An unknown kid fetches the set again, at most every minRefetch.
+// verify alg. An unknown kid may start a fetch (see jwks).
 func (j *jwks) keys(kid, alg string) []jwt.VerificationKey {
-	pick := func() []jwt.VerificationKey {
-		j.mu.RLock()
-		defer j.mu.RUnlock()
-		var out []jwt.VerificationKey
-		for id, k := range j.byKID {
-			if kid != "" && id != kid {
-				continue
-			}
-			if a, err := keyAlg(k); err == nil && a == alg {
-				out = append(out, k)
-			}
-		}
+	if out, known := j.pick(kid, alg); known || kid == "" {
 		return out
 	}
-	if out := pick(); len(out) > 0 || kid == "" {
-		return out
-	}
-	j.mu.RLock()
-	recent := time.Since(j.fetched) < minRefetch
-	j.mu.RUnlock()
-	if recent || j.fetch() != nil {
+	j.mu.Lock()
+	if until, ok := j.unknown[kid]; ok && j.now().Before(until) {
+		j.mu.Unlock()
 		return nil
 	}
-	return pick()
+	j.mu.Unlock()
+	wait := j.start(false)
+	if wait == nil {
+		j.remember(kid)
+		return nil
+	}
+	t := time.NewTimer(kidWait)
+	defer t.Stop()
+	select {
+	case <-wait:
+	case <-t.C:
+		return nil
+	}
+	out, known := j.pick(kid, alg)
+	if !known {
+		j.remember(kid)
+	}
+	return out
 }
 
-// fetch replaces the key set with the provider's current one.
+// pick returns kid's keys for alg; known says whether kid is in the set.
+func (j *jwks) pick(kid, alg string) (out []jwt.VerificationKey, known bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for id, k := range j.byKID {
+		if kid != "" && id != kid {
+			continue
+		}
+		known = true
+		if a, err := keyAlg(k); err == nil && a == alg {
+			out = append(out, k)
+		}
+	}
+	return out, known
+}
+
+// remember puts kid in the negative cache, dropping the oldest entry when
+// it is full.
+func (j *jwks) remember(kid string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if _, ok := j.unknown[kid]; !ok {
+		if len(j.order) >= maxUnknownKIDs {
+			delete(j.unknown, j.order[0])
+			j.order = j.order[1:]
+		}
+		j.order = append(j.order, kid)
+	}
+	j.unknown[kid] = j.now().Add(minRefetch)
+}
+
+// start starts a fetch unless one runs (then it returns that one's
+// channel) or the last began less than minRefetch ago (then nil; periodic
+// refreshes are exempt from the interval). The channel closes when the
+// fetch ends.
+func (j *jwks) start(periodic bool) <-chan struct{} {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.inflight != nil {
+		return j.inflight
+	}
+	now := j.now()
+	if !periodic && !j.attempt.IsZero() && now.Sub(j.attempt) < minRefetch {
+		return nil
+	}
+	j.attempt = now
+	ch := make(chan struct{})
+	j.inflight = ch
+	go func() {
+		_ = j.fetchNow() // on failure the keys we have stay in use
+		j.mu.Lock()
+		j.inflight = nil
+		j.mu.Unlock()
+		close(ch)
+	}()
+	return ch
+}
+
+// fetch fetches the set now and waits for it (at start).
 func (j *jwks) fetch() error {
-	j.fetchMu.Lock()
-	defer j.fetchMu.Unlock()
-	resp, err := j.client.Get(j.url)
+	j.mu.Lock()
+	j.attempt = j.now()
+	j.mu.Unlock()
+	return j.fetchNow()
+}
+
+// fetchNow replaces the key set with the provider's current one. A set
+// that cannot be read keeps the keys we have.
+func (j *jwks) fetchNow() error {
+	j.fetches.Add(1)
+	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, j.url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := j.client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -122,7 +219,9 @@ func (j *jwks) fetch() error {
 		return err
 	}
 	j.mu.Lock()
-	j.byKID, j.fetched = keys, time.Now()
+	j.byKID = keys
+	clear(j.unknown) // a new set may hold any of them
+	j.order = j.order[:0]
 	j.mu.Unlock()
 	return nil
 }

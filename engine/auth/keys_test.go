@@ -184,7 +184,7 @@ func TestJWKSRotation(t *testing.T) {
 	}
 	publish(next, "new-")
 	v.jwks.mu.Lock()
-	v.jwks.fetched = time.Time{} // as if the last fetch were old enough
+	v.jwks.attempt = time.Time{} // as if the last fetch were old enough
 	v.jwks.mu.Unlock()
 	if _, err := v.Verify(sign(t, next[1].method, next[1].priv, "new-b", claims())); err != nil {
 		t.Fatalf("a rotated-in key: %v", err)

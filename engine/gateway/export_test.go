@@ -6,3 +6,6 @@ func SetTestHookOnMessage(f func(b []byte)) (restore func()) {
 	testHookOnMessage = f
 	return func() { testHookOnMessage = nil }
 }
+
+// TCPConnections is the main listener's connection count.
+func (s *Server) TCPConnections() int { return int(s.tcpOpen.Get()) }

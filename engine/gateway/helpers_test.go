@@ -47,6 +47,13 @@ var testSymbols = []string{"SHFE.rb2405", "SHFE.hc2405", "DCE.m2405"}
 // with seedMarket.
 func newTestServer(t testing.TB, tune func(*configs.Config)) *testServer {
 	t.Helper()
+	return newTestServerWith(t, tune, nil)
+}
+
+// newTestServerWith is newTestServer with gtune applied to the gateway's
+// configuration last (a test's clock, say).
+func newTestServerWith(t testing.TB, tune func(*configs.Config), gtune func(*gateway.Config)) *testServer {
+	t.Helper()
 	cfg := configs.Default()
 	cfg.Auth.Timeout.Duration = time.Second
 	cfg.DevMode = false
@@ -67,6 +74,9 @@ func newTestServer(t testing.TB, tune func(*configs.Config)) *testServer {
 	gcfg := cfg.Gateway()
 	if cfg.DevMode {
 		gcfg.DevTokenTTL, gcfg.DevSecret = cfg.Auth.DevTokenTTL.Duration, []byte(testSecret)
+	}
+	if gtune != nil {
+		gtune(&gcfg)
 	}
 	srv := gateway.New(gcfg, hub, mkt, auth.NewVerifier([]byte(testSecret)), nil)
 	srv.SetFeedReady(true)

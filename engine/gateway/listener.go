@@ -1,58 +1,75 @@
 package gateway
 
 import (
-	"context"
+	"bufio"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 )
 
 // healthReserve is how many connections beyond the cap are still accepted,
-// for health and metrics requests only, so an orchestrator can tell a full
-// server from a dead one.
+// to answer health checks only, so an orchestrator can tell a full server
+// from a dead one.
 const healthReserve = 64
 
+// reserveTimeout bounds a reserve connection: its request must arrive
+// within it, and it is closed after one answer.
+const reserveTimeout = 2 * time.Second
+
 // connLimiter wraps a listener so the process never holds more TCP
-// connections than its file descriptors allow: at most max in all (plus a
-// small reserve for health checks) and at most perIP from one address.
-// Beyond either, a new connection is closed at once. It counts every TCP
-// connection, idle keep-alives and WebSockets alike: they all hold a
-// descriptor.
+// connections than its file descriptors allow: at most max in all and at
+// most perIP from one address; beyond either, a new connection is closed
+// at once. It counts every TCP connection, idle keep-alives and WebSockets
+// alike: they all hold a descriptor.
+//
+// Past max, up to healthReserve more connections are answered here, not by
+// the HTTP server: /healthz and /readyz get their answer and anything else
+// 503, one request each, then the connection is closed. When the reserve is
+// full its oldest connection is closed to make room, so a flood of
+// connections that send nothing (or keep a health check alive) cannot hold
+// the reserve against the orchestrator's probe.
 type connLimiter struct {
 	net.Listener
 	max, perIP int
+	health     func(path string) (status int, body string)
 
-	mu    sync.Mutex
-	total int
-	byIP  map[string]int
+	mu      sync.Mutex
+	total   int
+	byIP    map[string]int
+	reserve []*limitedConn // oldest first
 
 	open     *metrics.Gauge
 	rejected func(reason string)
 }
 
-// limitedConn is an accepted connection; overflow marks one of the health
-// reserve.
+// limitedConn is an accepted connection.
 type limitedConn struct {
 	net.Conn
-	l        *connLimiter
-	ip       string
-	overflow bool
-	once     sync.Once
+	l    *connLimiter
+	ip   string
+	once sync.Once
 }
 
 func (c *limitedConn) Close() error {
-	c.once.Do(c.l.release(c.ip))
+	c.once.Do(c.l.release(c))
 	return c.Conn.Close()
 }
 
-func (l *connLimiter) release(ip string) func() {
+func (l *connLimiter) release(c *limitedConn) func() {
 	return func() {
 		l.mu.Lock()
 		l.total--
-		if l.byIP[ip]--; l.byIP[ip] <= 0 {
-			delete(l.byIP, ip)
+		if l.byIP[c.ip]--; l.byIP[c.ip] <= 0 {
+			delete(l.byIP, c.ip)
+		}
+		if i := slices.Index(l.reserve, c); i >= 0 {
+			l.reserve = slices.Delete(l.reserve, i, i+1)
 		}
 		l.mu.Unlock()
 		l.open.Dec()
@@ -67,12 +84,16 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 		}
 		ip := remoteIP(c.RemoteAddr())
 		l.mu.Lock()
+		var evict *limitedConn
 		reason := ""
 		switch {
-		case l.total >= l.max+healthReserve:
-			reason = "max_connections"
 		case l.perIP > 0 && l.byIP[ip] >= l.perIP:
 			reason = "max_connections_per_ip"
+		case l.total >= l.max && l.health == nil:
+			reason = "max_connections"
+		case l.total >= l.max && len(l.reserve) >= healthReserve:
+			evict = l.reserve[0] // its slot is this one's once closed
+			l.reserve = l.reserve[1:]
 		}
 		if reason != "" {
 			l.mu.Unlock()
@@ -80,13 +101,60 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 			l.rejected(reason)
 			continue
 		}
+		lc := &limitedConn{Conn: c, l: l, ip: ip}
 		overflow := l.total >= l.max
 		l.total++
 		l.byIP[ip]++
+		if overflow {
+			l.reserve = append(l.reserve, lc)
+		}
 		l.mu.Unlock()
 		l.open.Inc()
-		return &limitedConn{Conn: c, l: l, ip: ip, overflow: overflow}, nil
+		if evict != nil {
+			l.rejected("health_reserve_evicted")
+			_ = evict.Close()
+		}
+		if overflow {
+			go l.serveReserve(lc)
+			continue
+		}
+		return lc, nil
 	}
+}
+
+// serveReserve answers one request of a connection past the cap.
+func (l *connLimiter) serveReserve(c *limitedConn) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(reserveTimeout))
+	req, err := http.ReadRequest(bufio.NewReader(io.LimitReader(c, 8<<10)))
+	if err != nil {
+		return
+	}
+	status, body := l.health(req.URL.Path)
+	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		status, body = http.StatusServiceUnavailable, reserveRefusal
+	}
+	if status == http.StatusServiceUnavailable && body == reserveRefusal {
+		l.rejected("max_connections")
+	}
+	_, _ = fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"+
+		"Connection: close\r\nRetry-After: 5\r\n\r\n%s", status, http.StatusText(status), len(body), body)
+}
+
+const reserveRefusal = "server at its connection limit; retry later or elsewhere\n"
+
+// healthAnswer is what the reserve answers for path.
+func (s *Server) healthAnswer(path string) (int, string) {
+	switch path {
+	case "/healthz":
+		return http.StatusOK, "ok\n"
+	case "/readyz":
+		if msg := s.notReady(); msg != "" {
+			return http.StatusServiceUnavailable, msg + "\n"
+		}
+		return http.StatusOK, "ready\n"
+	}
+	return http.StatusServiceUnavailable, reserveRefusal
 }
 
 func remoteIP(a net.Addr) string {
@@ -97,46 +165,31 @@ func remoteIP(a net.Addr) string {
 	return host
 }
 
-type connKey struct{}
-
 // Listener wraps ln with the connection limits. Serve it with HTTPServer.
 func (s *Server) Listener(ln net.Listener) net.Listener {
-	return &connLimiter{Listener: ln, max: s.cfg.MaxConnections, perIP: s.cfg.MaxConnectionsPerIP,
+	return &connLimiter{Listener: ln, max: s.cfg.MaxConnections, perIP: s.cfg.MaxConnectionsPerIP, health: s.healthAnswer,
 		byIP: make(map[string]int), open: s.tcpOpen, rejected: s.countRejected}
 }
 
+// OpsListener wraps the operations listener ln with limits of its own: at
+// most max connections (and its own health reserve), so exhausting it
+// cannot take the descriptors the main listener needs. Serve it with
+// HTTPServer too, for the same timeouts.
+func (s *Server) OpsListener(ln net.Listener, max int) net.Listener {
+	return &connLimiter{Listener: ln, max: max, perIP: s.cfg.MaxConnectionsPerIP, health: s.healthAnswer,
+		byIP: make(map[string]int), open: s.opsOpen, rejected: s.countOpsRejected}
+}
+
 // HTTPServer is the http.Server for the gateway's routes: header, request
-// and idle keep-alive timeouts, and the connection limits' health reserve.
+// and idle keep-alive timeouts.
 func (s *Server) HTTPServer(handler http.Handler) *http.Server {
 	return &http.Server{
-		Handler:           s.reserveOnly(handler),
+		Handler:           handler,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		// Bounds reading a request (a publish body); an upgraded WebSocket
 		// sets its own read deadline as soon as it opens.
 		ReadTimeout: s.cfg.ReadTimeout,
 		// An idle keep-alive connection holds a descriptor for nothing.
 		IdleTimeout: s.cfg.IdleTimeout,
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(ctx, connKey{}, c)
-		},
 	}
-}
-
-// reserveOnly serves a connection of the health reserve only health and
-// metrics, and tells everything else the server is full.
-func (s *Server) reserveOnly(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if c, ok := r.Context().Value(connKey{}).(*limitedConn); ok && c.overflow {
-			switch r.URL.Path {
-			case "/healthz", "/readyz", "/metrics":
-			default:
-				s.countRejected("max_connections")
-				w.Header().Set("Connection", "close")
-				w.Header().Set("Retry-After", "5")
-				http.Error(w, "server at its connection limit; retry later or elsewhere", http.StatusServiceUnavailable)
-				return
-			}
-		}
-		next.ServeHTTP(w, r)
-	})
 }

@@ -39,13 +39,27 @@ type Config struct {
 	MaxSubscriptions int
 	// MaxFrameBytes is the largest client frame; larger closes with 1009.
 	MaxFrameBytes int
-	// RatePerMinute is the sustained client message rate.
+	// RatePerMinute is the sustained client request budget, in request
+	// units: a request costs one, a subscribe one per topic it adds.
 	RatePerMinute int
-	// RateBurst is how many messages may arrive at once.
+	// RateBurst is how many request units may be spent at once.
 	RateBurst int
 	// RateStrikes is how many rate-limited messages in a row close the
 	// connection with 4029.
 	RateStrikes int
+	// FramesPerSecond and FrameBurst are the frame budget: every frame a
+	// client sends (data, continuation, ping, pong, close) costs one; a
+	// client past it is closed with 4029. Before it authenticates a
+	// connection has preAuthFrames.
+	FramesPerSecond, FrameBurst int
+	// MaxFragments bounds the frames of one fragmented message, and
+	// FragmentTimeout the time from its first frame to its last; past
+	// either the connection is closed with 1008.
+	MaxFragments    int
+	FragmentTimeout time.Duration
+	// Now is the clock of the rate and frame budgets (nil: time.Now);
+	// tests inject one to observe time.
+	Now func() time.Time
 	// AuthTimeout is how long a connection may stay unauthenticated.
 	AuthTimeout time.Duration
 	// PingInterval is the WebSocket ping period; a connection silent for
@@ -99,7 +113,9 @@ func (c *Config) check() {
 	for name, v := range map[string]int64{
 		"MaxSubscriptions": int64(c.MaxSubscriptions), "MaxFrameBytes": int64(c.MaxFrameBytes),
 		"RatePerMinute": int64(c.RatePerMinute), "RateBurst": int64(c.RateBurst), "RateStrikes": int64(c.RateStrikes),
-		"AuthTimeout": int64(c.AuthTimeout), "PingInterval": int64(c.PingInterval), "MaxPublishBody": int64(c.MaxPublishBody),
+		"FramesPerSecond": int64(c.FramesPerSecond), "FrameBurst": int64(c.FrameBurst), "MaxFragments": int64(c.MaxFragments),
+		"FragmentTimeout": int64(c.FragmentTimeout),
+		"AuthTimeout":     int64(c.AuthTimeout), "PingInterval": int64(c.PingInterval), "MaxPublishBody": int64(c.MaxPublishBody),
 		"MaxMessageBytes": int64(c.MaxMessageBytes), "SubscribeTimeout": int64(c.SubscribeTimeout),
 		"MaxConnections": int64(c.MaxConnections), "ReadHeaderTimeout": int64(c.ReadHeaderTimeout),
 		"ReadTimeout": int64(c.ReadTimeout), "IdleTimeout": int64(c.IdleTimeout),
@@ -156,6 +172,10 @@ type Server struct {
 	published  *metrics.Counter
 	readPanics *metrics.Counter
 	tcpOpen    *metrics.Gauge
+	opsOpen    *metrics.Gauge
+
+	framesReceived *metrics.Counter
+	framesRefused  *metrics.Counter
 
 	panicLog *throttle.Log
 	authLog  *throttle.Log // failed logins: a stranger can cause them at will
@@ -166,6 +186,9 @@ type Server struct {
 // Shutdown stops it.
 func New(cfg Config, hub *engine.Hub, market Market, verifier *auth.Verifier, log *slog.Logger) *Server {
 	cfg.check()
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -187,6 +210,9 @@ func New(cfg Config, hub *engine.Hub, market Market, verifier *auth.Verifier, lo
 	s.published = s.set.NewCounter("marketcast_api_published_total")
 	s.readPanics = s.set.NewCounter("marketcast_connection_panics_total")
 	s.tcpOpen = s.set.NewGauge("marketcast_tcp_connections", nil)
+	s.opsOpen = s.set.NewGauge("marketcast_ops_tcp_connections", nil)
+	s.framesReceived = s.set.NewCounter("marketcast_frames_received_total")
+	s.framesRefused = s.set.NewCounter("marketcast_frame_budget_closes_total")
 	s.panicLog = throttle.New(log, time.Minute, 5)
 	s.authLog = throttle.New(log, time.Minute, 20)
 	s.storeLog = throttle.New(log, time.Minute, 20)
@@ -214,6 +240,8 @@ func New(cfg Config, hub *engine.Hub, market Market, verifier *auth.Verifier, lo
 	go s.keepalive()
 	return s
 }
+
+func (s *Server) now() time.Time { return s.cfg.Now() }
 
 // SetFeedReady marks whether the market feed runs; /readyz reports it.
 func (s *Server) SetFeedReady(ok bool) { s.feedReady.Store(ok) }
@@ -311,14 +339,22 @@ func (s *Server) originAllowed(origin string) bool {
 
 func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if msg := s.notReady(); msg != "" {
+		http.Error(w, msg, http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = io.WriteString(w, "ready\n")
+}
+
+// notReady says why the server is not ready, or "".
+func (s *Server) notReady() string {
 	switch {
 	case s.draining.Load():
-		http.Error(w, "draining", http.StatusServiceUnavailable)
+		return "draining"
 	case !s.feedReady.Load():
-		http.Error(w, "feed not connected", http.StatusServiceUnavailable)
-	default:
-		_, _ = io.WriteString(w, "ready\n")
+		return "feed not connected"
 	}
+	return ""
 }
 
 // serveSymbols lists the market universe, sorted, so a terminal can build
@@ -390,9 +426,15 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		remote: r.RemoteAddr,
 		token:  tokenFromRequest(r),
 		subs:   make(map[string]*engine.Subscription),
-		bucket: newBucket(s.cfg.RatePerMinute, s.cfg.RateBurst),
+		bucket: newBucket(float64(s.cfg.RatePerMinute)/60, s.cfg.RateBurst),
+		frames: newBucket(0, min(preAuthFrames, s.cfg.FrameBurst)),
+
+		closeSent: make(chan struct{}),
 	}
-	sess.out.OnCloseSent(socket.CloseSent)
+	sess.out.OnCloseSent(func() {
+		socket.CloseSent()
+		sess.closeSentOnce.Do(func() { close(sess.closeSent) })
+	})
 	socket.Session().Store("", sess)
 	// The handler returns so net/http can free the request; the read loop
 	// is the connection's only goroutine.
@@ -526,6 +568,10 @@ func (s *Server) countError(code string) {
 
 func (s *Server) countRejected(reason string) {
 	s.set.GetOrCreateCounter(`marketcast_connections_rejected_total{reason="` + reason + `"}`).Inc()
+}
+
+func (s *Server) countOpsRejected(reason string) {
+	s.set.GetOrCreateCounter(`marketcast_ops_connections_rejected_total{reason="` + reason + `"}`).Inc()
 }
 
 func (s *Server) countClose(code uint16) {

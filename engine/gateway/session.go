@@ -29,9 +29,19 @@ type session struct {
 
 	// Owned by the read loop.
 	subs    map[string]*engine.Subscription // topic key → subscription
-	bucket  bucket
+	bucket  bucket                          // request work (rate_per_minute, rate_burst)
 	strikes int
 	closing bool // closed for rate limiting: ignore what still arrives
+	// frames is the frame budget: every frame the peer sends, data,
+	// continuation and control alike, whole messages or not.
+	frames    bucket
+	fullFrame bool      // frames holds the authenticated budget
+	fragments int       // frames of the fragmented message being read; 0: none
+	fragStart time.Time // when its first frame arrived (Config.Now)
+	fragEnd   time.Time // the wall-clock read deadline it must end by
+	// closeSent is closed once the outbox has written the close frame.
+	closeSent     chan struct{}
+	closeSentOnce sync.Once
 
 	mu          sync.Mutex
 	ident       *auth.Identity
@@ -79,7 +89,7 @@ func (e *wsHandler) OnOpen(c *gws.Conn) {
 	s.sessions.Store(ss, struct{}{})
 	s.connsTotal.Inc()
 	s.connsOpen.Inc()
-	_ = c.SetReadDeadline(time.Now().Add(2 * s.cfg.PingInterval))
+	ss.touch()
 	if ss.token != "" {
 		tok := ss.token
 		ss.token = "" // it pins the request line for the connection's life otherwise
@@ -135,10 +145,10 @@ func (ss *session) finish(err error) {
 
 func (e *wsHandler) OnPing(c *gws.Conn, payload []byte) {
 	ss := sessionOf(c)
-	if !ss.admit(nil) {
+	if ss.closing {
 		return
 	}
-	_ = c.SetReadDeadline(time.Now().Add(2 * e.srv.cfg.PingInterval))
+	ss.touch()
 	// The pong goes through the session's queue, never around it, so it can
 	// neither block the read loop nor interleave with a half-written batch;
 	// a newer pong replaces one still waiting.
@@ -147,10 +157,111 @@ func (e *wsHandler) OnPing(c *gws.Conn, payload []byte) {
 
 func (e *wsHandler) OnPong(c *gws.Conn, _ []byte) {
 	ss := sessionOf(c)
-	if !ss.admit(nil) {
-		return
+	if !ss.closing {
+		ss.touch()
 	}
-	_ = c.SetReadDeadline(time.Now().Add(2 * e.srv.cfg.PingInterval))
+}
+
+// OnFrame charges every frame to the connection's frame budget and bounds
+// fragmented messages. Control frames and continuation frames cost what a
+// whole message costs: the peer chooses how to cut its bytes into frames,
+// and each frame costs a read and a parse. A peer over the budget is
+// closed, not slowed: see refuse.
+func (e *wsHandler) OnFrame(c *gws.Conn, op gws.Opcode, fin bool, _ int) error {
+	return sessionOf(c).frame(op, fin)
+}
+
+// preAuthFrames is the frame budget of a connection that has not
+// authenticated: enough for an auth message and a few pings or early
+// requests. The full budget comes with a valid token, so an anonymous
+// flooder is closed after a handful of frames.
+const preAuthFrames = 16
+
+func (ss *session) frame(op gws.Opcode, fin bool) error {
+	s := ss.srv
+	s.framesReceived.Inc()
+	if ss.closing {
+		// Closed already (4029 for requests past the budget): read nothing
+		// more.
+		return ss.stopReading()
+	}
+	now := s.now()
+	if !ss.frames.allow(now, 1) {
+		s.framesRefused.Inc()
+		return ss.refuse(protocol.CloseRateLimited, "frame budget exceeded")
+	}
+	switch {
+	case op == gws.OpcodeContinuation && ss.fragments > 0:
+		ss.fragments++
+		switch {
+		case ss.fragments > s.cfg.MaxFragments:
+			return ss.refuse(protocol.ClosePolicy, fmt.Sprintf("a message in more than %d fragments", s.cfg.MaxFragments))
+		case now.Sub(ss.fragStart) > s.cfg.FragmentTimeout:
+			return ss.refuse(protocol.ClosePolicy, "a fragmented message took longer than "+s.cfg.FragmentTimeout.String())
+		}
+		if fin {
+			ss.fragments = 0
+		}
+	case (op == gws.OpcodeText || op == gws.OpcodeBinary) && !fin:
+		ss.fragments, ss.fragStart = 1, now
+		ss.fragEnd = time.Now().Add(s.cfg.FragmentTimeout)
+	}
+	return nil
+}
+
+// errRefused ends the read loop of a connection refused by refuse.
+var errRefused = errors.New("gateway: connection refused for abuse")
+
+// refuse closes the connection with code and stops reading it at once. A
+// flooder's frames are then no longer read (reading and discarding them
+// is the cost the flood is after): the read loop waits, costing nothing,
+// until the close frame is written and the peer had closeGrace to read it,
+// then ends the connection.
+func (ss *session) refuse(code uint16, reason string) error {
+	ss.closing = true
+	ss.close(code, reason)
+	return ss.stopReading()
+}
+
+// stopReading holds the read loop of a closing connection, costing
+// nothing, until its close frame is written and the peer had closeGrace to
+// read it; the error it returns then ends the connection.
+func (ss *session) stopReading() error {
+	s := ss.srv
+	t := time.NewTimer(refuseWait)
+	defer t.Stop()
+	select {
+	case <-ss.closeSent:
+		t.Reset(closeGrace)
+		select {
+		case <-t.C:
+		case <-s.stop:
+		}
+	case <-t.C: // the peer accepts nothing: the outbox's write timeout ends it
+	case <-s.stop:
+	}
+	return errRefused
+}
+
+const (
+	// refuseWait bounds how long a refused connection's read loop waits for
+	// its close frame to be written.
+	refuseWait = 5 * time.Second
+	// closeGrace is how long the peer has to read the close frame of a
+	// refused connection before the socket is closed under it (the
+	// outbox gives the same grace to any close).
+	closeGrace = time.Second
+)
+
+// touch moves the read deadline: a connection silent for two ping
+// intervals is dead. Any frame moves it, except that a fragmented message
+// must end within the fragment timeout whatever else arrives.
+func (ss *session) touch() {
+	deadline := time.Now().Add(2 * ss.srv.cfg.PingInterval)
+	if ss.fragments > 0 && ss.fragEnd.Before(deadline) {
+		deadline = ss.fragEnd
+	}
+	_ = ss.conn.SetReadDeadline(deadline)
 }
 
 // testHookOnMessage, when set by a test, runs on every client message
@@ -163,9 +274,10 @@ func (e *wsHandler) OnMessage(c *gws.Conn, msg *gws.Message) {
 		testHookOnMessage(msg.Bytes())
 	}
 	ss := sessionOf(c)
-	_ = c.SetReadDeadline(time.Now().Add(2 * e.srv.cfg.PingInterval))
+	ss.srv.received.Inc()
+	ss.touch()
 	if msg.Opcode == gws.OpcodeBinary {
-		if ss.admit(nil) {
+		if ss.admit(nil, 1) {
 			ss.sendError(nil, protocol.CodeInvalidMessage, "binary frames are not accepted: send JSON as text frames")
 		}
 		return
@@ -173,18 +285,16 @@ func (e *wsHandler) OnMessage(c *gws.Conn, msg *gws.Message) {
 	ss.handle(msg.Bytes())
 }
 
-// admit charges one client frame (a message, a ping or a pong: control
-// frames count too) to the connection's rate budget. Past the budget a
-// message is answered RATE_LIMITED (b is its bytes; nil for control
-// frames); after RateStrikes refusals in a row the connection is closed
-// with 4029 and read for at most one more second.
-func (ss *session) admit(b []byte) bool {
+// admit charges cost units of request work to the connection's request
+// budget (rate_per_minute sustained, rate_burst at once). Past the budget
+// the request is answered RATE_LIMITED (id is its id); after RateStrikes
+// refusals in a row the connection is closed with 4029.
+func (ss *session) admit(id []byte, cost int) bool {
 	s := ss.srv
 	if ss.closing {
 		return false
 	}
-	s.received.Inc()
-	if ss.bucket.allow(time.Now()) {
+	if ss.bucket.allow(s.now(), min(cost, s.cfg.RateBurst)) {
 		ss.strikes = 0
 		return true
 	}
@@ -193,30 +303,43 @@ func (ss *session) admit(b []byte) bool {
 		ss.closing = true
 		ss.sendError(nil, protocol.CodeRateLimited, "rate limit exceeded persistently; closing")
 		ss.close(protocol.CloseRateLimited, "rate limit exceeded")
-		// A peer that floods and reads nothing must not keep this read loop
-		// busy until the write timeout: stop reading soon.
-		_ = ss.conn.SetReadDeadline(time.Now().Add(time.Second))
 		return false
 	}
-	if b != nil {
-		ss.sendError(peekID(b), protocol.CodeRateLimited,
-			fmt.Sprintf("more than %d messages per minute; slow down", s.cfg.RatePerMinute))
+	msg := fmt.Sprintf("more than %d requests per minute; slow down", s.cfg.RatePerMinute)
+	if cost > 1 {
+		msg = fmt.Sprintf("this request adds %d topics, which costs %d of the %d request units a minute; retry later", cost+1, cost+1, s.cfg.RatePerMinute)
 	}
+	ss.sendError(id, protocol.CodeRateLimited, msg)
 	return false
+}
+
+// chargeWork charges the work of a request beyond its first unit (the
+// topics a subscribe adds beyond one).
+func (ss *session) chargeWork(id []byte, extra int) bool {
+	if extra <= 0 {
+		return true
+	}
+	return ss.admit(id, extra)
 }
 
 // handle answers one client frame.
 func (ss *session) handle(b []byte) {
-	if !ss.admit(b) {
+	if ss.closing {
 		return
 	}
-
 	req, err := DecodeRequest(b)
 	if err != nil {
 		var rerr *requestError
-		if errors.As(err, &rerr) {
+		if errors.As(err, &rerr) && ss.admit(rerr.id, 1) {
 			ss.sendError(rerr.id, rerr.code, rerr.message)
 		}
+		return
+	}
+	// Every request costs one unit of the request budget as it arrives (a
+	// subscribe more: see roomFor). Flow-control credit, when it comes,
+	// is exempt here: it must not be refused for the requests around it,
+	// and the frame budget (frame) already bounds it.
+	if !ss.admit(req.ID, 1) {
 		return
 	}
 	switch req.Type {
@@ -272,6 +395,10 @@ func (ss *session) authenticate(id []byte, token string) {
 		return
 	}
 	ss.ident = ident
+	if !ss.fullFrame {
+		// The frame budget of a known user replaces the anonymous one.
+		ss.frames, ss.fullFrame = newBucket(float64(s.cfg.FramesPerSecond), s.cfg.FrameBurst), true
+	}
 	if ss.authTimer != nil {
 		ss.authTimer.Stop()
 	}
@@ -316,25 +443,28 @@ func (ss *session) recheck(ident *auth.Identity) {
 	}
 }
 
-// bucket is a token bucket: rate per minute sustained, burst at once. It is
-// used by the read loop alone, so it needs no lock.
+// bucket is a token bucket: perSec sustained, burst at once. It is used by
+// the read loop alone, so it needs no lock.
 type bucket struct {
 	tokens, burst, perSec float64
 	last                  time.Time
 }
 
-func newBucket(perMinute, burst int) bucket {
-	return bucket{tokens: float64(burst), burst: float64(burst), perSec: float64(perMinute) / 60}
+func newBucket(perSec float64, burst int) bucket {
+	return bucket{tokens: float64(burst), burst: float64(burst), perSec: perSec}
 }
 
-func (b *bucket) allow(now time.Time) bool {
-	if !b.last.IsZero() {
+// allow takes cost tokens if the bucket holds them.
+func (b *bucket) allow(now time.Time, cost int) bool {
+	if !b.last.IsZero() && now.After(b.last) {
 		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.perSec)
 	}
-	b.last = now
-	if b.tokens < 1 {
+	if now.After(b.last) {
+		b.last = now
+	}
+	if b.tokens < float64(cost) {
 		return false
 	}
-	b.tokens--
+	b.tokens -= float64(cost)
 	return true
 }

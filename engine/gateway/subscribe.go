@@ -173,7 +173,10 @@ func (ss *session) roomFor(req *Request, keys []string) bool {
 			fmt.Sprintf("at most %d topics per connection; this request would make %d", limit, len(ss.subs)+added))
 		return false
 	}
-	return true
+	// The request's first unit was charged when it arrived; each further
+	// topic it adds costs one more, so fourteen one-symbol subscribes and
+	// one fourteen-symbol subscribe cost the same.
+	return ss.chargeWork(req.ID, added-1)
 }
 
 // streamID finds the topic identity of a private or signal subscription:

@@ -5,9 +5,11 @@ package throttle
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Log writes at most burst lines per interval and counts the rest; the
@@ -48,10 +50,39 @@ func (t *Log) allow(now time.Time) (ok bool, suppressed int) {
 	return true, suppressed
 }
 
+// MaxValueBytes bounds each value a throttled line carries: what these
+// lines log (a token's error, a symbol, a user agent) is chosen by whoever
+// caused them, and the line budget alone bounds lines, not bytes.
+const MaxValueBytes = 256
+
+// Clip cuts s to MaxValueBytes (on a rune boundary), saying how long it was.
+func Clip(s string) string {
+	if len(s) <= MaxValueBytes {
+		return s
+	}
+	n := MaxValueBytes
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return fmt.Sprintf("%s…(%d bytes)", s[:n], len(s))
+}
+
 func (t *Log) write(level slog.Level, msg string, args ...any) {
 	ok, suppressed := t.allow(t.now())
 	if !ok {
 		return
+	}
+	for i, a := range args {
+		switch v := a.(type) {
+		case string:
+			args[i] = Clip(v)
+		case error:
+			args[i] = Clip(v.Error())
+		case []byte:
+			args[i] = Clip(string(v))
+		case fmt.Stringer:
+			args[i] = Clip(v.String())
+		}
 	}
 	if suppressed > 0 {
 		args = append(args, "suppressed_since_last", suppressed)

@@ -105,6 +105,14 @@ func (c *Conn) readMessage() error {
 
 	var opcode = c.fh.GetOpcode()
 	var compressed = c.pd.Enabled && c.fh.GetRSV1()
+	// marketcast patch: the application sees every frame, so it can budget
+	// them. Upstream surfaced only whole messages and control frames, so an
+	// endless run of empty continuation frames cost CPU invisibly.
+	if obs, ok := c.handler.(FrameObserver); ok {
+		if err := obs.OnFrame(c, opcode, c.fh.GetFIN(), contentLength); err != nil {
+			return err
+		}
+	}
 	if !opcode.isDataFrame() {
 		return c.readControl()
 	}

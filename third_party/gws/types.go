@@ -87,6 +87,17 @@ var (
 	ErrUnsupportedProtocol = errors.New("gws: unsupported protocol")
 )
 
+// FrameObserver may be implemented by an Event handler (marketcast patch).
+// OnFrame is called for every frame read from the peer (data,
+// continuation and control frames alike) once its header is parsed and
+// checked and before its payload is read. A non-nil error fails the
+// connection as any read error does; an OnFrame that returns only after the
+// application has dealt with the peer (closed it with a code of its own)
+// stops the read loop without reading another byte.
+type FrameObserver interface {
+	OnFrame(socket *Conn, opcode Opcode, fin bool, length int) error
+}
+
 type Event interface {
 	// OnOpen 建立连接事件
 	// WebSocket connection was successfully established
@@ -249,8 +260,10 @@ func (c *frameHeader) Parse(reader io.Reader) (int, error) {
 		// a length with the top bit set became negative, passed the
 		// ReadMaxPayloadSize check and panicked slicing the read buffer
 		// (reader.go), killing the process from one unauthenticated frame.
+		// The bound is math.MaxInt, not MaxInt64: on a 32-bit platform a
+		// length above 2^31-1 would wrap to a negative int the same way.
 		var n = binary.BigEndian.Uint64((*c)[2:10])
-		if n > math.MaxInt64 {
+		if n > math.MaxInt {
 			return 0, internal.CloseProtocolError
 		}
 		payloadLength = int(n)

@@ -70,3 +70,36 @@ test('with the default drain (close 1001) the seed client stays closed, as writt
     await srv.stop();
   }
 });
+
+// Issue 20, user 2: the seed client subscribes one request per symbol and
+// channel as a terminal starts (14 symbols × 3 channels = 42 requests at
+// once). It was closed with 4029 after 29 of them; requests are budgeted by
+// work now (a subscribe costs the topics it adds), and a start fits.
+test('the seed client starting a 14-symbol terminal is not rate-limited', { timeout: 30000 }, async () => {
+  quiet();
+  const srv = await startServer();
+  const c = new QuantWebSocket(srv.url, token('4'));
+  try {
+    await c.connect();
+    const { symbols } = await (await fetch(srv.base + '/api/v1/symbols')).json();
+    assert.equal(symbols.length, 14);
+    let ok = 0;
+    const errors = [];
+    c.on('subscribe_response', () => { ok++; });
+    c.on('error', (data) => { errors.push(data); });
+    const ticked = new Set();
+    c.on('market_data', (data, msg) => { const sym = msg.symbol ?? data?.symbol; if (symbols.includes(sym)) ticked.add(sym); });
+    for (const ch of ['market_data', 'depth', 'kline_1m']) {
+      for (const sym of symbols) c.subscribe(ch, { symbols: [sym] });
+    }
+    for (let waited = 0; (ok < 42 || ticked.size < 14) && errors.length === 0 && waited < 15000; waited += 50) await sleep(50);
+    assert.deepEqual(errors, []);
+    assert.equal(ok, 42);
+    assert.equal(ticked.size, 14, `ticks for ${[...ticked]}`);
+    assert.equal(c.ws.readyState, 1, 'the connection was closed');
+  } finally {
+    c.reconnectAttempts = c.maxReconnectAttempts;
+    c.close();
+    await srv.stop();
+  }
+});

@@ -34,8 +34,19 @@ func TestMakeRunStops(t *testing.T) {
 			cmd.Dir = root
 			cmd.Env = append(os.Environ(), "MARKETCAST_LISTEN="+addr)
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its own group, as a terminal gives it
-			stderr, _ := cmd.StderrPipe()
-			if err := cmd.Start(); err != nil {
+			// A pipe of our own, not StderrPipe: Wait closes that one as soon
+			// as make exits, and on Ctrl-C make exits at once while the server
+			// (which shares the pipe) is still draining; this one ends when
+			// the last writer, the server, is gone.
+			stderr, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stderr.Close()
+			cmd.Stderr = w
+			err = cmd.Start()
+			w.Close()
+			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })

@@ -117,6 +117,7 @@ class Close:
     GOING_AWAY: Final = 1001
     PROTOCOL: Final = 1002
     UNSUPPORTED: Final = 1003
+    POLICY: Final = 1008
     ABNORMAL: Final = 1006
     TOO_LARGE: Final = 1009
     AUTH_FAILED: Final = 4001

@@ -19,6 +19,7 @@ import (
 	"github.com/marketcast/marketcast/feed/kline"
 	"github.com/marketcast/marketcast/feed/market"
 	"github.com/marketcast/marketcast/feed/natsfeed"
+	"github.com/marketcast/marketcast/internal/buildinfo"
 	"github.com/marketcast/marketcast/protocol"
 	"github.com/marketcast/marketcast/web"
 )
@@ -182,6 +183,7 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 		return err
 	}
 	httpSrv, serveErr := serveHTTP(n.srv.Listener(ln), n.srv.HTTPServer(httpHandler(cfg, n.srv, log)))
+	metricsURL := "" // where /metrics is served, for the announcement
 	if cfg.Ops.Listen != "" {
 		opsLn, err := net.Listen("tcp", cfg.Ops.Listen)
 		if err != nil {
@@ -199,13 +201,14 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 			}
 		}()
 		log.Info("operations endpoints", "addr", opsLn.Addr().String())
+		metricsURL = "http://" + hostPort(opsLn.Addr().String()) + "/metrics"
 	}
 
 	feedCtx, stopFeed := context.WithCancel(ctx)
 	defer stopFeed()
 	feedDone := startFeed(feedCtx, src, n, log)
 
-	announce(cfg, ln.Addr().String(), log)
+	announce(cfg, ln.Addr().String(), metricsURL, log)
 	if n.nats != nil {
 		log.Info("node joined the cluster", "node", n.name, "nats", n.nats.nc.ConnectedUrlRedacted(),
 			"stream", cfg.Cluster.Stream.Name, "feed", cfg.FeedKind())
@@ -292,15 +295,19 @@ func serveHTTP(ln net.Listener, srv *http.Server) (*http.Server, <-chan error) {
 	return srv, errc
 }
 
-// announce logs where the server listens and, in development mode, a ready
-// token.
-func announce(cfg *configs.Config, addr string, log *slog.Logger) {
+// announce logs where the server listens (the metrics where they are
+// served: on the ops listener when there is one) and, in development mode,
+// a ready token.
+func announce(cfg *configs.Config, addr, metricsURL string, log *slog.Logger) {
 	ws, web := "ws", "http"
 	if cfg.TLS.CertFile != "" {
 		ws, web = "wss", "https"
 	}
-	log.Info("marketcast listening", "addr", addr, "ws", ws+"://"+hostPort(addr)+"/ws",
-		"metrics", web+"://"+hostPort(addr)+"/metrics")
+	if metricsURL == "" {
+		metricsURL = web + "://" + hostPort(addr) + "/metrics"
+	}
+	log.Info("marketcast listening", "addr", addr, "ws", ws+"://"+hostPort(addr)+"/ws", "metrics", metricsURL,
+		"version", buildinfo.Get().Version)
 	if cfg.Web {
 		log.Info("demo terminal", "open", web+"://"+hostPort(addr)+"/")
 	}

@@ -11,10 +11,13 @@ import (
 	"net/http/pprof"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/marketcast/marketcast/configs"
 	"github.com/marketcast/marketcast/engine"
 	"github.com/marketcast/marketcast/engine/auth"
 	"github.com/marketcast/marketcast/engine/gateway"
+	"github.com/marketcast/marketcast/engine/metric"
 	"github.com/marketcast/marketcast/engine/natsbroker"
 	"github.com/marketcast/marketcast/feed/kline"
 	"github.com/marketcast/marketcast/feed/market"
@@ -142,6 +145,9 @@ func newGateway(cfg *configs.Config, n *node, log *slog.Logger) (*gateway.Server
 		gcfg.Index = web.Handler()
 	}
 	srv := gateway.New(gcfg, n.hub, n.api, verifier, log)
+	build, bi := metrics.NewSet(), buildinfo.Get()
+	metric.BuildInfo(build, map[string]string{"version": bi.Version, "commit": bi.Commit, "date": bi.Date, "goversion": bi.GoVersion})
+	srv.AddMetrics(build)
 	if n.cluster != nil {
 		srv.AddMetrics(n.cluster.Metrics())
 	}

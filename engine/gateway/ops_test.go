@@ -91,9 +91,9 @@ func TestHealthStatsMetrics(t *testing.T) {
 	})
 	for _, name := range []string{
 		"marketcast_connections 1", "marketcast_connections_total", "marketcast_subscriptions 1",
-		"marketcast_messages_sent_total", "marketcast_bytes_sent_total", "marketcast_flush_batch_frames_bucket",
+		"marketcast_messages_sent_total", "marketcast_sent_bytes_total", "marketcast_flush_batch_frames_bucket",
 		"marketcast_publish_to_flush_seconds_bucket", `marketcast_errors_by_code_total{code="UNKNOWN_TYPE"} 1`,
-		"marketcast_slow_consumer_closes_total", "marketcast_deflate_bytes_in_total", "process_resident_memory_bytes",
+		"marketcast_slow_consumer_closes_total", "marketcast_deflate_in_bytes_total", "process_resident_memory_bytes",
 	} {
 		if !strings.Contains(body, name) {
 			t.Errorf("/metrics lacks %s", name)

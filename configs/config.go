@@ -128,8 +128,9 @@ type Config struct {
 		} `yaml:"replay"`
 	} `yaml:"feed"`
 	Shutdown struct {
-		Grace Duration `yaml:"grace"`
-		Drain string   `yaml:"drain"`
+		UnreadyDelay Duration `yaml:"unready_delay"`
+		Grace        Duration `yaml:"grace"`
+		Drain        string   `yaml:"drain"`
 	} `yaml:"shutdown"`
 	Log struct {
 		Level  string `yaml:"level"`
@@ -353,6 +354,7 @@ func (c *Config) Validate() error {
 		"auth.timeout": c.Auth.Timeout, "auth.dev_token_ttl": c.Auth.DevTokenTTL, "auth.jwks_refresh": c.Auth.JWKSRefresh,
 		"keepalive.ping_interval": c.Keepalive.PingInterval, "delivery.write_timeout": c.Delivery.WriteTimeout, "delivery.flush_delay": c.Delivery.FlushDelay,
 		"history.ttl": c.History.TTL, "shutdown.grace": c.Shutdown.Grace, "limits.fragment_timeout": c.Limits.FragmentTimeout,
+		"shutdown.unready_delay": c.Shutdown.UnreadyDelay,
 		"cluster.head_check": c.Cluster.HeadCheck, "cluster.stream.max_age": c.Cluster.Stream.MaxAge,
 		"cluster.stream.duplicates": c.Cluster.Stream.Duplicates,
 		"http.read_header_timeout":  c.HTTP.ReadHeaderTimeout, "http.read_timeout": c.HTTP.ReadTimeout, "http.idle_timeout": c.HTTP.IdleTimeout,
@@ -483,6 +485,8 @@ func (c *Config) Validate() error {
 		return bad("feed.sim.symbol_count", c.Feed.Sim.SymbolCount, "want in [0, 100000]")
 	case c.Shutdown.Grace.Duration <= 0:
 		return bad("shutdown.grace", c.Shutdown.Grace.Duration, "want > 0")
+	case c.Shutdown.UnreadyDelay.Duration < 0 || c.Shutdown.UnreadyDelay.Duration > 10*time.Minute:
+		return bad("shutdown.unready_delay", c.Shutdown.UnreadyDelay.Duration, "want in [0, 10m]")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

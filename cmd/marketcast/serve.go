@@ -9,6 +9,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -229,6 +232,13 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 		return fmt.Errorf("http server: %w", err)
 	}
 
+	// The drain for load balancers (docs/OPERATIONS.md#shutdown): not ready
+	// first, still serving; then close every client; then exit.
+	n.srv.SetUnready()
+	if d := cfg.Shutdown.UnreadyDelay.Duration; d > 0 {
+		log.Info("shutting down: /readyz fails, still serving while load balancers notice", "unready_delay", d)
+		waitOrSignal(d, log)
+	}
 	log.Info("shutting down: draining clients", "grace", cfg.Shutdown.Grace.Duration)
 	stopFeed()
 	<-feedDone
@@ -240,6 +250,21 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// waitOrSignal waits d, or until a further SIGTERM or SIGINT: a person
+// pressing Ctrl-C again, or an orchestrator out of patience.
+func waitOrSignal(d time.Duration, log *slog.Logger) {
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(again)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case sig := <-again:
+		log.Info("shutting down: second signal, draining now", "signal", sig.String())
+	}
 }
 
 // listen opens the main listener, with TLS when configured.

@@ -157,6 +157,7 @@ type Server struct {
 
 	sessions  sync.Map // *session → struct{}
 	draining  atomic.Bool
+	unready   atomic.Bool // shutting down: /readyz fails, all else still served
 	feedReady atomic.Bool
 	stop      chan struct{}
 	stopOnce  sync.Once
@@ -237,6 +238,11 @@ func New(cfg Config, hub *engine.Hub, market Market, verifier *auth.Verifier, lo
 }
 
 func (s *Server) now() time.Time { return s.cfg.Now() }
+
+// SetUnready makes /readyz fail while everything else is still served:
+// the first step of a shutdown, so that load balancers stop sending new
+// clients before the drain closes the connected ones.
+func (s *Server) SetUnready() { s.unready.Store(true) }
 
 // SetFeedReady marks whether the market feed runs; /readyz reports it.
 func (s *Server) SetFeedReady(ok bool) { s.feedReady.Store(ok) }
@@ -346,6 +352,8 @@ func (s *Server) notReady() string {
 	switch {
 	case s.draining.Load():
 		return "draining"
+	case s.unready.Load():
+		return "shutting down"
 	case !s.feedReady.Load():
 		return "feed not connected"
 	}

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	_ "time/tzdata" // time zones (TZ=Asia/Shanghai) on scratch images and minimal hosts too: 450 KB
 
 	"github.com/marketcast/marketcast/configs"
 	"github.com/marketcast/marketcast/engine/auth"
@@ -44,6 +45,7 @@ var commands = []struct{ name, args, summary string }{
 	{"feed", "[-config FILE] [-replay FILE [-speed N]]", "run a cluster's market source once, publishing to NATS"},
 	{"record", "-out FILE [-for D] [-subjects S] [-config FILE]", "record the market data crossing NATS, for feed -replay"},
 	{"nats", "[-listen ADDR] [-store DIR] [-sync-always]", "run a NATS server with JetStream: a cluster's broker"},
+	{"healthcheck", "[-ready] [-config FILE]", "probe this configuration's own server: exit 0 when /healthz (-ready: /readyz) answers 200"},
 	{"version", "", "print the version, commit and build date (also --version)"},
 	{"help", "[COMMAND]", "print this help, or a command's flags (also -h, --help)"},
 }
@@ -76,6 +78,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return natsCmd(args, stderr)
 	case "record":
 		return recordCmd(args, stderr)
+	case "healthcheck":
+		return healthcheck(args, stdout, stderr)
 	case "version":
 		_, err := fmt.Fprintln(stdout, buildinfo.Get())
 		return err

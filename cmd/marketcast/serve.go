@@ -187,10 +187,11 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 	if err != nil {
 		return err
 	}
-	ln, err := listen(cfg, log)
+	ln, certs, err := listen(cfg, log)
 	if err != nil {
 		return err
 	}
+	go reloadOnHangup(bg, certs, log)
 	httpSrv, serveErr := serveHTTP(n.srv.Listener(ln), n.srv.HTTPServer(httpHandler(cfg, n.srv, log)))
 	metricsURL := "" // where /metrics is served, for the announcement
 	if cfg.Ops.Listen != "" {
@@ -267,21 +268,45 @@ func waitOrSignal(d time.Duration, log *slog.Logger) {
 	}
 }
 
-// listen opens the main listener, with TLS when configured.
-func listen(cfg *configs.Config, log *slog.Logger) (net.Listener, error) {
+// listen opens the main listener, with TLS (and its certificate reloader)
+// when configured.
+func listen(cfg *configs.Config, log *slog.Logger) (net.Listener, *certReloader, error) {
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		return nil, nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	if cfg.TLS.CertFile == "" {
-		return ln, nil
+		return ln, nil, nil
 	}
 	certs, err := newCertReloader(cfg.TLS.CertFile, cfg.TLS.KeyFile, log)
 	if err != nil {
 		_ = ln.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return tls.NewListener(ln, tlsConfig(certs)), nil
+	return tls.NewListener(ln, tlsConfig(certs)), certs, nil
+}
+
+// reloadOnHangup reloads the TLS certificate on SIGHUP (systemctl reload)
+// until ctx ends. SIGHUP is handled without TLS too: its default would end
+// the process.
+func reloadOnHangup(ctx context.Context, certs *certReloader, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		if certs == nil {
+			log.Info("SIGHUP: no TLS certificate to reload")
+		} else if err := certs.reload(); err != nil {
+			log.Warn("SIGHUP: tls certificate reload failed; serving the previous one", "err", err)
+		} else {
+			log.Info("SIGHUP: tls certificate reloaded", "cert", certs.certFile)
+		}
+	}
 }
 
 // httpHandler is the gateway's routes, with the profiler when configured

@@ -27,6 +27,8 @@ func (s *Server) initMetrics() {
 	s.opsOpen = metric.Gauge(set, "marketcast_ops_tcp_connections", "TCP connections the ops listener holds", nil)
 	s.framesReceived = metric.Counter(set, "marketcast_frames_received_total", "WebSocket frames read from clients (data, continuation, control)")
 	s.framesRefused = metric.Counter(set, "marketcast_frame_budget_closes_total", "Connections closed for exceeding their frame budget (limits.frames_per_second, limits.frame_burst)")
+	metric.Gauge(set, "marketcast_max_connections", "limits.max_connections in effect: TCP connections the listener accepts",
+		func() float64 { return float64(s.cfg.MaxConnections) })
 	s.byCode = metric.NewCounterVec(set, "marketcast_errors_by_code_total", "code", "Error answers sent to clients, by protocol code",
 		protocol.CodeInvalidJSON, protocol.CodeInvalidMessage, protocol.CodeUnknownType, protocol.CodeUnknownChannel,
 		protocol.CodeUnknownSymbol, protocol.CodeUnknownField, protocol.CodeNotAuthenticated, protocol.CodeForbidden,

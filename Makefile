@@ -13,7 +13,7 @@ LDFLAGS := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -
 # glibc or musl) and reproducible (no local paths, no VCS stamp of its own).
 STATIC_BUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false
 
-.PHONY: run test setup vet tidy test-go test-js test-python test-browser test-quick test-soak test-busy build bench fuzz cluster screenshot clean release FORCE
+.PHONY: run test setup vet tidy test-go test-js test-python test-browser test-quick test-soak test-busy build bench fuzz cluster screenshot clean release check-deploy FORCE
 
 ## run: build, then start the server with the embedded default config and the
 ## simulator. The binary replaces make's shell, so Ctrl-C or a SIGTERM to make
@@ -115,6 +115,24 @@ release:
 			-o $(DIST)/marketcast-$(VERSION)-linux-$$arch ./cmd/marketcast || exit 1; \
 	done
 	cd $(DIST) && sha256sum marketcast-* > SHA256SUMS && cat SHA256SUMS
+
+## check-deploy: check deploy/ with the tools that know each format: promtool
+## (the alert rules, their unit tests, the Prometheus configuration; Debian's
+## prometheus package), systemd-analyze (the unit; Debian's systemd) and
+## kubectl-validate (the manifests against Kubernetes 1.30's schemas; built
+## from the Go module proxy into bin/ on first use, a few minutes). The Go
+## tests run the same checks wherever the tools are installed.
+KUBECTL_VALIDATE := bin/kubectl-validate
+check-deploy: bin/marketcast
+	@command -v promtool >/dev/null || { echo "promtool missing: apt-get install --no-install-recommends prometheus"; exit 1; }
+	cd deploy/prometheus && promtool check rules marketcast-alerts.yaml && \
+		promtool test rules marketcast-alerts.test.yaml && promtool check config prometheus.yml
+	@command -v systemd-analyze >/dev/null || { echo "systemd-analyze missing: apt-get install systemd"; exit 1; }
+	sed 's#/usr/local/bin/marketcast#$(CURDIR)/bin/marketcast#' deploy/systemd/marketcast.service > bin/marketcast.service
+	systemd-analyze verify bin/marketcast.service
+	systemd-analyze security --offline=true bin/marketcast.service | tail -1
+	test -x $(KUBECTL_VALIDATE) || GOBIN=$(CURDIR)/bin GOFLAGS=-mod=mod $(GO) install sigs.k8s.io/kubectl-validate@v0.0.4
+	$(KUBECTL_VALIDATE) --version 1.30 deploy/k8s/marketcast.yaml
 
 clean:
 	rm -rf bin dist

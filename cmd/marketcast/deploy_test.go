@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -283,5 +284,157 @@ func TestComposeFile(t *testing.T) {
 	}
 	if c := compose.Services["nats"].Command; len(c) == 0 || c[0] != "nats" || compose.Services["feed"].Command[0] != "feed" {
 		t.Fatalf("nats runs %v, feed runs %v", c, compose.Services["feed"].Command)
+	}
+}
+
+type probe struct {
+	HTTPGet struct {
+		Path string
+		Port string
+	} `yaml:"httpGet"`
+}
+
+// k8sObject is the part of a manifest the checks below read.
+type k8sObject struct {
+	Kind     string
+	Metadata struct {
+		Name        string
+		Labels      map[string]string
+		Annotations map[string]string
+	}
+	Spec struct {
+		Replicas       int
+		MaxUnavailable any              `yaml:"maxUnavailable"`
+		Selector       yaml.MapSlice    `yaml:"selector"`
+		Ports          []map[string]any `yaml:"ports"`
+		Template       struct {
+			Metadata struct {
+				Labels      map[string]string
+				Annotations map[string]string
+			}
+			Spec struct {
+				EnableServiceLinks            *bool `yaml:"enableServiceLinks"`
+				TerminationGracePeriodSeconds int   `yaml:"terminationGracePeriodSeconds"`
+				SecurityContext               struct {
+					RunAsNonRoot bool `yaml:"runAsNonRoot"`
+					RunAsUser    int  `yaml:"runAsUser"`
+				} `yaml:"securityContext"`
+				Containers []struct {
+					Args  []string
+					Ports []struct {
+						Name          string
+						ContainerPort int `yaml:"containerPort"`
+					}
+					Env []struct {
+						Name  string
+						Value string
+					}
+					ReadinessProbe probe `yaml:"readinessProbe"`
+					LivenessProbe  probe `yaml:"livenessProbe"`
+					Lifecycle      struct {
+						PreStop struct {
+							Sleep struct{ Seconds int }
+						} `yaml:"preStop"`
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestKubernetesManifests parses deploy/k8s/marketcast.yaml and checks
+// what a schema cannot: the probes point at /readyz and /healthz on ports
+// that exist, the preStop sleep, unready delay and grace fit in the
+// termination grace period, selectors match the pods, the scrape
+// annotation names the ops port, the user is the image's, and every
+// variable exists. Where kubectl-validate is installed (make check-deploy
+// installs it), the manifests are validated against Kubernetes 1.30's own
+// schemas too.
+func TestKubernetesManifests(t *testing.T) {
+	file := filepath.Join(deployDir, "k8s/marketcast.yaml")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := map[string]k8sObject{}
+	for _, doc := range strings.Split(string(b), "\n---\n") {
+		var o k8sObject
+		if err := yaml.Unmarshal([]byte(doc), &o); err != nil {
+			t.Fatal(err)
+		}
+		objs[o.Kind+"/"+o.Metadata.Name] = o
+	}
+	dep, ok := objs["Deployment/marketcast"]
+	if !ok || objs["Service/marketcast"].Kind == "" || objs["Service/marketcast-ops"].Kind == "" || objs["PodDisruptionBudget/marketcast"].Kind == "" {
+		t.Fatalf("want a Deployment, two Services and a PodDisruptionBudget: %v", slices.Collect(maps.Keys(objs)))
+	}
+	pod := dep.Spec.Template.Spec
+	if len(pod.Containers) != 1 || dep.Spec.Replicas < 3 {
+		t.Fatalf("%d containers, %d replicas", len(pod.Containers), dep.Spec.Replicas)
+	}
+	c := pod.Containers[0]
+	ports := map[string]int{}
+	for _, p := range c.Ports {
+		ports[p.Name] = p.ContainerPort
+	}
+	env := map[string]string{}
+	for _, e := range c.Env {
+		if !configs.KnownEnv(e.Name) {
+			t.Errorf("the pod sets %s, which no configuration key reads", e.Name)
+		}
+		env[e.Name] = e.Value
+	}
+	if c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.LivenessProbe.HTTPGet.Path != "/healthz" ||
+		ports[c.ReadinessProbe.HTTPGet.Port] == 0 || ports[c.LivenessProbe.HTTPGet.Port] == 0 {
+		t.Errorf("probes %+v %+v on ports %v", c.ReadinessProbe, c.LivenessProbe, ports)
+	}
+	image := imageEnv(t, func() string { _, f := dockerfileStages(t); return f }())
+	if listen := image["MARKETCAST_LISTEN"]; listen != ":"+strconv.Itoa(ports["ws"]) || image["MARKETCAST_OPS_LISTEN"] != ":"+strconv.Itoa(ports["ops"]) {
+		t.Errorf("container ports %v; the image listens on %s and %s", ports, listen, image["MARKETCAST_OPS_LISTEN"])
+	}
+	unready, _ := time.ParseDuration(env["MARKETCAST_SHUTDOWN_UNREADY_DELAY"])
+	grace, _ := time.ParseDuration(env["MARKETCAST_SHUTDOWN_GRACE"])
+	preStop := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
+	if preStop == 0 || unready == 0 || time.Duration(pod.TerminationGracePeriodSeconds)*time.Second < preStop+unready+grace+5*time.Second {
+		t.Errorf("preStop %v + unready %v + grace %v do not fit terminationGracePeriodSeconds %d with room", preStop, unready, grace, pod.TerminationGracePeriodSeconds)
+	}
+	if !pod.SecurityContext.RunAsNonRoot || pod.SecurityContext.RunAsUser != 65532 || pod.EnableServiceLinks == nil || *pod.EnableServiceLinks {
+		t.Errorf("pod security %+v, service links %v", pod.SecurityContext, pod.EnableServiceLinks)
+	}
+	if a := dep.Spec.Template.Metadata.Annotations; a["prometheus.io/scrape"] != "true" || a["prometheus.io/port"] != strconv.Itoa(ports["ops"]) || a["prometheus.io/path"] != "/metrics" {
+		t.Errorf("scrape annotations %v", a)
+	}
+	labels := dep.Spec.Template.Metadata.Labels
+	for name, o := range objs {
+		sel := map[string]string{}
+		for _, item := range o.Spec.Selector {
+			if item.Key == "matchLabels" {
+				for k, v := range item.Value.(map[string]any) {
+					sel[k] = v.(string)
+				}
+			} else {
+				sel[item.Key.(string)] = item.Value.(string)
+			}
+		}
+		for k, v := range sel {
+			if labels[k] != v {
+				t.Errorf("%s selects %s=%s; the pods are labelled %v", name, k, v, labels)
+			}
+		}
+		if len(sel) == 0 {
+			t.Errorf("%s selects nothing", name)
+		}
+	}
+
+	validate, err := exec.LookPath("kubectl-validate")
+	if err != nil {
+		validate, err = exec.LookPath("../../bin/kubectl-validate")
+	}
+	if err != nil {
+		t.Log("kubectl-validate is not installed (make check-deploy installs it): the manifests were checked by parsing only")
+		return
+	}
+	if out, err := exec.Command(validate, "--version", "1.30", file).CombinedOutput(); err != nil {
+		t.Fatalf("kubectl-validate: %v\n%s", err, out)
 	}
 }

@@ -355,7 +355,7 @@ func (c *Config) Validate() error {
 		"keepalive.ping_interval": c.Keepalive.PingInterval, "delivery.write_timeout": c.Delivery.WriteTimeout, "delivery.flush_delay": c.Delivery.FlushDelay,
 		"history.ttl": c.History.TTL, "shutdown.grace": c.Shutdown.Grace, "limits.fragment_timeout": c.Limits.FragmentTimeout,
 		"shutdown.unready_delay": c.Shutdown.UnreadyDelay,
-		"cluster.head_check": c.Cluster.HeadCheck, "cluster.stream.max_age": c.Cluster.Stream.MaxAge,
+		"cluster.head_check":     c.Cluster.HeadCheck, "cluster.stream.max_age": c.Cluster.Stream.MaxAge,
 		"cluster.stream.duplicates": c.Cluster.Stream.Duplicates,
 		"http.read_header_timeout":  c.HTTP.ReadHeaderTimeout, "http.read_timeout": c.HTTP.ReadTimeout, "http.idle_timeout": c.HTTP.IdleTimeout,
 	} {

@@ -143,7 +143,11 @@ func (m *Marketcast) Publish(msgs []Outgoing) error {
 		items[i] = fmt.Appendf(nil, `{"channel":%q,%q:%q,"data":%s}`, o.Topic.Channel, key, o.Topic.ID, o.Data)
 	}
 	body, _ := json.Marshal(items)
-	return post("http://"+m.addr+"/api/v1/publish", http.Header{
+	scheme := "http://"
+	if m.TLS {
+		scheme = "https://"
+	}
+	return post(scheme+m.addr+"/api/v1/publish", http.Header{
 		"Authorization": {"Bearer " + m.pubToken}, "Content-Type": {"application/json"}}, body)
 }
 

@@ -197,8 +197,8 @@ func TestSystemdUnit(t *testing.T) {
 }
 
 // TestSIGHUPReloadsCertificate: `systemctl reload` (SIGHUP) makes the
-// binary serve a replaced certificate at once, even one whose files kept
-// their modification times, and does not end the process.
+// binary load a replaced certificate at once (not at the next handshake's
+// check) and serve it, and does not end the process.
 func TestSIGHUPReloadsCertificate(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
@@ -207,9 +207,19 @@ func TestSIGHUPReloadsCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := freePort(t)
-	p := startBinary(t, addr, "MARKETCAST_TLS_CERT="+certFile, "MARKETCAST_TLS_KEY="+keyFile, "MARKETCAST_DEV_MODE=false",
-		"MARKETCAST_JWT_SECRET=sighup-test-secret-0123456789", "MARKETCAST_FEED=none")
+	// Started by hand: startBinary waits for /readyz over plain HTTP, which
+	// a TLS listener does not speak; the ops listener does.
+	addr, ops := freePort(t), freePort(t)
+	cmd := exec.Command(binary)
+	cmd.Env = append(os.Environ(), "MARKETCAST_LISTEN="+addr, "MARKETCAST_OPS_LISTEN="+ops, "MARKETCAST_TLS_CERT="+certFile,
+		"MARKETCAST_TLS_KEY="+keyFile, "MARKETCAST_DEV_MODE=false", "MARKETCAST_JWT_SECRET=sighup-test-secret-0123456789", "MARKETCAST_FEED=none")
+	p := &binaryProc{cmd: cmd, logs: &syncBuffer{}, addr: addr}
+	cmd.Stderr = p.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitReady(t, ops)
 	dial := func(pool *x509.CertPool) error {
 		c, _, err := wsclient.Dial("wss://"+addr+"/ws", wsclient.Options{TLS: &tls.Config{RootCAs: pool}})
 		if err == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -176,5 +177,14 @@ func TestSymbolsAndDevToken(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 403 {
 		t.Fatalf("dev token for Host attacker.example: %d; want 403", resp.StatusCode)
+	}
+	// A peer that is not on this machine (development mode on a container's
+	// :8000, reached by IP) gets none, whatever Host it names.
+	rec := httptest.NewRecorder()
+	far := httptest.NewRequest("GET", "/dev/token?user=1&permissions=publish", nil)
+	far.RemoteAddr, far.Host = "203.0.113.7:50000", "203.0.113.9:8000"
+	dev.srv.Handler().ServeHTTP(rec, far)
+	if rec.Code != 403 || !strings.Contains(rec.Body.String(), "loopback") {
+		t.Fatalf("dev token for a remote peer: %d %s; want 403", rec.Code, rec.Body.String())
 	}
 }

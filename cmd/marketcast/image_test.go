@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/marketcast/marketcast/configs"
+	"github.com/marketcast/marketcast/internal/testlane"
 	"github.com/marketcast/marketcast/internal/testwait"
 )
 
@@ -55,6 +56,7 @@ func imageEnv(t *testing.T, final string) map[string]string {
 // unprivileged user 65532, with the image's environment and a /proc of its
 // own — then probed as the HEALTHCHECK and a load balancer would.
 func TestImageTree(t *testing.T) {
+	testlane.MultiProcess(t) // go build, unshare, chroot, the server
 	if os.Geteuid() != 0 {
 		t.Skip("chroot and a mount namespace need root")
 	}

@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/marketcast/marketcast/internal/testlane"
 )
 
 // makeRelease runs `make release` into dir with the given stamp, as a
@@ -36,9 +38,7 @@ func makeRelease(t *testing.T, dir string, stamp ...string) string {
 // on a machine cross-compiles everything for arm64 (minutes on two busy
 // cores); -short skips it.
 func TestRelease(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cross-compiles two release binaries")
-	}
+	testlane.MultiProcess(t) // make, and go build for two platforms
 	if _, err := exec.LookPath("make"); err != nil {
 		t.Skip("make is not installed")
 	}

@@ -1,7 +1,19 @@
 # marketcast — the two commands that matter: `make run` and `make test`.
 GO ?= go
 
-.PHONY: run test setup vet tidy test-go test-js test-python test-browser test-quick test-soak test-busy build bench fuzz cluster screenshot clean FORCE
+# What `marketcast version` and marketcast_build_info say (internal/buildinfo).
+# The date is the commit's, not the clock's, so building a commit again gives
+# the same bytes.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+DATE ?= $(shell git log -1 --format=%cI 2>/dev/null || echo unknown)
+BUILDINFO := github.com/marketcast/marketcast/internal/buildinfo
+LDFLAGS := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).date=$(DATE)
+# Static (no cgo: Go's own DNS resolver; runs on scratch, distroless, any
+# glibc or musl) and reproducible (no local paths, no VCS stamp of its own).
+STATIC_BUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false
+
+.PHONY: run test setup vet tidy test-go test-js test-python test-browser test-quick test-soak test-busy build bench fuzz cluster screenshot clean release check-deploy FORCE
 
 ## run: build, then start the server with the embedded default config and the
 ## simulator. The binary replaces make's shell, so Ctrl-C or a SIGTERM to make
@@ -65,13 +77,13 @@ screenshot: setup bin/marketcast
 
 bin/marketcast: FORCE
 	@test -x bin/marketcast || echo "building bin/marketcast: the first build downloads the Go modules and compiles them (about a minute); later ones take seconds"
-	@$(GO) build -o bin/marketcast ./cmd/marketcast
+	@$(STATIC_BUILD) -ldflags '$(LDFLAGS)' -o bin/marketcast ./cmd/marketcast
 
 FORCE:
 
 ## build: binaries into bin/
 build:
-	$(GO) build -o bin/marketcast ./cmd/marketcast
+	$(STATIC_BUILD) -ldflags '$(LDFLAGS)' -o bin/marketcast ./cmd/marketcast
 	$(GO) build -o bin/mcbench ./cmd/mcbench
 
 ## cluster: NATS with JetStream, three nodes (8001-8003) and one feed, on loopback
@@ -93,5 +105,34 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzProject -fuzztime $(FUZZTIME) ./engine/frame/
 	$(GO) test -run XXX -fuzz FuzzValidate -fuzztime $(FUZZTIME) ./protocol/
 
+## release: static linux/amd64 and linux/arm64 binaries, stripped, version
+## stamped, with their SHA-256 checksums, in dist/ (git ignores it)
+DIST ?= dist
+release:
+	rm -rf $(DIST) && mkdir -p $(DIST)
+	for arch in amd64 arm64; do \
+		GOOS=linux GOARCH=$$arch $(STATIC_BUILD) -ldflags '-s -w $(LDFLAGS)' \
+			-o $(DIST)/marketcast-$(VERSION)-linux-$$arch ./cmd/marketcast || exit 1; \
+	done
+	cd $(DIST) && sha256sum marketcast-* > SHA256SUMS && cat SHA256SUMS
+
+## check-deploy: check deploy/ with the tools that know each format: promtool
+## (the alert rules, their unit tests, the Prometheus configuration; Debian's
+## prometheus package), systemd-analyze (the unit; Debian's systemd) and
+## kubectl-validate (the manifests against Kubernetes 1.30's schemas; built
+## from the Go module proxy into bin/ on first use, a few minutes). The Go
+## tests run the same checks wherever the tools are installed.
+KUBECTL_VALIDATE := bin/kubectl-validate
+check-deploy: bin/marketcast
+	@command -v promtool >/dev/null || { echo "promtool missing: apt-get install --no-install-recommends prometheus"; exit 1; }
+	cd deploy/prometheus && promtool check rules marketcast-alerts.yaml && \
+		promtool test rules marketcast-alerts.test.yaml && promtool check config prometheus.yml
+	@command -v systemd-analyze >/dev/null || { echo "systemd-analyze missing: apt-get install systemd"; exit 1; }
+	sed 's#/usr/local/bin/marketcast#$(CURDIR)/bin/marketcast#' deploy/systemd/marketcast.service > bin/marketcast.service
+	systemd-analyze verify bin/marketcast.service
+	systemd-analyze security --offline=true bin/marketcast.service | tail -1
+	test -x $(KUBECTL_VALIDATE) || GOBIN=$(CURDIR)/bin GOFLAGS=-mod=mod $(GO) install sigs.k8s.io/kubectl-validate@v0.0.4
+	$(KUBECTL_VALIDATE) --version 1.30 deploy/k8s/marketcast.yaml
+
 clean:
-	rm -rf bin
+	rm -rf bin dist

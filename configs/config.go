@@ -128,8 +128,9 @@ type Config struct {
 		} `yaml:"replay"`
 	} `yaml:"feed"`
 	Shutdown struct {
-		Grace Duration `yaml:"grace"`
-		Drain string   `yaml:"drain"`
+		UnreadyDelay Duration `yaml:"unready_delay"`
+		Grace        Duration `yaml:"grace"`
+		Drain        string   `yaml:"drain"`
 	} `yaml:"shutdown"`
 	Log struct {
 		Level  string `yaml:"level"`
@@ -161,6 +162,21 @@ func (d *Duration) UnmarshalYAML(b []byte) error {
 	}
 	*d = Duration{Duration: v}
 	return nil
+}
+
+// MarshalYAML writes the duration as the file does: "5s", "2ms", "24h".
+func (d Duration) MarshalYAML() ([]byte, error) {
+	if d.bad != "" {
+		return []byte(d.bad), nil
+	}
+	s := d.Duration.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return []byte(s), nil
 }
 
 // Load decodes the default file, then file (if not empty) over it, then the
@@ -285,12 +301,36 @@ func (c *Config) FeedKind() string {
 	return "sim"
 }
 
-// CheckServe checks what only a serving process needs: development mode
-// and the secret must agree. Development mode serves GET /dev/token, which
-// signs a token for anyone with the configured secret, so it runs only with
-// the public development secret; a server not in development mode must not
-// accept tokens anyone can mint with that public secret.
+// CheckServe checks what only a serving process needs: the secret agrees
+// with development mode (checkSecret), and a production server names its
+// market feed (checkFeed).
 func (c *Config) CheckServe() error {
+	if err := c.checkSecret(); err != nil {
+		return err
+	}
+	return c.checkFeed()
+}
+
+// checkFeed: a server not in development mode whose feed.kind auto would
+// run the simulator refuses to start, rather than serve random prices
+// under real contract names to production terminals by surprise.
+// Simulated prices in production must be asked for (feed.kind: sim).
+func (c *Config) checkFeed() error {
+	if c.DevMode || c.Feed.Kind != "auto" || c.FeedKind() != "sim" {
+		return nil
+	}
+	return fmt.Errorf("config: feed.kind: auto would run the built-in simulator (random prices under real contract names) " +
+		"on a production server (dev_mode: false); name the feed: nats (with cluster.nats_url, or cluster.embedded.data_dir " +
+		"and a collector publishing md.*), replay (feed.replay.file), none (market data from the publish API only), or sim " +
+		"to serve simulated prices on purpose (MARKETCAST_FEED=nats|replay|none|sim)")
+}
+
+// checkSecret: development mode and the secret must agree. Development
+// mode serves GET /dev/token, which signs a token for anyone with the
+// configured secret, so it runs only with the public development secret; a
+// server not in development mode must not accept tokens anyone can mint
+// with that public secret.
+func (c *Config) checkSecret() error {
 	switch {
 	case c.DevMode && c.Auth.JWTSecret != DevSecret:
 		return fmt.Errorf("config: dev_mode: development mode signs tokens for anyone at /dev/token, so it runs only " +
@@ -314,7 +354,8 @@ func (c *Config) Validate() error {
 		"auth.timeout": c.Auth.Timeout, "auth.dev_token_ttl": c.Auth.DevTokenTTL, "auth.jwks_refresh": c.Auth.JWKSRefresh,
 		"keepalive.ping_interval": c.Keepalive.PingInterval, "delivery.write_timeout": c.Delivery.WriteTimeout, "delivery.flush_delay": c.Delivery.FlushDelay,
 		"history.ttl": c.History.TTL, "shutdown.grace": c.Shutdown.Grace, "limits.fragment_timeout": c.Limits.FragmentTimeout,
-		"cluster.head_check": c.Cluster.HeadCheck, "cluster.stream.max_age": c.Cluster.Stream.MaxAge,
+		"shutdown.unready_delay": c.Shutdown.UnreadyDelay,
+		"cluster.head_check":     c.Cluster.HeadCheck, "cluster.stream.max_age": c.Cluster.Stream.MaxAge,
 		"cluster.stream.duplicates": c.Cluster.Stream.Duplicates,
 		"http.read_header_timeout":  c.HTTP.ReadHeaderTimeout, "http.read_timeout": c.HTTP.ReadTimeout, "http.idle_timeout": c.HTTP.IdleTimeout,
 	} {
@@ -444,6 +485,8 @@ func (c *Config) Validate() error {
 		return bad("feed.sim.symbol_count", c.Feed.Sim.SymbolCount, "want in [0, 100000]")
 	case c.Shutdown.Grace.Duration <= 0:
 		return bad("shutdown.grace", c.Shutdown.Grace.Duration, "want > 0")
+	case c.Shutdown.UnreadyDelay.Duration < 0 || c.Shutdown.UnreadyDelay.Duration > 10*time.Minute:
+		return bad("shutdown.unready_delay", c.Shutdown.UnreadyDelay.Duration, "want in [0, 10m]")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -43,8 +43,12 @@ func TestDevModeAndSecretMustAgree(t *testing.T) {
 	real := "a-real-secret-0123456789abcdef"
 	f(map[string]string{"MARKETCAST_JWT_SECRET": real}, "dev_mode: development mode signs tokens")
 	f(map[string]string{"MARKETCAST_DEV_MODE": "false"}, "auth.jwt_secret: the development secret is public")
-	f(map[string]string{"MARKETCAST_DEV_MODE": "false", "MARKETCAST_JWT_SECRET": real}, "")
-	f(map[string]string{"MARKETCAST_DEV_MODE": "0", "MARKETCAST_JWT_SECRET": real}, "")
+	f(map[string]string{"MARKETCAST_DEV_MODE": "false", "MARKETCAST_JWT_SECRET": real, "MARKETCAST_FEED": "none"}, "")
+	f(map[string]string{"MARKETCAST_DEV_MODE": "0", "MARKETCAST_JWT_SECRET": real, "MARKETCAST_FEED": "sim"}, "")
+	// Production names its feed: auto would run the simulator by surprise.
+	f(map[string]string{"MARKETCAST_DEV_MODE": "false", "MARKETCAST_JWT_SECRET": real}, "feed.kind: auto would run the built-in simulator")
+	f(map[string]string{"MARKETCAST_DEV_MODE": "false", "MARKETCAST_JWT_SECRET": real, "MARKETCAST_NATS_URL": "nats://127.0.0.1:4222"}, "")
+	f(map[string]string{"MARKETCAST_DEV_MODE": "false", "MARKETCAST_JWT_SECRET": real, "MARKETCAST_REPLAY_FILE": "day.mcr.gz"}, "")
 	f(map[string]string{"MARKETCAST_DEV_MODE": "maybe"}, `MARKETCAST_DEV_MODE="maybe": want true or false`)
 }
 

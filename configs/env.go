@@ -139,6 +139,10 @@ func (c *Config) applyEnv(getenv func(string) string, environ []string) error {
 // not worth a warning. deploy/k8s turns them off (enableServiceLinks: false).
 var serviceLink = regexp.MustCompile(`^MARKETCAST(_[A-Z0-9_]+)?_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_[0-9]+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)$`)
 
+// KnownEnv reports whether name is a variable the configuration reads: a
+// key's by the rule, or a kept alias. Deployment files' tests check theirs.
+func KnownEnv(name string) bool { return knownEnv(name) }
+
 func knownEnv(name string) bool {
 	if _, ok := envAliases[name]; ok {
 		return true

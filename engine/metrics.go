@@ -1,6 +1,10 @@
 package engine
 
-import "github.com/VictoriaMetrics/metrics"
+import (
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/marketcast/marketcast/engine/metric"
+)
 
 // hubMetrics are updated per publish or per flush, never per subscriber per
 // message, so they cost nothing measurable on the fan-out path.
@@ -27,37 +31,38 @@ type hubMetrics struct {
 	resets        *metrics.Counter
 	topics        *metrics.Gauge
 	subscriptions *metrics.Gauge
-	batchSize     *metrics.Histogram
-	lag           *metrics.Histogram
+	batchSize     *metrics.PrometheusHistogram
+	lag           *metrics.PrometheusHistogram
 }
 
 func newHubMetrics() *hubMetrics {
 	s := metrics.NewSet()
 	return &hubMetrics{
 		set:           s,
-		published:     s.NewCounter("marketcast_published_total"),
-		encoded:       s.NewCounter("marketcast_frames_encoded_total"),
-		delivered:     s.NewCounter("marketcast_messages_sent_total"),
-		framesOut:     s.NewCounter("marketcast_frames_written_total"),
-		bytesOut:      s.NewCounter("marketcast_bytes_sent_total"),
-		conflated:     s.NewCounter("marketcast_conflated_total"),
-		deflateIn:     s.NewCounter("marketcast_deflate_bytes_in_total"),
-		deflateOut:    s.NewCounter("marketcast_deflate_bytes_out_total"),
-		writeErrors:   s.NewCounter("marketcast_write_errors_total"),
-		slowConsumers: s.NewCounter("marketcast_slow_consumer_closes_total"),
-		resumes:       s.NewCounter("marketcast_resumes_total"),
-		resumeMisses:  s.NewCounter("marketcast_resumes_unrecovered_total"),
-		resumeLost:    s.NewCounter("marketcast_resumes_lost_total"),
-		swept:         s.NewCounter("marketcast_topics_swept_total"),
-		publishErrors: s.NewCounter("marketcast_publish_errors_total"),
-		duplicates:    s.NewCounter("marketcast_stream_duplicates_total"),
-		gaps:          s.NewCounter("marketcast_stream_gaps_total"),
-		backfills:     s.NewCounter("marketcast_stream_backfills_total"),
-		resets:        s.NewCounter("marketcast_stream_resets_total"),
-		topics:        s.NewGauge("marketcast_topics", nil),
-		subscriptions: s.NewGauge("marketcast_subscriptions", nil),
-		batchSize:     s.NewHistogram("marketcast_flush_batch_frames"),
-		lag:           s.NewHistogram("marketcast_publish_to_flush_seconds"),
+		published:     metric.Counter(s, "marketcast_published_total", "Events the hub accepted for fan-out (market data and private messages)"),
+		encoded:       metric.Counter(s, "marketcast_frames_encoded_total", "Frame encodings, once per event and variant (projection, deflate)"),
+		delivered:     metric.Counter(s, "marketcast_messages_sent_total", "Data messages written to subscribers"),
+		framesOut:     metric.Counter(s, "marketcast_frames_written_total", "WebSocket frames written, answers and pings included"),
+		bytesOut:      metric.Counter(s, "marketcast_sent_bytes_total", "Bytes written to WebSocket connections"),
+		conflated:     metric.Counter(s, "marketcast_conflated_total", "Frames replaced by a newer one before a slow subscriber read them"),
+		deflateIn:     metric.Counter(s, "marketcast_deflate_in_bytes_total", "Payload bytes given to permessage-deflate"),
+		deflateOut:    metric.Counter(s, "marketcast_deflate_out_bytes_total", "Bytes permessage-deflate produced (ratio: out / in)"),
+		writeErrors:   metric.Counter(s, "marketcast_write_errors_total", "Connection writes that failed or timed out"),
+		slowConsumers: metric.Counter(s, "marketcast_slow_consumer_closes_total", "Connections closed with 4008 because their backlog passed delivery.max_pending_bytes"),
+		resumes:       metric.Counter(s, "marketcast_resumes_total", "Subscribes that resumed a private stream with since"),
+		resumeMisses:  metric.Counter(s, "marketcast_resumes_unrecovered_total", "Resumes answered recovered: false (another epoch, or history no longer reaching back)"),
+		resumeLost:    metric.Counter(s, "marketcast_resumes_lost_total", "Replays cut short with 4009 because history was evicted under them"),
+		swept:         metric.Counter(s, "marketcast_topics_swept_total", "Private topics this node stopped following after their last subscriber left"),
+		publishErrors: metric.Counter(s, "marketcast_publish_errors_total", "Reliable publishes the broker refused (the publish API answered 503)"),
+		duplicates:    metric.Counter(s, "marketcast_stream_duplicates_total", "Reliable events the hub received twice and dropped"),
+		gaps:          metric.Counter(s, "marketcast_stream_gaps_total", "Reliable events received past a gap in their stream"),
+		backfills:     metric.Counter(s, "marketcast_stream_backfills_total", "Backfills from the broker that closed a gap"),
+		resets:        metric.Counter(s, "marketcast_stream_resets_total", "Reliable streams that started a new run while subscribed (subscribers got 4009)"),
+		topics:        metric.Gauge(s, "marketcast_topics", "Topics in the registry", nil),
+		subscriptions: metric.Gauge(s, "marketcast_subscriptions", "Live subscriptions", nil),
+		batchSize:     metric.Histogram(s, "marketcast_flush_batch_frames", "Frames per connection write (writev): batching at work", metric.CountBuckets),
+		lag: metric.Histogram(s, "marketcast_publish_to_flush_seconds",
+			"From the engine accepting an event to its write to a connection, one sample per delivery", metric.LatencyBuckets),
 	}
 }
 

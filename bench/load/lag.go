@@ -9,7 +9,8 @@ import (
 )
 
 // LagBuckets is marketcast's publish→flush histogram as scraped from
-// /metrics: VictoriaMetrics vmrange buckets, upper bound (seconds) → count.
+// /metrics: bucket upper bound (seconds) → the count in that bucket alone
+// (the exposition's `le` buckets are cumulative; these are not).
 type LagBuckets map[float64]float64
 
 // ScrapeLag reads marketcast_publish_to_flush_seconds from a /metrics URL.
@@ -21,25 +22,33 @@ func ScrapeLag(url string) (LagBuckets, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	out := LagBuckets{}
+	cumulative := map[float64]float64{}
 	sc := bufio.NewScanner(resp.Body)
-	const prefix = `marketcast_publish_to_flush_seconds_bucket{vmrange="`
+	const prefix = `marketcast_publish_to_flush_seconds_bucket{le="`
 	for sc.Scan() {
-		line := sc.Text()
-		rest, ok := strings.CutPrefix(line, prefix)
+		rest, ok := strings.CutPrefix(sc.Text(), prefix)
 		if !ok {
 			continue
 		}
-		rng, count, ok := strings.Cut(rest, `"} `)
-		if !ok {
-			continue
+		le, count, ok := strings.Cut(rest, `"} `)
+		if !ok || le == "+Inf" {
+			continue // beyond the last bound: counted in no bucket of ours
 		}
-		_, hi, _ := strings.Cut(rng, "...")
-		upper, err1 := strconv.ParseFloat(hi, 64)
+		upper, err1 := strconv.ParseFloat(le, 64)
 		n, err2 := strconv.ParseFloat(count, 64)
 		if err1 == nil && err2 == nil {
-			out[upper] = n
+			cumulative[upper] = n
 		}
+	}
+	uppers := make([]float64, 0, len(cumulative))
+	for u := range cumulative {
+		uppers = append(uppers, u)
+	}
+	sort.Float64s(uppers)
+	out, below := LagBuckets{}, 0.0
+	for _, u := range uppers {
+		out[u] = cumulative[u] - below
+		below = cumulative[u]
 	}
 	return out, sc.Err()
 }

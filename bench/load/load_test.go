@@ -1,7 +1,10 @@
 package load
 
 import (
+	"io"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 )
@@ -44,5 +47,28 @@ func TestLagQuantile(t *testing.T) {
 	}
 	if (LagBuckets{}).Quantile(nil, 0.5) != 0 {
 		t.Fatal("empty histogram")
+	}
+}
+
+// TestScrapeLagReadsLeBuckets: the exposition's cumulative `le` buckets
+// become per-bucket counts.
+func TestScrapeLagReadsLeBuckets(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "# TYPE marketcast_publish_to_flush_seconds histogram\n"+
+			`marketcast_publish_to_flush_seconds_bucket{le="0.001"} 50`+"\n"+
+			`marketcast_publish_to_flush_seconds_bucket{le="0.002"} 90`+"\n"+
+			`marketcast_publish_to_flush_seconds_bucket{le="0.005"} 100`+"\n"+
+			`marketcast_publish_to_flush_seconds_bucket{le="+Inf"} 100`+"\n")
+	}))
+	defer srv.Close()
+	b, err := ScrapeLag(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b[0.001] != 50 || b[0.002] != 40 || b[0.005] != 10 || len(b) != 3 {
+		t.Fatalf("buckets %v", b)
+	}
+	if p99 := b.Quantile(nil, 0.99); p99 != 5 {
+		t.Fatalf("p99 %v ms; want 5", p99)
 	}
 }

@@ -3,8 +3,17 @@ package load
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
+	"errors"
 	"fmt"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,6 +26,9 @@ import (
 // Marketcast runs the marketcast binary.
 type Marketcast struct {
 	Bin string
+	// TLS serves wss:// with a self-signed certificate (the operations
+	// endpoints stay plain HTTP on a port of their own).
+	TLS bool
 	// Config is YAML merged over the embedded default (feed, limits...).
 	Config string
 	// Env adds environment variables (a cluster node's NATS URL).
@@ -43,8 +55,22 @@ func (m *Marketcast) Start(ctx context.Context) error {
 		return err
 	}
 	defer os.Remove(cfg) // read at start; the process is up (or failed) when Start returns
-	m.proc, err = startProcess(ctx, m.Bin, []string{"-config", cfg},
-		append([]string{"MARKETCAST_LISTEN=" + addr, "MARKETCAST_JWT_SECRET=" + m.secret}, m.Env...), "http://"+addr+"/healthz")
+	env, health := append([]string{"MARKETCAST_LISTEN=" + addr, "MARKETCAST_JWT_SECRET=" + m.secret}, m.Env...), "http://"+addr+"/healthz"
+	if m.TLS {
+		certs, err := selfSigned()
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(certs) // read at start too
+		ops, err := freePort()
+		if err != nil {
+			return err
+		}
+		env = append(env, "MARKETCAST_TLS_CERT="+filepath.Join(certs, "cert.pem"), "MARKETCAST_TLS_KEY="+filepath.Join(certs, "key.pem"),
+			"MARKETCAST_OPS_LISTEN="+ops)
+		health = "http://" + ops + "/healthz"
+	}
+	m.proc, err = startProcess(ctx, m.Bin, []string{"-config", cfg}, env, health)
 	if err != nil {
 		return err
 	}
@@ -57,7 +83,11 @@ func (m *Marketcast) Dial(src, user string, topics []Topic, deflate bool, onData
 	if err != nil {
 		return nil, err
 	}
-	c, err := DialRaw("ws://"+m.addr+"/ws?token="+tok, src, deflate, func(_ *RawConn, b []byte) {
+	scheme := "ws://"
+	if m.TLS {
+		scheme = "wss://"
+	}
+	c, err := DialRaw(scheme+m.addr+"/ws?token="+tok, src, deflate, func(_ *RawConn, b []byte) {
 		if bytes.HasPrefix(b, []byte(`{"type":"subscribe_response"`)) {
 			m.n.Add(1)
 			return
@@ -113,7 +143,11 @@ func (m *Marketcast) Publish(msgs []Outgoing) error {
 		items[i] = fmt.Appendf(nil, `{"channel":%q,%q:%q,"data":%s}`, o.Topic.Channel, key, o.Topic.ID, o.Data)
 	}
 	body, _ := json.Marshal(items)
-	return post("http://"+m.addr+"/api/v1/publish", http.Header{
+	scheme := "http://"
+	if m.TLS {
+		scheme = "https://"
+	}
+	return post(scheme+m.addr+"/api/v1/publish", http.Header{
 		"Authorization": {"Bearer " + m.pubToken}, "Content-Type": {"application/json"}}, body)
 }
 
@@ -128,4 +162,31 @@ func BaseConfig(simSymbols int, simRate float64) string {
 	return "dev_mode: false\npprof: true\n" + feed +
 		"limits:\n  rate_per_minute: 100000\n  rate_burst: 1000\n  frame_burst: 2000\n  frames_per_second: 10000\n  max_subscriptions: 4096\n  max_connections_per_ip: 0\n" +
 		"log:\n  level: warn\n"
+}
+
+// selfSigned writes a P-256 certificate for 127.0.0.1 and its key into a
+// new directory, for a TLS run.
+func selfSigned() (string, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mcbench"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return "", err
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "mcbench-tls")
+	if err != nil {
+		return "", err
+	}
+	err = errors.Join(os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600),
+		os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600))
+	return dir, err
 }

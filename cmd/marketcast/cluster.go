@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,7 +25,7 @@ import (
 //
 //	marketcast nats [-listen 127.0.0.1:4222] [-store DIR] [-sync-always]
 func natsCmd(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("nats", flag.ContinueOnError)
+	fs := newFlags("nats", stderr)
 	listen := fs.String("listen", "127.0.0.1:4222", "client address")
 	store := fs.String("store", "", "JetStream store directory (default: a temporary one, removed at exit)")
 	sync := fs.Bool("sync-always", false, "fsync every write")
@@ -64,9 +63,9 @@ func natsCmd(args []string, stderr io.Writer) error {
 //
 //	marketcast feed [-config FILE] [-replay FILE [-speed N]]   (cluster.nats_url or MARKETCAST_NATS_URL)
 func feedCmd(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("feed", flag.ContinueOnError)
+	fs := newFlags("feed", stderr)
 	file := fs.String("config", "", "config file (default: embedded)")
-	recording := fs.String("replay", "", "play this recording (made by `marketcast record`) instead of running the simulator")
+	recording := fs.String("replay", "", "play this recording (one made by marketcast record) instead of running the simulator")
 	speed := fs.Float64("speed", 1, "replay pace: 1 as recorded, 10 ten times faster, 0 as fast as possible")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -129,7 +128,7 @@ func feedCmd(args []string, stderr io.Writer) error {
 //
 //	marketcast record -out FILE [-for DURATION] [-subjects md.>] [-config FILE]
 func recordCmd(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("record", flag.ContinueOnError)
+	fs := newFlags("record", stderr)
 	file := fs.String("config", "", "config file (default: embedded)")
 	out := fs.String("out", "", "recording to write (gzip JSON lines; replaced if it exists)")
 	dur := fs.Duration("for", 0, "stop after this long (default: at SIGINT or SIGTERM)")

@@ -191,7 +191,7 @@ func TestSingleNodeKeepsHistoryAcrossRestarts(t *testing.T) {
 	testlane.MultiProcess(t)
 	dir := t.TempDir()
 	addr := freePort(t)
-	env := []string{"MARKETCAST_DATA_DIR=" + dir, "MARKETCAST_DEV_MODE=false", "MARKETCAST_JWT_SECRET=" + clusterSecret}
+	env := []string{"MARKETCAST_DATA_DIR=" + dir, "MARKETCAST_DEV_MODE=false", "MARKETCAST_JWT_SECRET=" + clusterSecret, "MARKETCAST_FEED=sim"}
 	n := &clusterNode{startBinary(t, addr, env...)}
 	var epoch string
 	for i := 1; i <= 3; i++ {

@@ -203,7 +203,7 @@ func freePort(t *testing.T) string {
 // and expects close 1001 and exit status 0.
 func TestBinarySIGTERM(t *testing.T) {
 	addr := freePort(t)
-	p := startBinary(t, addr, "MARKETCAST_JWT_SECRET=sigterm-test-secret-0123456789", "MARKETCAST_DEV_MODE=false")
+	p := startBinary(t, addr, "MARKETCAST_JWT_SECRET=sigterm-test-secret-0123456789", "MARKETCAST_DEV_MODE=false", "MARKETCAST_FEED=sim")
 	cmd, logs := p.cmd, p.logs
 	if strings.Contains(logs.String(), "DEVELOPMENT MODE") || strings.Contains(logs.String(), "token=") {
 		t.Fatalf("development mode announced, or a token printed, outside development mode:\n%s", logs.String())
@@ -375,7 +375,7 @@ func publishOrders(t *testing.T, addr, secret, user string, ids ...string) {
 func TestBinaryRestartIsNeverRecovered(t *testing.T) {
 	const secret = "restart-test-secret-0123456789"
 	addr := freePort(t)
-	env := []string{"MARKETCAST_JWT_SECRET=" + secret, "MARKETCAST_DEV_MODE=false"}
+	env := []string{"MARKETCAST_JWT_SECRET=" + secret, "MARKETCAST_DEV_MODE=false", "MARKETCAST_FEED=sim"}
 	subscribe := func(req map[string]any) (*wsclient.Client, map[string]any) {
 		t.Helper()
 		tok, _ := auth.Issue([]byte(secret), "u1", nil, time.Hour)

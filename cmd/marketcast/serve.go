@@ -9,16 +9,23 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/marketcast/marketcast/configs"
 	"github.com/marketcast/marketcast/engine"
 	"github.com/marketcast/marketcast/engine/auth"
 	"github.com/marketcast/marketcast/engine/gateway"
+	"github.com/marketcast/marketcast/engine/metric"
 	"github.com/marketcast/marketcast/engine/natsbroker"
 	"github.com/marketcast/marketcast/feed/kline"
 	"github.com/marketcast/marketcast/feed/market"
 	"github.com/marketcast/marketcast/feed/natsfeed"
+	"github.com/marketcast/marketcast/internal/buildinfo"
 	"github.com/marketcast/marketcast/protocol"
 	"github.com/marketcast/marketcast/web"
 )
@@ -141,6 +148,9 @@ func newGateway(cfg *configs.Config, n *node, log *slog.Logger) (*gateway.Server
 		gcfg.Index = web.Handler()
 	}
 	srv := gateway.New(gcfg, n.hub, n.api, verifier, log)
+	build, bi := metrics.NewSet(), buildinfo.Get()
+	metric.BuildInfo(build, map[string]string{"version": bi.Version, "commit": bi.Commit, "date": bi.Date, "goversion": bi.GoVersion})
+	srv.AddMetrics(build)
 	if n.cluster != nil {
 		srv.AddMetrics(n.cluster.Metrics())
 	}
@@ -177,11 +187,13 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 	if err != nil {
 		return err
 	}
-	ln, err := listen(cfg, log)
+	ln, certs, err := listen(cfg, log)
 	if err != nil {
 		return err
 	}
+	go reloadOnHangup(bg, certs, log)
 	httpSrv, serveErr := serveHTTP(n.srv.Listener(ln), n.srv.HTTPServer(httpHandler(cfg, n.srv, log)))
+	metricsURL := "" // where /metrics is served, for the announcement
 	if cfg.Ops.Listen != "" {
 		opsLn, err := net.Listen("tcp", cfg.Ops.Listen)
 		if err != nil {
@@ -199,13 +211,14 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 			}
 		}()
 		log.Info("operations endpoints", "addr", opsLn.Addr().String())
+		metricsURL = "http://" + hostPort(opsLn.Addr().String()) + "/metrics"
 	}
 
 	feedCtx, stopFeed := context.WithCancel(ctx)
 	defer stopFeed()
 	feedDone := startFeed(feedCtx, src, n, log)
 
-	announce(cfg, ln.Addr().String(), log)
+	announce(cfg, ln.Addr().String(), metricsURL, log)
 	if n.nats != nil {
 		log.Info("node joined the cluster", "node", n.name, "nats", n.nats.nc.ConnectedUrlRedacted(),
 			"stream", cfg.Cluster.Stream.Name, "feed", cfg.FeedKind())
@@ -220,6 +233,13 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 		return fmt.Errorf("http server: %w", err)
 	}
 
+	// The drain for load balancers (docs/OPERATIONS.md#shutdown): not ready
+	// first, still serving; then close every client; then exit.
+	n.srv.SetUnready()
+	if d := cfg.Shutdown.UnreadyDelay.Duration; d > 0 {
+		log.Info("shutting down: /readyz fails, still serving while load balancers notice", "unready_delay", d)
+		waitOrSignal(d, log)
+	}
 	log.Info("shutting down: draining clients", "grace", cfg.Shutdown.Grace.Duration)
 	stopFeed()
 	<-feedDone
@@ -233,21 +253,60 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 	return nil
 }
 
-// listen opens the main listener, with TLS when configured.
-func listen(cfg *configs.Config, log *slog.Logger) (net.Listener, error) {
+// waitOrSignal waits d, or until a further SIGTERM or SIGINT: a person
+// pressing Ctrl-C again, or an orchestrator out of patience.
+func waitOrSignal(d time.Duration, log *slog.Logger) {
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(again)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case sig := <-again:
+		log.Info("shutting down: second signal, draining now", "signal", sig.String())
+	}
+}
+
+// listen opens the main listener, with TLS (and its certificate reloader)
+// when configured.
+func listen(cfg *configs.Config, log *slog.Logger) (net.Listener, *certReloader, error) {
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		return nil, nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	if cfg.TLS.CertFile == "" {
-		return ln, nil
+		return ln, nil, nil
 	}
 	certs, err := newCertReloader(cfg.TLS.CertFile, cfg.TLS.KeyFile, log)
 	if err != nil {
 		_ = ln.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return tls.NewListener(ln, tlsConfig(certs)), nil
+	return tls.NewListener(ln, tlsConfig(certs)), certs, nil
+}
+
+// reloadOnHangup reloads the TLS certificate on SIGHUP (systemctl reload)
+// until ctx ends. SIGHUP is handled without TLS too: its default would end
+// the process.
+func reloadOnHangup(ctx context.Context, certs *certReloader, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		if certs == nil {
+			log.Info("SIGHUP: no TLS certificate to reload")
+		} else if err := certs.reload(); err != nil {
+			log.Warn("SIGHUP: tls certificate reload failed; serving the previous one", "err", err)
+		} else {
+			log.Info("SIGHUP: tls certificate reloaded", "cert", certs.certFile)
+		}
+	}
 }
 
 // httpHandler is the gateway's routes, with the profiler when configured
@@ -292,15 +351,19 @@ func serveHTTP(ln net.Listener, srv *http.Server) (*http.Server, <-chan error) {
 	return srv, errc
 }
 
-// announce logs where the server listens and, in development mode, a ready
-// token.
-func announce(cfg *configs.Config, addr string, log *slog.Logger) {
+// announce logs where the server listens (the metrics where they are
+// served: on the ops listener when there is one) and, in development mode,
+// a ready token.
+func announce(cfg *configs.Config, addr, metricsURL string, log *slog.Logger) {
 	ws, web := "ws", "http"
 	if cfg.TLS.CertFile != "" {
 		ws, web = "wss", "https"
 	}
-	log.Info("marketcast listening", "addr", addr, "ws", ws+"://"+hostPort(addr)+"/ws",
-		"metrics", web+"://"+hostPort(addr)+"/metrics")
+	if metricsURL == "" {
+		metricsURL = web + "://" + hostPort(addr) + "/metrics"
+	}
+	log.Info("marketcast listening", "addr", addr, "ws", ws+"://"+hostPort(addr)+"/ws", "metrics", metricsURL,
+		"version", buildinfo.Get().Version)
 	if cfg.Web {
 		log.Info("demo terminal", "open", web+"://"+hostPort(addr)+"/")
 	}

@@ -93,3 +93,17 @@ func (r *certReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 func tlsConfig(r *certReloader) *tls.Config {
 	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: r.GetCertificate, NextProtos: []string{"http/1.1"}}
 }
+
+// reload reads the pair now, not at the next once-a-second check: SIGHUP
+// (systemctl reload) after a renewal. A pair that does not load leaves the
+// previous one served.
+func (r *certReloader) reload() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	certPEM, keyPEM, err := r.read()
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	r.checked = r.now()
+	return r.load(certPEM, keyPEM)
+}

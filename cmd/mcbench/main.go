@@ -53,6 +53,7 @@ type options struct {
 	p99Limit                           float64
 	name                               string
 	extraConfig                        string
+	tls                                bool
 	privateRate, failoverClients       int
 	concurrency                        int
 }
@@ -80,6 +81,7 @@ func main() {
 	flag.IntVar(&o.payload, "payload", 200, "approximate data bytes per published message")
 	flag.Float64Var(&o.p99Limit, "p99-limit", 10, "fanout stops stepping once p99 passes this many ms")
 	flag.StringVar(&o.name, "name", "", "a label added to result names (a variant's -server-config, say)")
+	flag.BoolVar(&o.tls, "tls", false, "marketcast serves wss:// (a self-signed certificate) and clients connect over TLS")
 	flag.StringVar(&o.extraConfig, "server-config", "", "YAML appended to marketcast's scenario config, e.g. $'delivery:\\n  flush_delay: 2ms'")
 	flag.IntVar(&load.InflateEvery, "inflate-every", 16, "with -deflate: inflate one compressed frame in this many for latency, count the rest")
 	pin := flag.Bool("pin", true, "run the server on its own CPUs (-cpus) and the load generator on the rest")
@@ -125,7 +127,7 @@ func main() {
 func newTarget(o options, cfg string) (load.Target, error) {
 	switch o.target {
 	case "marketcast":
-		return &load.Marketcast{Bin: o.bin, Config: cfg + o.extraConfig + "\n"}, nil
+		return &load.Marketcast{Bin: o.bin, Config: cfg + o.extraConfig + "\n", TLS: o.tls}, nil
 	case "centrifugo":
 		return &load.Centrifugo{Bin: o.centrifugo}, nil
 	case "centrifugo-tuned":

@@ -13,6 +13,13 @@ import (
 // serveDevToken signs a token for whoever asks. It exists only when the
 // configuration enables development tokens.
 func (s *Server) serveDevToken(w http.ResponseWriter, r *http.Request) {
+	if !loopbackPeer(r.RemoteAddr) {
+		// Development mode listening beyond loopback (a container's :8000)
+		// must not hand tokens to whoever reaches it by IP: only a client on
+		// this machine gets one (elsewhere: marketcast token).
+		s.apiFail(w, http.StatusForbidden, protocol.CodeForbidden, "development tokens are served to clients on this machine (loopback) only")
+		return
+	}
 	if !localHost(r.Host) {
 		// A page on another site could make a browser ask a local server
 		// for tokens through a DNS name that resolves here (DNS rebinding);
@@ -49,6 +56,16 @@ func localHost(host string) bool {
 	}
 	host = strings.Trim(host, "[]")
 	return host == "localhost" || net.ParseIP(host) != nil
+}
+
+// loopbackPeer reports whether a request's peer address is a loopback one.
+func loopbackPeer(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 type devToken struct {

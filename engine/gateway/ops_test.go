@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -91,9 +92,9 @@ func TestHealthStatsMetrics(t *testing.T) {
 	})
 	for _, name := range []string{
 		"marketcast_connections 1", "marketcast_connections_total", "marketcast_subscriptions 1",
-		"marketcast_messages_sent_total", "marketcast_bytes_sent_total", "marketcast_flush_batch_frames_bucket",
+		"marketcast_messages_sent_total", "marketcast_sent_bytes_total", "marketcast_flush_batch_frames_bucket",
 		"marketcast_publish_to_flush_seconds_bucket", `marketcast_errors_by_code_total{code="UNKNOWN_TYPE"} 1`,
-		"marketcast_slow_consumer_closes_total", "marketcast_deflate_bytes_in_total", "process_resident_memory_bytes",
+		"marketcast_slow_consumer_closes_total", "marketcast_deflate_in_bytes_total", "process_resident_memory_bytes",
 	} {
 		if !strings.Contains(body, name) {
 			t.Errorf("/metrics lacks %s", name)
@@ -176,5 +177,14 @@ func TestSymbolsAndDevToken(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 403 {
 		t.Fatalf("dev token for Host attacker.example: %d; want 403", resp.StatusCode)
+	}
+	// A peer that is not on this machine (development mode on a container's
+	// :8000, reached by IP) gets none, whatever Host it names.
+	rec := httptest.NewRecorder()
+	far := httptest.NewRequest("GET", "/dev/token?user=1&permissions=publish", nil)
+	far.RemoteAddr, far.Host = "203.0.113.7:50000", "203.0.113.9:8000"
+	dev.srv.Handler().ServeHTTP(rec, far)
+	if rec.Code != 403 || !strings.Contains(rec.Body.String(), "loopback") {
+		t.Fatalf("dev token for a remote peer: %d %s; want 403", rec.Code, rec.Body.String())
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/marketcast/marketcast/engine"
 	"github.com/marketcast/marketcast/engine/auth"
 	"github.com/marketcast/marketcast/engine/frame"
+	"github.com/marketcast/marketcast/engine/metric"
 	"github.com/marketcast/marketcast/protocol"
 )
 
@@ -156,6 +157,7 @@ type Server struct {
 
 	sessions  sync.Map // *session → struct{}
 	draining  atomic.Bool
+	unready   atomic.Bool // shutting down: /readyz fails, all else still served
 	feedReady atomic.Bool
 	stop      chan struct{}
 	stopOnce  sync.Once
@@ -173,6 +175,10 @@ type Server struct {
 	readPanics *metrics.Counter
 	tcpOpen    *metrics.Gauge
 	opsOpen    *metrics.Gauge
+	byCode     *metric.CounterVec // error answers
+	closes     *metric.CounterVec // closes the server initiated
+	rejected   *metric.CounterVec // connections refused
+	opsRefused *metric.CounterVec // ops listener connections refused
 
 	framesReceived *metrics.Counter
 	framesRefused  *metrics.Counter
@@ -202,17 +208,7 @@ func New(cfg Config, hub *engine.Hub, market Market, verifier *auth.Verifier, lo
 		stop:     make(chan struct{}),
 		set:      metrics.NewSet(),
 	}
-	s.connsTotal = s.set.NewCounter("marketcast_connections_total")
-	s.connsOpen = s.set.NewGauge("marketcast_connections", nil)
-	s.received = s.set.NewCounter("marketcast_messages_received_total")
-	s.answers = s.set.NewCounter("marketcast_answers_sent_total")
-	s.errorsAll = s.set.NewCounter("marketcast_errors_total")
-	s.published = s.set.NewCounter("marketcast_api_published_total")
-	s.readPanics = s.set.NewCounter("marketcast_connection_panics_total")
-	s.tcpOpen = s.set.NewGauge("marketcast_tcp_connections", nil)
-	s.opsOpen = s.set.NewGauge("marketcast_ops_tcp_connections", nil)
-	s.framesReceived = s.set.NewCounter("marketcast_frames_received_total")
-	s.framesRefused = s.set.NewCounter("marketcast_frame_budget_closes_total")
+	s.initMetrics() // metrics.go
 	s.panicLog = throttle.New(log, time.Minute, 5)
 	s.authLog = throttle.New(log, time.Minute, 20)
 	s.storeLog = throttle.New(log, time.Minute, 20)
@@ -242,6 +238,11 @@ func New(cfg Config, hub *engine.Hub, market Market, verifier *auth.Verifier, lo
 }
 
 func (s *Server) now() time.Time { return s.cfg.Now() }
+
+// SetUnready makes /readyz fail while everything else is still served:
+// the first step of a shutdown, so that load balancers stop sending new
+// clients before the drain closes the connected ones.
+func (s *Server) SetUnready() { s.unready.Store(true) }
 
 // SetFeedReady marks whether the market feed runs; /readyz reports it.
 func (s *Server) SetFeedReady(ok bool) { s.feedReady.Store(ok) }
@@ -351,6 +352,8 @@ func (s *Server) notReady() string {
 	switch {
 	case s.draining.Load():
 		return "draining"
+	case s.unready.Load():
+		return "shutting down"
 	case !s.feedReady.Load():
 		return "feed not connected"
 	}
@@ -361,26 +364,6 @@ func (s *Server) notReady() string {
 // its watch list without hard-coding symbols.
 func (s *Server) serveSymbols(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"symbols": s.market.Symbols()})
-}
-
-// AddMetrics adds a metric set (a broker's, a feed's) to /metrics.
-func (s *Server) AddMetrics(set *metrics.Set) {
-	s.extraMu.Lock()
-	s.extra = append(s.extra, set)
-	s.extraMu.Unlock()
-}
-
-func (s *Server) serveMetrics(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-	s.set.WritePrometheus(w)
-	s.hub.Metrics().WritePrometheus(w)
-	s.extraMu.Lock()
-	extra := s.extra
-	s.extraMu.Unlock()
-	for _, set := range extra {
-		set.WritePrometheus(w)
-	}
-	metrics.WriteProcessMetrics(w)
 }
 
 // tokenFromRequest returns a token offered in the handshake: ?token= or an
@@ -558,24 +541,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.wg.Wait()
 	return nil
-}
-
-// countError records an error answer by code.
-func (s *Server) countError(code string) {
-	s.errorsAll.Inc()
-	s.set.GetOrCreateCounter(`marketcast_errors_by_code_total{code="` + code + `"}`).Inc()
-}
-
-func (s *Server) countRejected(reason string) {
-	s.set.GetOrCreateCounter(`marketcast_connections_rejected_total{reason="` + reason + `"}`).Inc()
-}
-
-func (s *Server) countOpsRejected(reason string) {
-	s.set.GetOrCreateCounter(`marketcast_ops_connections_rejected_total{reason="` + reason + `"}`).Inc()
-}
-
-func (s *Server) countClose(code uint16) {
-	s.set.GetOrCreateCounter(fmt.Sprintf(`marketcast_closes_total{code="%d"}`, code)).Inc()
 }
 
 // sessionSlot is a one-value gws.SessionStorage: a connection needs only its

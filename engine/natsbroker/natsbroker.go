@@ -37,6 +37,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/marketcast/marketcast/engine"
+	"github.com/marketcast/marketcast/engine/metric"
 	"github.com/marketcast/marketcast/protocol"
 )
 
@@ -131,17 +132,17 @@ func (b *Broker) Metrics() *metrics.Set { return b.metrics.set }
 func (b *Broker) newMetrics() {
 	s := metrics.NewSet()
 	b.metrics = brokerMetrics{set: s,
-		published:   s.NewCounter("marketcast_cluster_published_total"),
-		conflicts:   s.NewCounter("marketcast_cluster_publish_conflicts_total"),
-		headChecks:  s.NewCounter("marketcast_cluster_head_checks_total"),
-		undecodable: s.NewCounter("marketcast_cluster_undecodable_total"),
+		published:   metric.Counter(s, "marketcast_cluster_published_total", "Private messages this node stored in JetStream"),
+		conflicts:   metric.Counter(s, "marketcast_cluster_publish_conflicts_total", "Stores retried because another node took the sequence first"),
+		headChecks:  metric.Counter(s, "marketcast_cluster_head_checks_total", "Head checks of watched topics (catching a lost last message)"),
+		undecodable: metric.Counter(s, "marketcast_cluster_undecodable_total", "Stored messages this node could not decode"),
 	}
-	s.NewGauge("marketcast_cluster_watched_topics", func() float64 {
+	metric.Gauge(s, "marketcast_cluster_watched_topics", "Private topics this node follows in JetStream", func() float64 {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		return float64(len(b.watches))
 	})
-	s.NewGauge("marketcast_cluster_connected", func() float64 {
+	metric.Gauge(s, "marketcast_cluster_connected", "1 while the node is connected to NATS, else 0", func() float64 {
 		if b.nc.IsConnected() {
 			return 1
 		}

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/marketcast/marketcast/engine/metric"
 	"github.com/marketcast/marketcast/engine/throttle"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -54,10 +55,13 @@ type Source struct {
 func NewSource(nc *nats.Conn, maxBytes int, log *slog.Logger) *Source {
 	set := metrics.NewSet()
 	s := &Source{nc: nc, maxBytes: maxBytes, log: log, set: set, listening: make(chan struct{}),
-		ingest:  set.NewCounter("marketcast_feed_messages_total"),
-		warmed:  set.NewCounter("marketcast_feed_warmup_messages_total"),
+		ingest:  metric.Counter(set, "marketcast_feed_messages_total", "Market messages ingested from NATS"),
+		warmed:  metric.Counter(set, "marketcast_feed_warmup_messages_total", "Market messages taken from the last-value stream at start"),
 		dropLog: &dropLog{log: throttle.New(log, time.Second, 1), set: set}}
-	set.NewGauge("marketcast_feed_overflow_dropped_total", func() float64 { return float64(s.Overflowed()) })
+	metric.CounterFunc(set, "marketcast_feed_overflow_dropped_total",
+		"Market messages NATS dropped because this node read too slowly (beyond its ingest capacity)", func() uint64 { return uint64(s.Overflowed()) })
+	metric.NewCounterVec(set, "marketcast_feed_dropped_total", "reason", "Market messages from NATS dropped as bad input, by reason (docs/FEED.md)",
+		"subject", "too_large", "json", "type", "negative", "missing", "unknown_field", "order", "time", "rejected", "invalid")
 	return s
 }
 

@@ -49,8 +49,9 @@ export async function startServer({ port, config = '', dev = false, backfill = '
   port = port || (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'mc-js-'));
   const cfg = join(dir, 'config.yaml');
-  // No simulated past by default: a test starts with a quiet server.
-  writeFileSync(cfg, `dev_mode: ${dev}\nfeed:\n  sim:\n    rate: 20\n    backfill: ${backfill}\nlog:\n  level: warn\n` + config);
+  // No simulated past by default: a test starts with a quiet server. The
+  // simulator is named: a production server (dev: false) runs no feed.kind auto.
+  writeFileSync(cfg, `dev_mode: ${dev}\nfeed:\n  kind: sim\n  sim:\n    rate: 20\n    backfill: ${backfill}\nlog:\n  level: warn\n` + config);
   const env = { ...process.env, MARKETCAST_LISTEN: `127.0.0.1:${port}` };
   if (!dev) env.MARKETCAST_JWT_SECRET = SECRET;
   const proc = spawn(BIN, ['-config', cfg], { env, stdio: ['ignore', 'ignore', 'pipe'] });

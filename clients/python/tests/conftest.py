@@ -87,8 +87,9 @@ class Server:
     def start(self) -> Server:
         self.dir = tempfile.mkdtemp(prefix="mc-py-")
         cfg = Path(self.dir, "config.yaml")
-        # No simulated past by default: a test starts with a quiet server.
-        cfg.write_text(f"dev_mode: {str(self.dev).lower()}\nfeed:\n  sim:\n    rate: {self.rate}\n"
+        # No simulated past by default: a test starts with a quiet server. The
+        # simulator is named: a production server runs no feed.kind auto.
+        cfg.write_text(f"dev_mode: {str(self.dev).lower()}\nfeed:\n  kind: sim\n  sim:\n    rate: {self.rate}\n"
                        f"    backfill: {self.backfill}\n    symbol_count: {self.symbol_count}\nlog:\n  level: warn\n" + self.config)
         env = {**os.environ, "MARKETCAST_LISTEN": f"127.0.0.1:{self.port}", **self.extra_env}
         env.pop("MARKETCAST_JWT_SECRET", None)

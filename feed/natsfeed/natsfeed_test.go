@@ -28,7 +28,6 @@ import (
 // TestMain fails the package if a test leaves a goroutine behind.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-
 // node is what a server runs to ingest market data: a hub, the market
 // with its bar builder, and the NATS source feeding it.
 type node struct {

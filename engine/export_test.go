@@ -34,5 +34,5 @@ func (o *Outbox) CreditLeft() (credit int, on bool) {
 func (sub *Subscription) Deferred() []byte {
 	sub.out.mu.Lock()
 	defer sub.out.mu.Unlock()
-	return sub.deferred
+	return sub.ivl.deferred
 }

@@ -15,8 +15,8 @@
 //	                                                   → intervalShard.mu
 //
 // Outbox.mu guards the queue and the delivery state each subscription keeps
-// there (Subscription.pendGen/pendIdx, and with an interval nextDue and the
-// update held back); the interval timers and the delay timer take their own
+// there (Subscription.pendGen/pendIdx, and the fields of Subscription.ivl:
+// when an interval's next update is due, and the update held back); the interval timers and the delay timer take their own
 // lock with an outbox's held, and drop theirs before locking an outbox.
 //
 // MemoryBroker delivers an event (Hub.Apply: shard.mu, then topic.mu) with

@@ -147,7 +147,7 @@ func (o *Outbox) enqueue(sub *Subscription, b []byte, mode Mode, ev *Event, batc
 				return
 			}
 		}
-		if sub.interval > 0 && o.deferLocked(sub, b, ev) {
+		if sub.ivl != nil && o.deferLocked(sub.ivl, sub, b, ev) {
 			return
 		}
 	}
@@ -174,24 +174,24 @@ func (o *Outbox) enqueue(sub *Subscription, b []byte, mode Mode, ev *Event, batc
 // it did. A closed bar is never deferred: it is queued at once, and an
 // update of its bar still waiting is dropped (the closed bar is newer). o.mu
 // is held on entry.
-func (o *Outbox) deferLocked(sub *Subscription, b []byte, ev *Event) bool {
+func (o *Outbox) deferLocked(ivl *interval, sub *Subscription, b []byte, ev *Event) bool {
 	if ev.final {
-		if sub.deferred != nil {
-			sub.deferred = nil
+		if ivl.deferred != nil {
+			ivl.deferred = nil
 			o.conflated++
 		}
 		return false
 	}
-	if sub.deferred != nil {
-		sub.deferred = b // sub.deferredAt keeps the first owed time, as in the queue
+	if ivl.deferred != nil {
+		ivl.deferred = b // deferredAt keeps the first owed time, as in the queue
 		o.conflated++
 		return true
 	}
-	if !ev.env.Timestamp.Before(sub.nextDue) {
+	if !ev.env.Timestamp.Before(ivl.nextDue) {
 		return false // due: queue it now
 	}
-	sub.deferred, sub.deferredAt = b, ev.env.Timestamp
-	o.hub.intervals.add(o.shard, sub, sub.nextDue)
+	ivl.deferred, ivl.deferredAt = b, ev.env.Timestamp
+	o.hub.intervals.add(o.shard, sub, ivl.nextDue)
 	return true
 }
 
@@ -200,11 +200,12 @@ func (o *Outbox) deferLocked(sub *Subscription, b []byte, ev *Event) bool {
 func (o *Outbox) releaseDeferred(sub *Subscription) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.state != stateOpen || sub.deferred == nil {
+	ivl := sub.ivl
+	if o.state != stateOpen || ivl.deferred == nil {
 		return
 	}
-	e := entry{b: sub.deferred, sub: sub, at: sub.deferredAt, replaceable: true, live: true}
-	sub.deferred = nil
+	e := entry{b: ivl.deferred, sub: sub, at: ivl.deferredAt, replaceable: true, live: true}
+	ivl.deferred = nil
 	o.deferKick = true
 	o.appendLocked(e)
 	o.deferKick = false
@@ -344,8 +345,8 @@ func (o *Outbox) Credit(n int) {
 func (o *Outbox) drop(sub *Subscription) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	sub.deferred = nil
-	if sub.interval > 0 {
+	if sub.ivl != nil {
+		sub.ivl.deferred = nil
 		o.intervals--
 	}
 	for i, s := range o.catchup {
@@ -569,8 +570,8 @@ func (o *Outbox) takeLocked() []entry {
 				}
 				o.credit--
 			}
-			if e.sub.interval > 0 {
-				e.sub.nextDue = now.Add(e.sub.interval)
+			if ivl := e.sub.ivl; ivl != nil {
+				ivl.nextDue = now.Add(ivl.every)
 			}
 		}
 		batch = append(batch, *e)

@@ -21,6 +21,21 @@ type socket struct {
 	raw    syscall.RawConn
 	limit  int          // the unsent limit; 0: the kernel's default (none)
 	iovecs []unix.Iovec // owned by the flusher
+
+	// The write in progress, owned by the flusher: step reads and updates
+	// these, so that the callback handed to the runtime is bound once
+	// (stepFn) and a write allocates nothing.
+	o          *Outbox
+	iov        net.Buffers
+	left       int // bytes of iov
+	partial    bool
+	progressed bool
+	werr       error
+	stepFn     func(fd uintptr) bool
+	info       unix.TCPInfo
+	infoLen    uint32
+	pollfd     unix.PollFd
+	noWait     unix.Timespec
 }
 
 // iovMax is how many buffers one writev takes (IOV_MAX).
@@ -55,6 +70,7 @@ func newSocket(c net.Conn, limit int) *socket {
 		return nil
 	}
 	s := &socket{conn: c, raw: raw, limit: limit}
+	s.stepFn = s.step
 	if limit > 0 && setUnsentLimit(raw, limit) != nil {
 		s.limit = 0 // the kernel cannot keep the bound: write without it
 	}
@@ -71,80 +87,117 @@ func setUnsentLimit(raw syscall.RawConn, limit int) error {
 	return serr
 }
 
-// write writes iov without ever putting more than the limit into the
-// kernel at once, and without letting what it holds unsent pass the limit
-// by more than one frame. It waits (in the runtime's poller) only when the
+// write writes iov without letting what the kernel holds unsent pass the
+// limit by more than one frame: it writes at once what the peer's window
+// takes and at most the limit beyond (see measure), in chunks of whole
+// frames. It waits (in the runtime's poller) only when the
 // kernel holds the limit or its buffer is full; the write deadline is set
 // then, to the write timeout from the last byte the kernel accepted, and
 // cleared before returning, so a reader that keeps up costs no timer.
 func (s *socket) write(o *Outbox, iov net.Buffers) (net.Buffers, bool, error) {
-	var (
-		partial    bool
-		progressed = true // the clock starts when the flusher first has to wait
-		werr       error
-	)
-	wait := func() bool {
-		if progressed {
-			_ = s.conn.SetWriteDeadline(time.Now().Add(o.hub.cfg.WriteTimeout))
-			o.deadline = true
-			progressed = false
-		}
-		return false // the poller calls back once the socket is writable, or the deadline passes
+	// The clock starts when the flusher first has to wait.
+	s.o, s.iov, s.partial, s.progressed, s.werr = o, iov, false, true, nil
+	s.left = 0
+	for _, b := range iov {
+		s.left += len(b)
 	}
-	err := s.raw.Write(func(fd uintptr) bool {
-		for len(iov) > 0 {
-			room := math.MaxInt
-			if s.limit > 0 {
-				if o.room <= 0 {
-					notsent, err := unix.IoctlGetInt(int(fd), unix.SIOCOUTQNSD)
-					if err != nil {
-						werr = err
-						return true
-					}
-					if o.room = s.limit - notsent; o.room <= 0 {
-						if !writable(fd) {
-							return wait()
-						}
-						// Writable although the limit is held: the kernel
-						// does not keep the bound; do not spin on it.
-						o.room = s.limit
-					}
-				}
-				room = o.room
-			}
-			n := s.fill(iov, room)
-			written, errno := writev(fd, s.iovecs[:n])
-			clear(s.iovecs[:n])
-			switch errno {
-			case 0:
-				if written == 0 {
-					return wait()
-				}
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				return wait()
-			default:
-				werr = errno
-				return true
-			}
-			iov, partial = advance(iov, written, partial)
-			o.room -= written
-			progressed = true
-		}
-		return true
-	})
+	err := s.raw.Write(s.stepFn)
 	if o.deadline {
 		_ = s.conn.SetWriteDeadline(time.Time{})
 		o.deadline = false
 	}
 	if err == nil {
-		err = werr
+		err = s.werr
 	}
+	iov, partial := s.iov, s.partial
+	s.o, s.iov, s.werr = nil, nil, nil
 	if err != nil {
 		return iov, partial, err
 	}
 	return nil, false, nil
+}
+
+// step writes what it may of s.iov; it reports false when the flusher must
+// wait for the socket (the runtime's poller calls it again once the socket
+// is writable, or fails the write at the deadline).
+func (s *socket) step(fd uintptr) bool {
+	o := s.o
+	for len(s.iov) > 0 {
+		room := math.MaxInt
+		if s.limit > 0 {
+			if o.room < s.left {
+				// Not known to fit: ask the kernel.
+				if s.werr = s.measure(fd); s.werr != nil {
+					return true
+				}
+				if o.room <= 0 {
+					if !s.writable(fd) {
+						return s.wait()
+					}
+					// Writable although the limit is held: the kernel does
+					// not keep the bound; do not spin on it.
+					o.room = s.limit
+				}
+			}
+			room = o.room
+		}
+		n := s.fill(s.iov, room)
+		written, errno := writev(fd, s.iovecs[:n])
+		clear(s.iovecs[:n])
+		switch errno {
+		case 0:
+			if written == 0 {
+				return s.wait()
+			}
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return s.wait()
+		default:
+			s.werr = errno
+			return true
+		}
+		s.iov, s.partial = advance(s.iov, written, s.partial)
+		s.left -= written
+		o.room -= written
+		s.progressed = true
+	}
+	return true
+}
+
+// measure sets o.room to what the flusher may write now with the kernel
+// holding no more than the limit unsent afterwards: the limit less what it
+// holds unsent, and, when it holds nothing unsent, what the peer's window
+// and the congestion window let it send at once besides. The room stays
+// valid as the flusher uses it up: the kernel only sends what it holds, and
+// a peer's window never moves back. One getsockopt serves many writes to a
+// reader that keeps up; a stalled reader's room is the limit.
+func (s *socket) measure(fd uintptr) error {
+	s.infoLen = uint32(unsafe.Sizeof(s.info))
+	if _, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.IPPROTO_TCP, unix.TCP_INFO,
+		uintptr(unsafe.Pointer(&s.info)), uintptr(unsafe.Pointer(&s.infoLen)), 0); errno != 0 {
+		return errno
+	}
+	i := &s.info
+	room := s.limit - int(i.Notsent_bytes)
+	if i.Notsent_bytes == 0 && uintptr(s.infoLen) >= unsafe.Offsetof(i.Snd_wnd)+unsafe.Sizeof(i.Snd_wnd) {
+		mss, inflight := int(i.Snd_mss), int(i.Unacked)
+		room += max(0, min(int(i.Snd_wnd)-inflight*mss, (int(i.Snd_cwnd)-inflight)*mss))
+	}
+	s.o.room = room
+	return nil
+}
+
+// wait sets the write deadline, the write timeout from now, when bytes were
+// accepted since it was last set (or never): the timeout measures the time
+// without progress.
+func (s *socket) wait() bool {
+	if s.progressed {
+		_ = s.conn.SetWriteDeadline(time.Now().Add(s.o.hub.cfg.WriteTimeout))
+		s.o.deadline = true
+		s.progressed = false
+	}
+	return false
 }
 
 // fill loads s.iovecs with the next chunk of iov: whole frames of at most
@@ -201,15 +254,16 @@ func (s *socket) writeLast(last net.Buffers) int {
 // writable reports whether the kernel would take more now. Asking also
 // tells the kernel to wake the poller when it would (it sets SOCK_NOSPACE
 // otherwise), which is what the flusher then waits for.
-func writable(fd uintptr) bool {
-	fds := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+func (s *socket) writable(fd uintptr) bool {
+	s.pollfd = unix.PollFd{Fd: int32(fd), Events: unix.POLLOUT}
 	for {
-		n, err := unix.Poll(fds[:], 0)
-		if err == unix.EINTR {
+		n, _, errno := unix.Syscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&s.pollfd)), 1,
+			uintptr(unsafe.Pointer(&s.noWait)), 0, 0, 0)
+		if errno == unix.EINTR {
 			continue
 		}
 		// An error on the socket counts as writable: the write reports it.
-		return err != nil || (n > 0 && fds[0].Revents&(unix.POLLOUT|unix.POLLERR|unix.POLLHUP) != 0)
+		return errno != 0 || (n > 0 && s.pollfd.Revents&(unix.POLLOUT|unix.POLLERR|unix.POLLHUP) != 0)
 	}
 }
 

@@ -24,16 +24,24 @@ type Subscription struct {
 	gone     bool     // unsubscribed
 
 	// Set by Subscribe, read-only afterwards.
-	interval time.Duration // conflated: at most one update written per interval
-	lossless bool          // conflated: every message queued in order, counted
+	lossless bool // conflated: every message queued in order, counted
+	// ivl, for a subscription with an interval, holds its pacing (a
+	// pointer: most subscriptions have none). Its fields are guarded by
+	// out.mu.
+	ivl *interval
 
 	// Guarded by out.mu.
 	// The queue slot of this subscription's replaceable frame, valid while
 	// pendGen equals out.gen.
 	pendGen uint64
 	pendIdx int
-	// With an interval: when the next update may be written, and the update
-	// held back until then (replaced by newer ones), owed since deferredAt.
+}
+
+// interval is the pacing of a subscription with a maximum frequency: when
+// its next update may be written, and the update held back until then
+// (replaced by newer ones), owed since deferredAt.
+type interval struct {
+	every      time.Duration
 	nextDue    time.Time
 	deferred   []byte
 	deferredAt time.Time
@@ -96,7 +104,7 @@ func (h *Hub) Subscribe(ctx context.Context, out *Outbox, key string, mode Mode,
 	if mode == Conflated {
 		sub.lossless = opts.Lossless
 		if opts.Interval > 0 && !opts.Lossless {
-			sub.interval = opts.Interval
+			sub.ivl = &interval{every: opts.Interval}
 			out.mu.Lock()
 			out.intervals++
 			out.mu.Unlock()

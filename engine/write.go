@@ -7,15 +7,18 @@ import (
 
 // Writing a batch. Two rules hold for every connection:
 //
-//   - No write puts more than the unsent limit (Config.MaxUnsentBytes) into
-//     the kernel at once: a batch goes out in chunks of whole frames of at
-//     most that size (a frame larger than the limit alone is cut). On a
-//     TCP socket (socket) the flusher also reads how much the kernel still
-//     holds unsent before each chunk and waits until it is below the limit,
-//     because the kernel checks TCP_NOTSENT_LOWAT only when it starts a new
-//     segment, and a loopback segment can be 64 KiB: a slow reader's backlog
-//     stays in the outbox, where it conflates, not in the kernel, where it
-//     cannot.
+//   - What the kernel holds unsent never passes the unsent limit
+//     (Config.MaxUnsentBytes) by more than one frame. On a TCP socket
+//     (socket) the flusher writes at once what the peer's window takes and
+//     at most the limit beyond, in chunks of whole frames, and reads the
+//     kernel's state (TCP_INFO) before writing past what it knows fits:
+//     the kernel itself checks TCP_NOTSENT_LOWAT only when it starts a new
+//     segment, and a loopback segment can be 64 KiB, so one large write left
+//     ~55 KB unsent against a 4 KB limit. A slow reader's backlog stays in
+//     the outbox, where it conflates, not in the kernel, where it cannot. A
+//     reader that keeps up is written to as before, one writev per batch.
+//     Elsewhere (TLS, pipes) no write puts more than the limit into the
+//     connection at once.
 //   - The write timeout measures lack of progress: a peer is given up on
 //     when the kernel has accepted none of the bytes the flusher has to
 //     write for Config.WriteTimeout, however long the batch; a slow reader

@@ -79,7 +79,6 @@ type Outbox struct {
 	// Owned by the running flusher.
 	iov      net.Buffers
 	chunk    net.Buffers
-	room     int          // bytes the socket may take before its unsent bytes are read again
 	deadline bool         // a write deadline is set on conn
 	inflight atomic.Int64 // Unix ns of the oldest live frame being written; 0: none
 

@@ -32,11 +32,18 @@ type socket struct {
 	progressed bool
 	werr       error
 	stepFn     func(fd uintptr) bool
-	info       unix.TCPInfo
-	infoLen    uint32
-	pollfd     unix.PollFd
-	noWait     unix.Timespec
+	// What the flusher may write without asking the kernel again (see
+	// measure): sendable bytes go out at once, room bytes may wait unsent.
+	sendable, room int
+	info           unix.TCPInfo
+	infoLen        uint32
+	pollfd         unix.PollFd
+	noWait         unix.Timespec
 }
+
+// maxWrite bounds a write into a wide-open window: larger segments make a
+// receiver that later slows down open its window in larger steps.
+const maxWrite = 16 << 10
 
 // iovMax is how many buffers one writev takes (IOV_MAX).
 const iovMax = 1024
@@ -121,27 +128,42 @@ func (s *socket) write(o *Outbox, iov net.Buffers) (net.Buffers, bool, error) {
 // wait for the socket (the runtime's poller calls it again once the socket
 // is writable, or fails the write at the deadline).
 func (s *socket) step(fd uintptr) bool {
-	o := s.o
+	measured := false
 	for len(s.iov) > 0 {
-		room := math.MaxInt
+		max, window := math.MaxInt, true
 		if s.limit > 0 {
-			if o.room < s.left {
-				// Not known to fit: ask the kernel.
+			open := 4 * min(s.left, maxWrite) // a window this wide takes the next write at once, with room to spare
+			if s.sendable < open && !measured {
+				// Not known to go out at once: ask the kernel (once a
+				// call).
 				if s.werr = s.measure(fd); s.werr != nil {
 					return true
 				}
-				if o.room <= 0 {
+				measured = true
+			}
+			switch {
+			case s.sendable >= open:
+				// The peer's window is wide open (a reader that keeps
+				// up): one write per batch, up to maxWrite.
+				max = maxWrite
+			case s.room > 0:
+				max, window = min(s.room, s.limit), false
+			default:
+				if s.werr = s.measure(fd); s.werr != nil {
+					return true
+				}
+				if s.sendable <= 0 && s.room <= 0 {
 					if !s.writable(fd) {
 						return s.wait()
 					}
 					// Writable although the limit is held: the kernel does
 					// not keep the bound; do not spin on it.
-					o.room = s.limit
+					s.room = s.limit
 				}
+				continue
 			}
-			room = o.room
 		}
-		n := s.fill(s.iov, room)
+		n := s.fill(s.iov, max)
 		written, errno := writev(fd, s.iovecs[:n])
 		clear(s.iovecs[:n])
 		switch errno {
@@ -159,19 +181,30 @@ func (s *socket) step(fd uintptr) bool {
 		}
 		s.iov, s.partial = advance(s.iov, written, s.partial)
 		s.left -= written
-		o.room -= written
 		s.progressed = true
+		if window {
+			if s.sendable -= written; s.sendable < 0 { // one frame past the window: it waits
+				s.room += s.sendable
+				s.sendable = 0
+			}
+		} else {
+			s.room -= written
+		}
 	}
 	return true
 }
 
-// measure sets o.room to what the flusher may write now with the kernel
-// holding no more than the limit unsent afterwards: the limit less what it
-// holds unsent, and, when it holds nothing unsent, what the peer's window
-// and the congestion window let it send at once besides. The room stays
-// valid as the flusher uses it up: the kernel only sends what it holds, and
-// a peer's window never moves back. One getsockopt serves many writes to a
-// reader that keeps up; a stalled reader's room is the limit.
+// measure reads the socket's state (TCP_INFO): room is the limit less
+// what the kernel holds unsent, and, when it holds nothing unsent, sendable
+// is what the peer's receive window and the congestion window let it send
+// at once. Both stay valid as the flusher uses them up: the kernel only
+// sends, and a window never moves back. A write goes beyond the limit only
+// into a window four times its size (up to maxWrite): a segment larger
+// than what is left of the window waits whole (on loopback, where a segment
+// can be 64 KiB), and a receiver opens its window in steps of the segments
+// it sees, so the segments a reader that slows down gets stay small. One
+// getsockopt serves many writes to a reader that keeps up, which gets one
+// writev per batch as before; a stalled reader gets the limit.
 func (s *socket) measure(fd uintptr) error {
 	s.infoLen = uint32(unsafe.Sizeof(s.info))
 	if _, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.IPPROTO_TCP, unix.TCP_INFO,
@@ -179,12 +212,11 @@ func (s *socket) measure(fd uintptr) error {
 		return errno
 	}
 	i := &s.info
-	room := s.limit - int(i.Notsent_bytes)
+	s.room, s.sendable = s.limit-int(i.Notsent_bytes), 0
 	if i.Notsent_bytes == 0 && uintptr(s.infoLen) >= unsafe.Offsetof(i.Snd_wnd)+unsafe.Sizeof(i.Snd_wnd) {
 		mss, inflight := int(i.Snd_mss), int(i.Unacked)
-		room += max(0, min(int(i.Snd_wnd)-inflight*mss, (int(i.Snd_cwnd)-inflight)*mss))
+		s.sendable = max(0, min(int(i.Snd_wnd)-inflight*mss, (int(i.Snd_cwnd)-inflight)*mss))
 	}
-	s.o.room = room
 	return nil
 }
 

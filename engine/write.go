@@ -8,15 +8,15 @@ import (
 // Writing a batch. Two rules hold for every connection:
 //
 //   - What the kernel holds unsent never passes the unsent limit
-//     (Config.MaxUnsentBytes) by more than one frame. On a TCP socket
-//     (socket) the flusher writes at once what the peer's window takes and
-//     at most the limit beyond, in chunks of whole frames, and reads the
-//     kernel's state (TCP_INFO) before writing past what it knows fits:
-//     the kernel itself checks TCP_NOTSENT_LOWAT only when it starts a new
-//     segment, and a loopback segment can be 64 KiB, so one large write left
-//     ~55 KB unsent against a 4 KB limit. A slow reader's backlog stays in
-//     the outbox, where it conflates, not in the kernel, where it cannot. A
-//     reader that keeps up is written to as before, one writev per batch.
+//     (Config.MaxUnsentBytes) by more than one frame, and no write puts more
+//     than the limit into it unless the peer's receive window is wide open.
+//     On a TCP socket (socket) the flusher writes chunks of whole frames and
+//     reads the kernel's state (TCP_INFO) before writing past what it knows
+//     fits: the kernel itself checks TCP_NOTSENT_LOWAT only when it starts a
+//     new segment, and a loopback segment can be 64 KiB, so one large write
+//     left ~55 KB unsent against a 4 KB limit. A slow reader's backlog stays
+//     in the outbox, where it conflates, not in the kernel, where it cannot.
+//     A reader that keeps up gets one writev per batch, as before.
 //     Elsewhere (TLS, pipes) no write puts more than the limit into the
 //     connection at once.
 //   - The write timeout measures lack of progress: a peer is given up on

@@ -43,7 +43,7 @@ type socket struct {
 
 // maxWrite bounds a write into a wide-open window: larger segments make a
 // receiver that later slows down open its window in larger steps.
-const maxWrite = 16 << 10
+const maxWrite = 64 << 10
 
 // iovMax is how many buffers one writev takes (IOV_MAX).
 const iovMax = 1024

@@ -75,7 +75,7 @@ func main() {
 	flag.DurationVar(&o.handler, "handler", 10*time.Millisecond, "slowterm: a limited terminal's handling time per message")
 	flag.BoolVar(&o.flow, "flow", false, "slowterm: the limited terminals use flow control, as marketcast's clients do")
 	flag.IntVar(&o.termSymbols, "term-symbols", 10, "slowterm: symbols every terminal subscribes to")
-	flag.IntVar(&o.tickRate, "tick-rate", 20, "slowterm: ticks per second per symbol")
+	flag.IntVar(&o.tickRate, "tick-rate", 15, "slowterm: ticks per second per symbol")
 	flag.IntVar(&o.failoverClients, "failover-clients", 1500, "cluster: terminals spread over the nodes for the failover")
 	flag.StringVar(&o.bin, "bin", "bin/marketcast", "marketcast binary")
 	flag.StringVar(&o.centrifugo, "centrifugo-bin", "bin/centrifugo", "Centrifugo binary (bench/centrifugo.sh installs it)")

@@ -95,12 +95,12 @@ func setUnsentLimit(raw syscall.RawConn, limit int) error {
 }
 
 // write writes iov without letting what the kernel holds unsent pass the
-// limit by more than one frame: it writes at once what the peer's window
-// takes and at most the limit beyond (see measure), in chunks of whole
-// frames. It waits (in the runtime's poller) only when the
-// kernel holds the limit or its buffer is full; the write deadline is set
-// then, to the write timeout from the last byte the kernel accepted, and
-// cleared before returning, so a reader that keeps up costs no timer.
+// limit by more than one frame, in chunks of whole frames: of at most the
+// limit, or up to maxWrite into a window wide open for them (see measure).
+// It waits (in the runtime's poller) only when the kernel holds the limit
+// or its buffer is full; the write deadline is set then, to the write
+// timeout from the last byte the kernel accepted, and cleared before
+// returning, so a reader that keeps up costs no timer.
 func (s *socket) write(o *Outbox, iov net.Buffers) (net.Buffers, bool, error) {
 	// The clock starts when the flusher first has to wait.
 	s.o, s.iov, s.partial, s.progressed, s.werr = o, iov, false, true, nil
@@ -182,6 +182,9 @@ func (s *socket) step(fd uintptr) bool {
 		s.iov, s.partial = advance(s.iov, written, s.partial)
 		s.left -= written
 		s.progressed = true
+		if s.limit == 0 {
+			continue
+		}
 		if window {
 			if s.sendable -= written; s.sendable < 0 { // one frame past the window: it waits
 				s.room += s.sendable

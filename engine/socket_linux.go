@@ -35,10 +35,15 @@ type socket struct {
 	// What the flusher may write without asking the kernel again (see
 	// measure): sendable bytes go out at once, room bytes may wait unsent.
 	sendable, room int
-	info           unix.TCPInfo
-	infoLen        uint32
-	pollfd         unix.PollFd
-	noWait         unix.Timespec
+	sys            *sockScratch // allocated at the first write: idle connections do without
+}
+
+// sockScratch is what the socket's system calls read and write.
+type sockScratch struct {
+	info    unix.TCPInfo
+	infoLen uint32
+	pollfd  unix.PollFd
+	noWait  unix.Timespec
 }
 
 // maxWrite bounds a write into a wide-open window: larger segments make a
@@ -102,6 +107,9 @@ func setUnsentLimit(raw syscall.RawConn, limit int) error {
 // timeout from the last byte the kernel accepted, and cleared before
 // returning, so a reader that keeps up costs no timer.
 func (s *socket) write(o *Outbox, iov net.Buffers) (net.Buffers, bool, error) {
+	if s.sys == nil {
+		s.sys = new(sockScratch)
+	}
 	// The clock starts when the flusher first has to wait.
 	s.o, s.iov, s.partial, s.progressed, s.werr = o, iov, false, true, nil
 	s.left = 0
@@ -209,14 +217,15 @@ func (s *socket) step(fd uintptr) bool {
 // getsockopt serves many writes to a reader that keeps up, which gets one
 // writev per batch as before; a stalled reader gets the limit.
 func (s *socket) measure(fd uintptr) error {
-	s.infoLen = uint32(unsafe.Sizeof(s.info))
+	x := s.sys
+	x.infoLen = uint32(unsafe.Sizeof(x.info))
 	if _, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.IPPROTO_TCP, unix.TCP_INFO,
-		uintptr(unsafe.Pointer(&s.info)), uintptr(unsafe.Pointer(&s.infoLen)), 0); errno != 0 {
+		uintptr(unsafe.Pointer(&x.info)), uintptr(unsafe.Pointer(&x.infoLen)), 0); errno != 0 {
 		return errno
 	}
-	i := &s.info
+	i := &x.info
 	s.room, s.sendable = s.limit-int(i.Notsent_bytes), 0
-	if i.Notsent_bytes == 0 && uintptr(s.infoLen) >= unsafe.Offsetof(i.Snd_wnd)+unsafe.Sizeof(i.Snd_wnd) {
+	if i.Notsent_bytes == 0 && uintptr(x.infoLen) >= unsafe.Offsetof(i.Snd_wnd)+unsafe.Sizeof(i.Snd_wnd) {
 		mss, inflight := int(i.Snd_mss), int(i.Unacked)
 		s.sendable = max(0, min(int(i.Snd_wnd)-inflight*mss, (int(i.Snd_cwnd)-inflight)*mss))
 	}
@@ -290,15 +299,16 @@ func (s *socket) writeLast(last net.Buffers) int {
 // tells the kernel to wake the poller when it would (it sets SOCK_NOSPACE
 // otherwise), which is what the flusher then waits for.
 func (s *socket) writable(fd uintptr) bool {
-	s.pollfd = unix.PollFd{Fd: int32(fd), Events: unix.POLLOUT}
+	x := s.sys
+	x.pollfd = unix.PollFd{Fd: int32(fd), Events: unix.POLLOUT}
 	for {
-		n, _, errno := unix.Syscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&s.pollfd)), 1,
-			uintptr(unsafe.Pointer(&s.noWait)), 0, 0, 0)
+		n, _, errno := unix.Syscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&x.pollfd)), 1,
+			uintptr(unsafe.Pointer(&x.noWait)), 0, 0, 0)
 		if errno == unix.EINTR {
 			continue
 		}
 		// An error on the socket counts as writable: the write reports it.
-		return errno != 0 || (n > 0 && s.pollfd.Revents&(unix.POLLOUT|unix.POLLERR|unix.POLLHUP) != 0)
+		return errno != 0 || (n > 0 && x.pollfd.Revents&(unix.POLLOUT|unix.POLLERR|unix.POLLHUP) != 0)
 	}
 }
 

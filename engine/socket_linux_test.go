@@ -188,7 +188,7 @@ func TestStoppedReaderIsCutWith4008(t *testing.T) {
 // message in order; one write deadline per batch cut it after the timeout.
 func TestSlowReaderIsNeverCut(t *testing.T) {
 	h, _ := newHub(t, func(c *engine.Config, _ *engine.HistoryLimits) {
-		c.FlushDelay, c.MaxUnsentBytes, c.MaxPendingBytes, c.WriteTimeout = 0, 4096, 64<<20, 2*time.Second
+		c.FlushDelay, c.MaxUnsentBytes, c.MaxPendingBytes, c.WriteTimeout = 0, 4096, 64<<20, 5*time.Second
 	})
 	server, client := tcpPair(t)
 	o := h.NewOutbox(server, false)

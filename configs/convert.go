@@ -47,6 +47,7 @@ func (c *Config) Engine() engine.Config {
 		Linger:           topicLinger,
 		ReplayPage:       replayPage,
 		BarHistory:       c.Feed.BarHistory,
+		MaxUnsentBytes:   c.Delivery.MaxUnsentBytes,
 	}
 }
 
@@ -82,7 +83,6 @@ func (c *Config) Gateway() gateway.Config {
 		IdleTimeout:         c.HTTP.IdleTimeout.Duration,
 		AllowedOrigins:      c.HTTP.AllowedOrigins,
 		MaxBarHistory:       c.Feed.BarHistory,
-		MaxUnsentBytes:      c.Delivery.MaxUnsentBytes,
 		DrainDrop:           c.Shutdown.Drain == "drop",
 		OpsToken:            c.Ops.Token,
 		OpsSeparate:         c.Ops.Listen != "",

@@ -23,9 +23,16 @@ type Config struct {
 	// connection is closed as a slow consumer (4008). Market data never
 	// counts: it conflates to one pending frame per topic.
 	MaxPendingBytes int
-	// WriteTimeout bounds one socket write; a peer that accepts nothing
-	// for this long is closed.
+	// WriteTimeout is how long a peer may accept none of the bytes the
+	// flusher has to write before it is given up on (4008, with a close
+	// frame when one can still be written). A slow peer that keeps reading
+	// is never cut, however long a batch takes.
 	WriteTimeout time.Duration
+	// MaxUnsentBytes caps what the kernel holds unsent per TCP connection
+	// (TCP_NOTSENT_LOWAT) and what one write puts into it, so a slow
+	// reader's backlog stays in the outbox, where it is conflated; 0 leaves
+	// the kernel's default.
+	MaxUnsentBytes int
 	// FlushDelay holds a connection's first frame this long before writing,
 	// so frames arriving meanwhile share its write. 0 writes at once.
 	FlushDelay time.Duration
@@ -51,6 +58,8 @@ func (c *Config) check() {
 		panic("engine: Config.MaxPendingBytes must be > 0")
 	case c.WriteTimeout <= 0:
 		panic("engine: Config.WriteTimeout must be > 0")
+	case c.MaxUnsentBytes < 0:
+		panic("engine: Config.MaxUnsentBytes must be >= 0")
 	case c.FlushDelay < 0:
 		panic("engine: Config.FlushDelay must be >= 0")
 	case c.Linger < 0:
@@ -65,13 +74,14 @@ func (c *Config) check() {
 // Hub is the registry of the topics this node's connections hold. It is
 // safe for concurrent use.
 type Hub struct {
-	cfg     Config
-	broker  Broker
-	seed    maphash.Seed
-	shards  []shard
-	metrics *hubMetrics
-	now     func() time.Time
-	delayed delayedFlushes
+	cfg       Config
+	broker    Broker
+	seed      maphash.Seed
+	shards    []shard
+	metrics   *hubMetrics
+	now       func() time.Time
+	delayed   delayedFlushes
+	intervals intervalTimers
 }
 
 type shard struct {
@@ -91,6 +101,7 @@ func NewHub(cfg Config, broker Broker) *Hub {
 		now:     time.Now,
 	}
 	h.delayed.delay = cfg.FlushDelay
+	h.intervals.init(func() time.Time { return h.now() })
 	for i := range h.shards {
 		h.shards[i].topics = make(map[string]*topic)
 	}

@@ -1,8 +1,11 @@
 package engine
 
 import (
+	"errors"
 	"net"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/marketcast/marketcast/engine/frame"
@@ -15,30 +18,43 @@ const (
 )
 
 // Outbox is the outbound side of one connection: a bounded queue of shared
-// frames and an on-demand flusher that writes them, many per writev.
+// frames and an on-demand flusher that writes them, many per writev, in
+// chunks the kernel takes without holding more than the unsent limit.
 //
 // A conflatable frame (tick, book, forming bar) replaces the frame of the
 // same subscription still waiting in the queue, so market data never builds
 // a backlog: at most one pending frame per subscribed topic, and it never
 // counts against MaxPendingBytes. Everything else (reliable events, closed
-// bars, answers) appends and counts; past MaxPendingBytes the connection is
-// closed as a slow consumer (4008) and the client resumes from history.
-// Nothing is dropped silently.
+// bars, lossless ticks, answers) appends and counts; past MaxPendingBytes
+// the connection is closed as a slow consumer (4008) and the client resumes
+// from history. Nothing is dropped silently.
 //
-// No goroutine exists while the queue is empty: enqueue starts a flusher
-// when the queue turns non-empty and the flusher exits once it drains. The
-// flusher also streams the replay of resuming subscriptions from the broker
-// while the queue has room (Hub.refill).
+// Flow control: once the peer has granted credit (Credit), every pushed
+// message (anything of a subscription: live, snapshot, replay) written
+// uses one, and pushed messages wait in the queue while there is none —
+// market data still conflating there, so credit brings the newest state —
+// while answers, pings, pongs and close frames never wait. A subscription
+// with an interval has at most one update written per interval: a newer
+// one waits in the subscription's own slot, outside the queue, until the
+// hub's interval timers release it (intervalTimers).
+//
+// No goroutine exists while nothing can be written: enqueue starts a
+// flusher when the queue gets something writable and the flusher exits once
+// it has written all it may. The flusher also streams the replay of resuming
+// subscriptions from the broker while the queue has room (Hub.refill).
 type Outbox struct {
 	hub     *Hub
 	conn    net.Conn
 	deflate bool
+	sock    *socket // the TCP socket's descriptor for bounded writes; nil: write through conn
+	shard   int     // this outbox's shard of the hub's interval timers
 
 	mu        sync.Mutex
 	queue     []entry
 	spare     []entry // the flusher's last batch, reused
-	gen       uint64  // bumped whenever queue is handed to the flusher
+	gen       uint64  // bumped whenever entries are handed to the flusher
 	bytes     int     // bytes of queued frames that cannot be conflated
+	pushed    int     // entries of subscriptions in queue (what credit pays for)
 	conflated int     // replacements since the last flush, for metrics
 	catchup   []*Subscription
 	ctrl      [2]ctrlSlot // the pending pong and ping, replaced rather than queued twice
@@ -49,9 +65,22 @@ type Outbox struct {
 	lastWrite time.Time // when the flusher last wrote
 	state     outboxState
 	closeCode uint16
+	// Flow control: flow is set by the peer's first credit; credit is what
+	// it may still receive; waiting says pushed messages wait for credit
+	// (for the credit_waits metric, counted once per wait).
+	flow    bool
+	credit  int
+	waiting bool
+	// intervals counts this connection's subscriptions with an interval:
+	// while > 0 the flusher notes, per subscription, when its next update
+	// is due.
+	intervals int
 
-	iov      net.Buffers // owned by the running flusher
-	deadline time.Time   // the write deadline set last, owned by the flusher
+	// Owned by the running flusher.
+	iov      net.Buffers
+	chunk    net.Buffers
+	deadline bool         // a write deadline is set on conn
+	inflight atomic.Int64 // Unix ns of the oldest live frame being written; 0: none
 
 	closeSent func() // told once the close frame is written (see OnCloseSent)
 }
@@ -78,19 +107,21 @@ type ctrlSlot struct {
 
 type entry struct {
 	b           []byte
-	sub         *Subscription
-	at          time.Time // when the engine accepted the event; zero for answers and replays
-	counted     bool      // counted in Outbox.bytes
-	replaceable bool      // a newer frame of sub may take its place
-	control     bool      // a pong or ping (Outbox.ctrl knows where)
-	close       bool      // close the connection once this frame is written
-	live        bool      // a live event, which may wait to share a write; nothing else does
+	sub         *Subscription // set on pushed messages: they use credit
+	at          time.Time     // when the engine accepted the event; zero for answers, snapshots and replays
+	counted     bool          // counted in Outbox.bytes
+	replaceable bool          // a newer frame of sub may take its place
+	control     bool          // a pong or ping (Outbox.ctrl knows where)
+	close       bool          // close the connection once this frame is written
+	live        bool          // a live event, which may wait to share a write; nothing else does
 }
 
 // NewOutbox returns the outbound side of conn. deflate says whether the
-// peer negotiated permessage-deflate.
+// peer negotiated permessage-deflate. On a TCP connection it caps what the
+// kernel may hold unsent (Config.MaxUnsentBytes).
 func (h *Hub) NewOutbox(conn net.Conn, deflate bool) *Outbox {
-	return &Outbox{hub: h, conn: conn, deflate: deflate}
+	return &Outbox{hub: h, conn: conn, deflate: deflate, sock: newSocket(conn, h.cfg.MaxUnsentBytes),
+		shard: h.intervals.shardFor()}
 }
 
 // enqueue queues one live event frame for sub.
@@ -100,20 +131,26 @@ func (o *Outbox) enqueue(sub *Subscription, b []byte, mode Mode, ev *Event, batc
 	if o.state != stateOpen {
 		return
 	}
-	if mode == Conflated && sub.pendGen == o.gen && sub.pendIdx >= 0 {
-		if e := &o.queue[sub.pendIdx]; e.replaceable {
-			e.b = b
-			if ev.final { // a closed bar is never replaced, and counts
-				e.replaceable, e.counted = false, true
-				o.bytes += len(b)
+	conflate := mode == Conflated && !sub.lossless
+	if conflate {
+		if sub.pendGen == o.gen && sub.pendIdx >= 0 {
+			if e := &o.queue[sub.pendIdx]; e.replaceable {
+				e.b = b
+				if ev.final { // a closed bar is never replaced, and counts
+					e.replaceable, e.counted = false, true
+					o.bytes += len(b)
+				}
+				// e.at keeps the older time: lag is measured from the first
+				// event the subscriber was owed.
+				o.conflated++
+				return
 			}
-			// e.at keeps the older time: lag is measured from the first
-			// event the subscriber was owed.
-			o.conflated++
+		}
+		if sub.ivl != nil && o.deferLocked(sub.ivl, sub, b, ev) {
 			return
 		}
 	}
-	replaceable := mode == Conflated && !ev.final
+	replaceable := conflate && !ev.final
 	e := entry{b: b, sub: sub, at: ev.env.Timestamp, replaceable: replaceable, counted: !replaceable, live: true}
 	if batch == nil {
 		o.appendLocked(e)
@@ -128,6 +165,50 @@ func (o *Outbox) enqueue(sub *Subscription, b []byte, mode Mode, ev *Event, batc
 		o.batched = true
 		batch.held = append(batch.held, o)
 	}
+}
+
+// deferLocked keeps an update of an interval subscription out of the queue
+// until the subscription's interval since its last write is up, in the
+// subscription's slot, where a newer update replaces it; it reports whether
+// it did. A closed bar is never deferred: it is queued at once, and an
+// update of its bar still waiting is dropped (the closed bar is newer). o.mu
+// is held on entry.
+func (o *Outbox) deferLocked(ivl *interval, sub *Subscription, b []byte, ev *Event) bool {
+	if ev.final {
+		if ivl.deferred != nil {
+			ivl.deferred = nil
+			o.conflated++
+		}
+		return false
+	}
+	if ivl.deferred != nil {
+		ivl.deferred = b // deferredAt keeps the first owed time, as in the queue
+		o.conflated++
+		return true
+	}
+	if !ev.env.Timestamp.Before(ivl.nextDue) {
+		return false // due: queue it now
+	}
+	ivl.deferred, ivl.deferredAt = b, ev.env.Timestamp
+	o.hub.intervals.add(o.shard, sub, ivl.nextDue)
+	return true
+}
+
+// releaseDeferred queues sub's deferred update: its interval is up. The
+// hub's interval timers call it with no lock held.
+func (o *Outbox) releaseDeferred(sub *Subscription) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	ivl := sub.ivl
+	if o.state != stateOpen || ivl.deferred == nil {
+		return
+	}
+	e := entry{b: ivl.deferred, sub: sub, at: ivl.deferredAt, replaceable: true, live: true}
+	ivl.deferred = nil
+	o.deferKick = true
+	o.appendLocked(e)
+	o.deferKick = false
+	o.kickLocked(true) // due now: it does not wait for the flush delay too
 }
 
 // enqueueSnapshot queues the state a subscription starts with. It is never
@@ -179,6 +260,9 @@ func (o *Outbox) appendLocked(e entry) {
 		o.bytes += len(e.b)
 	}
 	o.queue = append(o.queue, e)
+	if e.sub != nil {
+		o.pushed++
+	}
 	if e.replaceable {
 		e.sub.pendGen, e.sub.pendIdx = o.gen, len(o.queue)-1
 	}
@@ -199,8 +283,9 @@ func (o *Outbox) addCatchup(sub *Subscription) {
 }
 
 // Send queues a frame that belongs to this connection alone (an answer, a
-// pong, a ping). It is never conflated and counts against the budget like
-// any unconflatable frame; client requests are rate limited as well.
+// pong, a ping). It is never conflated, never waits for credit, and counts
+// against the budget like any unconflatable frame; client requests are
+// rate limited as well.
 func (o *Outbox) Send(b []byte) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -233,6 +318,81 @@ func (o *Outbox) control(slot int, b []byte) {
 	o.kickLocked(true)
 }
 
+// Credit grants the peer n more pushed messages. The first grant turns
+// flow control on for the connection: from then on pushed messages wait
+// for credit (see Outbox). What the peer holds is clipped at
+// protocol.FlowMaxCredit.
+func (o *Outbox) Credit(n int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.state != stateOpen || n <= 0 {
+		return
+	}
+	m := o.hub.metrics
+	if !o.flow {
+		o.flow = true
+		m.flowConnections.Inc()
+	}
+	o.credit = min(o.credit+n, protocol.FlowMaxCredit)
+	m.creditGranted.Add(n)
+	o.kickLocked(true)
+}
+
+// drop removes what the queue holds for sub, which has ended: the client no
+// longer wants it, and what it counted against the budget is free again.
+// o.mu must not be held; Hub.Unsubscribe calls it with the topic locked.
+func (o *Outbox) drop(sub *Subscription) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if sub.ivl != nil {
+		sub.ivl.deferred = nil
+		o.intervals--
+	}
+	for i, s := range o.catchup {
+		if s == sub {
+			o.catchup = append(o.catchup[:i], o.catchup[i+1:]...)
+			break
+		}
+	}
+	keep := 0
+	for i := range o.queue {
+		e := &o.queue[i]
+		if e.sub == sub {
+			if e.counted {
+				o.bytes -= len(e.b)
+			}
+			o.pushed--
+			continue
+		}
+		if keep != i {
+			o.moveLocked(i, keep)
+		}
+		keep++
+	}
+	if dropped := len(o.queue) - keep; dropped > 0 {
+		clear(o.queue[keep:])
+		o.queue = o.queue[:keep]
+		o.hub.metrics.droppedEnded.Add(dropped)
+	}
+}
+
+// moveLocked moves the entry at from to the free slot to (< from), keeping
+// what points at it right. o.mu is held on entry.
+func (o *Outbox) moveLocked(from, to int) {
+	e := o.queue[from]
+	if e.replaceable && e.sub.pendGen == o.gen && e.sub.pendIdx == from {
+		e.sub.pendIdx = to
+	}
+	if e.control {
+		for s := range o.ctrl {
+			if o.ctrl[s].gen == o.gen && o.ctrl[s].idx == from {
+				o.ctrl[s].idx = to
+			}
+		}
+	}
+	o.queue[to] = e
+}
+
 // Close queues a close frame with code and reason after what is already
 // queued (a slow consumer's backlog is dropped first), then closes the
 // connection once it is written. Further frames are refused.
@@ -253,7 +413,7 @@ func (o *Outbox) closeLocked(code uint16, reason string) {
 	if code == closeSlowConsumer {
 		clear(o.queue)
 		o.queue = o.queue[:0]
-		o.bytes = 0
+		o.bytes, o.pushed = 0, 0
 		o.gen++
 	}
 	o.queue = append(o.queue, entry{b: frame.Close(code, reason), close: true})
@@ -278,8 +438,12 @@ func (o *Outbox) Detach() {
 	clear(o.queue)
 	o.queue = o.queue[:0]
 	o.catchup = nil
-	o.bytes = 0
+	o.bytes, o.pushed = 0, 0
 	o.gen++
+	if o.flow {
+		o.flow = false
+		o.hub.metrics.flowConnections.Dec()
+	}
 }
 
 // Pending returns how many frames and counted bytes are queued.
@@ -289,16 +453,56 @@ func (o *Outbox) Pending() (frames, bytes int) {
 	return len(o.queue), o.bytes
 }
 
-// kickLocked starts a flusher if none runs. It writes at once unless
-// frames are arriving faster than the flush delay (this connection was
-// written to less than the delay ago) and this one is a live event: then it
-// holds the flush until the hub's delay timer, so the frames that follow
-// share its write, as TCP autocorking does. A connection that gets a
-// message now and then never waits; a busy one writes several frames per
-// writev. Answers, snapshots, replays and control frames (urgent) never
-// wait, and release a held flush. o.mu is held on entry.
+// Lag is the age of the oldest live message this connection owes its
+// client: being written, or queued (waiting for the socket or for credit).
+// Snapshots, replays and updates an interval holds back do not count; 0
+// when nothing live is owed. The first live message in the queue stands
+// for the queue: events are queued in the order they were accepted, and a
+// conflated one keeps its first time.
+func (o *Outbox) Lag(now time.Time) time.Duration {
+	var oldest time.Time
+	if ns := o.inflight.Load(); ns != 0 {
+		oldest = time.Unix(0, ns)
+	}
+	o.mu.Lock()
+	for i := range o.queue {
+		if at := o.queue[i].at; !at.IsZero() {
+			if oldest.IsZero() || at.Before(oldest) {
+				oldest = at
+			}
+			break
+		}
+	}
+	o.mu.Unlock()
+	if oldest.IsZero() || !now.After(oldest) {
+		return 0
+	}
+	return now.Sub(oldest)
+}
+
+// writableLocked reports whether the queue holds anything the flusher may
+// write now: anything but a pushed message, or a pushed message while flow
+// control is off or there is credit. o.mu is held on entry.
+func (o *Outbox) writableLocked() bool {
+	if len(o.queue) > o.pushed {
+		return true
+	}
+	if o.flow && o.credit == 0 {
+		return false
+	}
+	return o.pushed > 0 || len(o.catchup) > 0
+}
+
+// kickLocked starts a flusher if none runs and something may be written.
+// It writes at once unless frames are arriving faster than the flush delay
+// (this connection was written to less than the delay ago) and this one is
+// a live event: then it holds the flush until the hub's delay timer, so the
+// frames that follow share its write, as TCP autocorking does. A connection
+// that gets a message now and then never waits; a busy one writes several
+// frames per writev. Answers, snapshots, replays and control frames
+// (urgent) never wait, and release a held flush. o.mu is held on entry.
 func (o *Outbox) kickLocked(urgent bool) {
-	if len(o.queue) == 0 && len(o.catchup) == 0 {
+	if !o.writableLocked() {
 		return
 	}
 	if o.flushing {
@@ -319,77 +523,67 @@ func (o *Outbox) kickLocked(urgent bool) {
 	go o.flush()
 }
 
-// delayedFlushes releases held outboxes from one timer for the whole hub,
-// so holding costs a timer per delay slice rather than one per connection.
-// Each outbox is held for the full delay (less holdSlack), as a per-
-// connection timer would: a shared window that released everything at once
-// would hold a connection that joined it late for almost nothing, and make
-// fewer frames per write at the rates the delay is for.
-type delayedFlushes struct {
-	delay   time.Duration
-	mu      sync.Mutex
-	pending []heldOutbox // in the order held, so the due ones come first
-	timer   *time.Timer
-	armed   bool
-}
-
-type heldOutbox struct {
-	o     *Outbox
-	since time.Time
-}
-
-// holdSlack releases a hold this much early to share a timer firing with
-// the holds just after it.
-func (d *delayedFlushes) holdSlack() time.Duration { return d.delay / 8 }
-
-func (d *delayedFlushes) add(o *Outbox, now time.Time) {
-	d.mu.Lock()
-	d.pending = append(d.pending, heldOutbox{o, now})
-	if !d.armed {
-		d.armLocked(d.delay)
-	}
-	d.mu.Unlock()
-}
-
-func (d *delayedFlushes) armLocked(after time.Duration) {
-	d.armed = true
-	if d.timer == nil {
-		d.timer = time.AfterFunc(after, d.fire)
-		return
-	}
-	d.timer.Reset(after)
-}
-
-func (d *delayedFlushes) fire() {
-	now := time.Now()
-	d.mu.Lock()
-	cut := now.Add(d.holdSlack() - d.delay) // held at or before cut: due
-	n := 0
-	for n < len(d.pending) && !d.pending[n].since.After(cut) {
-		n++
-	}
-	due := make([]*Outbox, n)
-	for i := range due {
-		due[i] = d.pending[i].o
-	}
-	left := copy(d.pending, d.pending[n:])
-	clear(d.pending[left:])
-	d.pending = d.pending[:left]
-	if left > 0 {
-		d.armLocked(max(d.pending[0].since.Add(d.delay).Sub(now), d.holdSlack()))
-	} else {
-		d.armed = false
-	}
-	d.mu.Unlock()
-	for _, o := range due {
-		o.mu.Lock()
-		release := o.held
-		o.held = false
-		o.mu.Unlock()
-		if release { // else an urgent frame released it already
-			go o.flush()
+// takeLocked hands the flusher what it may write now, in queue order. In
+// the common case that is the whole queue, swapped out in one step; with
+// flow control short of credit, or subscriptions with an interval, the
+// queue is walked: pushed messages beyond the credit stay queued, in order
+// (conflating there still), and each interval subscription written notes
+// when its next update is due. o.mu is held on entry.
+func (o *Outbox) takeLocked() []entry {
+	short := o.flow && o.credit < o.pushed
+	if !short && o.intervals == 0 {
+		batch := o.queue
+		o.queue, o.spare = o.spare[:0], nil
+		if o.flow {
+			o.credit -= o.pushed
 		}
+		o.pushed, o.bytes = 0, 0
+		o.gen++
+		o.waiting = false
+		return batch
 	}
+	var now time.Time
+	if o.intervals > 0 {
+		now = o.hub.now()
+	}
+	batch := o.spare[:0]
+	o.spare = nil
+	gen := o.gen + 1
+	keep, bytes := 0, 0
+	for i := range o.queue {
+		e := &o.queue[i]
+		if e.sub != nil {
+			if o.flow {
+				if o.credit == 0 {
+					// Waits for credit, in order; the replaceable one
+					// stays where a newer frame of its topic finds it.
+					if e.replaceable {
+						e.sub.pendGen, e.sub.pendIdx = gen, keep
+					}
+					if e.counted {
+						bytes += len(e.b)
+					}
+					o.queue[keep] = *e
+					keep++
+					continue
+				}
+				o.credit--
+			}
+			if ivl := e.sub.ivl; ivl != nil {
+				ivl.nextDue = now.Add(ivl.every)
+			}
+		}
+		batch = append(batch, *e)
+	}
+	clear(o.queue[keep:])
+	o.queue = o.queue[:keep]
+	o.gen = gen
+	o.pushed, o.bytes = keep, bytes
+	if keep > 0 && !o.waiting {
+		o.hub.metrics.creditWaits.Inc()
+	}
+	o.waiting = keep > 0
+	return batch
 }
 
 // refillCatchup lets each resuming subscription queue more of its replay
@@ -415,21 +609,18 @@ func (o *Outbox) refillCatchup() {
 	}
 }
 
-// flush writes batches until the queue is empty, then exits.
+// flush writes batches until nothing more may be written, then exits.
 func (o *Outbox) flush() {
 	m := o.hub.metrics
 	for {
 		o.refillCatchup()
 		o.mu.Lock()
-		if len(o.queue) == 0 || o.state == stateClosed {
+		if o.state == stateClosed || !o.writableLocked() {
 			o.flushing = false
 			o.mu.Unlock()
 			return
 		}
-		batch := o.queue
-		o.queue, o.spare = o.spare[:0], nil
-		o.gen++
-		o.bytes = 0
+		batch := o.takeLocked()
 		conflated := o.conflated
 		o.conflated = 0
 		o.mu.Unlock()
@@ -438,6 +629,7 @@ func (o *Outbox) flush() {
 		var (
 			n, size  int
 			closeNow bool
+			oldest   int64
 		)
 		for i := range batch {
 			e := &batch[i]
@@ -446,33 +638,43 @@ func (o *Outbox) flush() {
 			if e.sub != nil {
 				n++
 			}
+			if !e.at.IsZero() && (oldest == 0 || e.at.UnixNano() < oldest) {
+				oldest = e.at.UnixNano()
+			}
 			if e.close {
 				closeNow = true
 				break // nothing goes after a close frame
 			}
 		}
-		// WriteTo consumes its receiver (it advances the slice as it
-		// writes), so keep our own header of the backing array first.
+		// The write consumes iov (it advances the slice as it writes), so
+		// keep our own header of the backing array first.
 		o.iov = iov[:0]
-		// Moving the deadline costs a runtime timer update per write; a
-		// deadline still at least half the timeout away is good enough.
+		o.inflight.Store(oldest)
 		now := time.Now()
-		if o.deadline.Sub(now) < o.hub.cfg.WriteTimeout/2 {
-			o.deadline = now.Add(o.hub.cfg.WriteTimeout)
-			_ = o.conn.SetWriteDeadline(o.deadline)
-		}
-		_, err := iov.WriteTo(o.conn)
+		rest, partial, err := o.write(iov)
+		o.inflight.Store(0)
 		o.recordFlush(batch, n, size, conflated)
-		clear(batch)
-		clear(o.iov[:cap(o.iov)])
 
 		if err != nil || closeNow {
-			if err != nil {
+			switch {
+			case err == nil:
+				o.closeAfterFrame()
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				// The peer took nothing for the write timeout: a slow
+				// consumer. Say so with a close frame if one still fits.
+				m.writeTimeouts.Inc()
+				m.slowConsumers.Inc()
+				if o.giveUp(rest, partial, closeNow) {
+					o.closeAfterFrame()
+				} else {
+					_ = o.conn.Close()
+				}
+			default:
 				m.writeErrors.Inc()
 				_ = o.conn.Close()
-			} else {
-				o.closeAfterFrame()
 			}
+			clear(batch)
+			clear(o.iov[:cap(o.iov)])
 			o.mu.Lock()
 			o.state = stateClosed
 			o.flushing = false
@@ -482,12 +684,50 @@ func (o *Outbox) flush() {
 			o.mu.Unlock()
 			return
 		}
+		clear(batch)
+		clear(o.iov[:cap(o.iov)])
 		o.mu.Lock()
 		o.spare = batch[:0]
 		o.lastWrite = now
 		o.mu.Unlock()
 	}
 }
+
+// giveUp ends a connection whose peer took nothing for the write timeout
+// with a close frame, when the stream can still take one: the rest of the
+// frame the timeout cut (rest[0], when partial), then the batch's own close
+// frame (withClose: the last of rest) or a 4008, all at once or not at all,
+// with no more waiting. It reports whether the close frame was written.
+func (o *Outbox) giveUp(rest net.Buffers, partial, withClose bool) bool {
+	var last net.Buffers
+	if partial {
+		last = append(last, rest[0])
+	}
+	switch {
+	case withClose && partial && len(rest) == 1: // the cut frame is the close frame
+	case withClose:
+		last = append(last, rest[len(rest)-1])
+	default:
+		o.mu.Lock()
+		o.closeCode = closeSlowConsumer
+		o.mu.Unlock()
+		last = append(last, frame.Close(closeSlowConsumer, "slow consumer: nothing read for "+o.hub.cfg.WriteTimeout.String()))
+	}
+	want := 0
+	for _, b := range last {
+		want += len(b)
+	}
+	if o.sock != nil {
+		return o.sock.writeLast(last) == want
+	}
+	_ = o.conn.SetWriteDeadline(time.Now().Add(lastWriteTimeout))
+	n, err := last.WriteTo(o.conn)
+	return err == nil && int(n) == want
+}
+
+// lastWriteTimeout bounds the write of a close frame after a write timeout
+// on a connection without a socket of its own (TLS).
+const lastWriteTimeout = 100 * time.Millisecond
 
 // closeGrace is how long the peer has to answer our close frame before the
 // connection is closed under it.

@@ -23,10 +23,28 @@ type Subscription struct {
 	idx      int      // position in t.subs; -1 while not live
 	gone     bool     // unsubscribed
 
+	// Set by Subscribe, read-only afterwards.
+	lossless bool // conflated: every message queued in order, counted
+	// ivl, for a subscription with an interval, holds its pacing (a
+	// pointer: most subscriptions have none). Its fields are guarded by
+	// out.mu.
+	ivl *interval
+
+	// Guarded by out.mu.
 	// The queue slot of this subscription's replaceable frame, valid while
-	// pendGen equals out.gen. Guarded by out.mu.
+	// pendGen equals out.gen.
 	pendGen uint64
 	pendIdx int
+}
+
+// interval is the pacing of a subscription with a maximum frequency: when
+// its next update may be written, and the update held back until then
+// (replaced by newer ones), owed since deferredAt.
+type interval struct {
+	every      time.Duration
+	nextDue    time.Time
+	deferred   []byte
+	deferredAt time.Time
 }
 
 // Topic is the subscribed topic's key.
@@ -51,6 +69,14 @@ type SubscribeOptions struct {
 	// final messages (closed bars) first, oldest first, marked as
 	// snapshots, before the current state.
 	History int
+	// Interval, on a conflated topic, writes at most one update per
+	// interval: always the newest, and none held back longer than the
+	// interval (closed bars are never held). 0: every update.
+	Interval time.Duration
+	// Lossless, on a conflated topic, queues every message in order instead
+	// of replacing the one waiting: they count against MaxPendingBytes like
+	// reliable ones, and past it the connection is closed with 4008.
+	Lossless bool
 }
 
 // Resume describes where a reliable topic stood when a subscription began.
@@ -76,6 +102,13 @@ func (h *Hub) Subscribe(ctx context.Context, out *Outbox, key string, mode Mode,
 	sub := &Subscription{out: out, t: t, proj: opts.Projection, idx: -1, pendIdx: -1, history: opts.History}
 	t.starting++ // keeps Sweep away until Start or Unsubscribe
 	if mode == Conflated {
+		sub.lossless = opts.Lossless
+		if opts.Interval > 0 && !opts.Lossless {
+			sub.ivl = &interval{every: opts.Interval}
+			out.mu.Lock()
+			out.intervals++
+			out.mu.Unlock()
+		}
 		if opts.Snapshot {
 			sub.snapshot = t.last // Start sends the latest instead if a newer one came
 		}
@@ -333,6 +366,8 @@ func (h *Hub) Unsubscribe(sub *Subscription) {
 	}
 	sub.gone = true
 	sub.replay, sub.snapshot = nil, nil
+	// What is queued for it is no longer wanted.
+	sub.out.drop(sub)
 	if i := sub.idx; i >= 0 && i < len(t.subs) && t.subs[i] == sub {
 		// O(1): the last subscription takes the slot (order does not matter).
 		last := len(t.subs) - 1

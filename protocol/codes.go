@@ -6,6 +6,9 @@ const (
 	RequestSubscribe   = "subscribe"
 	RequestUnsubscribe = "unsubscribe"
 	RequestPing        = "ping"
+	// RequestCredit grants the server n more pushed messages (flow
+	// control); the first one turns flow control on for the connection.
+	RequestCredit = "credit"
 )
 
 // Answer types (server → client, in reply to a request).
@@ -66,6 +69,10 @@ const (
 	CodeTokenExpired         = "TOKEN_EXPIRED"
 	CodeUnavailable          = "UNAVAILABLE"
 	CodeInternal             = "INTERNAL"
+	// CodeInvalidRequest: a well-formed request whose options do not apply
+	// (interval_ms or conflate on a channel that does not take them, a
+	// value out of range, or both at once).
+	CodeInvalidRequest = "INVALID_REQUEST"
 )
 
 // Close codes.
@@ -93,6 +100,27 @@ const (
 	// CloseRateLimited: rate-limited messages kept coming, or the peer sent
 	// more frames (of any kind) than its frame budget.
 	CloseRateLimited uint16 = 4029
+)
+
+// Flow control and maximum frequency (docs/PROTOCOL.md, "Flow control").
+// The server enforces the limits; the clients' grant policy is shared so
+// the JavaScript and Python clients behave alike.
+const (
+	// FlowMaxCredit bounds one credit message's n and the credit a
+	// connection may hold (a larger total is clipped).
+	FlowMaxCredit = 1_000_000
+	// FlowInitialCredit is what a client grants when a connection opens.
+	FlowInitialCredit = 32
+	// FlowMinGrant and FlowMaxGrant bound every later grant.
+	FlowMinGrant = 8
+	FlowMaxGrant = 1000
+	// FlowGrantMillis: a grant covers about this much of the application's
+	// measured handling time.
+	FlowGrantMillis = 250
+	// FlowMinIntervalMillis and FlowMaxIntervalMillis bound a market
+	// subscription's interval_ms (0 or absent: every update).
+	FlowMinIntervalMillis = 10
+	FlowMaxIntervalMillis = 60_000
 )
 
 // TimeLayout is every wire timestamp: RFC 3339, UTC, milliseconds, Z suffix.

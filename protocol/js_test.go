@@ -61,7 +61,7 @@ func constGroups(t *testing.T) map[string][][2]string {
 		for _, spec := range gd.Specs {
 			for _, name := range spec.(*ast.ValueSpec).Names {
 				c := pkg.Scope().Lookup(name.Name).(*types.Const)
-				for _, prefix := range []string{"Request", "Answer", "Type", "Perm", "Code", "Close"} {
+				for _, prefix := range []string{"Request", "Answer", "Type", "Perm", "Code", "Close", "Flow"} {
 					if rest, ok := strings.CutPrefix(name.Name, prefix); ok {
 						groups[prefix] = append(groups[prefix], [2]string{screaming(rest), c.Val().ExactString()})
 					}
@@ -105,6 +105,7 @@ func renderJS(t *testing.T) []byte {
 		{"Perm", "PERMISSION", "Token permissions."},
 		{"Code", "ERROR", "Error codes."},
 		{"Close", "CLOSE", "Close codes."},
+		{"Flow", "FLOW", "Flow control: the server's limits and the clients' grant policy (docs/PROTOCOL.md)."},
 	} {
 		fmt.Fprintf(&b, "/** %s */\nexport const %s = Object.freeze({\n", g.doc, g.js)
 		for _, kv := range groups[g.prefix] {

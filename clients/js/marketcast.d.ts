@@ -53,6 +53,19 @@ export interface SubscribeOptions {
    * after a reconnect, so a chart has no gap.
    */
   history?: number;
+  /**
+   * Market channels: at most one update per topic per interval_ms (10 to
+   * 60000; 0 or absent: every update), always the newest, none held back
+   * longer than the interval; closed bars are never held. Not on private
+   * channels or signals (INVALID_REQUEST).
+   */
+  interval_ms?: number;
+  /**
+   * market_data only: false sends every tick in order, never replaced (a
+   * backlog the server bounds by delivery.max_pending_bytes, then closes
+   * with 4008). Default true: a slow client gets the newest tick.
+   */
+  conflate?: boolean;
   /** Resume after this sequence (the client sends it itself after a reconnect). */
   since?: number;
   /** The run since was seen in. */
@@ -80,6 +93,23 @@ export interface SubscribeResult {
   recovered?: boolean;
   /** notifications: the broadcast stream's position. */
   broadcast?: StreamPosition;
+  /** Market channels: the interval_ms and conflate: false taken. */
+  interval_ms?: number;
+  conflate?: boolean;
+}
+
+/** Flow control on the current connection (flowState()). */
+export interface FlowState {
+  /** flowControl is on. */
+  enabled: boolean;
+  /** Credit granted on this connection, pushed messages received, handled. */
+  granted: number;
+  received: number;
+  handled: number;
+  /** Credit the server still holds for this client (granted − received). */
+  outstanding: number;
+  /** The handlers' average time per message, ms (null before the first). */
+  handleMs: number | null;
 }
 
 /** Payload of 'resumed' and 'resume_failed'. */
@@ -109,6 +139,13 @@ export interface ClientOptions {
   maxDelay?: number;           // ms, default 30000
   factor?: number;             // default 2
   maxAttempts?: number;        // default Infinity
+  /**
+   * Flow control, default true: the client grants the server credit as its
+   * handlers finish messages, so a busy application gets the newest market
+   * data instead of a backlog (docs/PROTOCOL.md). false: the server pushes
+   * everything as it comes (the seed's behaviour).
+   */
+  flowControl?: boolean;
   WebSocket?: typeof WebSocket;
   random?: () => number;
 }
@@ -121,6 +158,12 @@ export const ERROR: Readonly<Record<string, string>>;
 export const TYPE: Readonly<Record<string, string>>;
 export const TICK_FIELDS: readonly string[];
 export const BROADCAST_ID: string;
+/** The server's flow-control limits and the clients' grant policy. */
+export const FLOW: Readonly<{ MAX_CREDIT: number; INITIAL_CREDIT: number; MIN_GRANT: number; MAX_GRANT: number;
+  GRANT_MILLIS: number; MIN_INTERVAL_MILLIS: number; MAX_INTERVAL_MILLIS: number }>;
+
+/** The credit to grant for a handling time per message (ms). */
+export function grantSize(handleMs: number | null): number;
 
 export class MarketcastError extends Error {
   code: string;
@@ -145,6 +188,7 @@ export class MarketcastClient {
   off(event: string, handler: Handler): void;
   lastSequence(topicKey: string): number | undefined;
   position(topicKey: string): { sequence: number; epoch?: string } | undefined;
+  flowState(): FlowState;
   close(): void;
 }
 

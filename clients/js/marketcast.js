@@ -6,9 +6,28 @@
 // refreshes its token before it expires. Protocol: docs/PROTOCOL.md; the
 // names it uses come from protocol.js, generated from the server's own.
 
-import { CHANNELS, RELIABLE_CHANNELS, CLOSE, BROADCAST_ID, REQUEST, ANSWER } from './protocol.js';
+import { CHANNELS, RELIABLE_CHANNELS, CLOSE, BROADCAST_ID, REQUEST, ANSWER, FLOW } from './protocol.js';
 
-export { CHANNELS, RELIABLE_CHANNELS, CLOSE, ERROR, TYPE, TICK_FIELDS, BROADCAST_ID } from './protocol.js';
+export { CHANNELS, RELIABLE_CHANNELS, CLOSE, ERROR, TYPE, TICK_FIELDS, BROADCAST_ID, FLOW } from './protocol.js';
+
+/** Answer types: every other message is pushed on a subscription and uses credit. */
+const ANSWERS = new Set(Object.values(ANSWER));
+
+/** Weight of the newest handling time in its moving average. */
+const HANDLE_EWMA = 0.2;
+
+/**
+ * The credit window for a measured handling time per message (ms): what
+ * the application gets through in about FLOW.GRANT_MILLIS, within
+ * [FLOW.MIN_GRANT, FLOW.MAX_GRANT]; FLOW.MAX_GRANT before anything is
+ * measured or when handling takes no measurable time.
+ */
+export function grantSize(handleMs) {
+  if (!(handleMs > 0)) return FLOW.MAX_GRANT;
+  return Math.max(FLOW.MIN_GRANT, Math.min(FLOW.MAX_GRANT, Math.floor(FLOW.GRANT_MILLIS / handleMs)));
+}
+
+const now = () => (globalThis.performance ? globalThis.performance.now() : Date.now());
 
 /** Channels resumable with since and epoch (the name of earlier versions). */
 export const PRIVATE_CHANNELS = RELIABLE_CHANNELS;
@@ -69,6 +88,7 @@ export class MarketcastClient {
       maxDelay: 30000,
       factor: 2,
       maxAttempts: Infinity,
+      flowControl: true,
       ...options,
     };
     this.WebSocket = options.WebSocket || globalThis.WebSocket;
@@ -85,6 +105,11 @@ export class MarketcastClient {
     this.timers = { heartbeat: null, pong: null, refresh: null, reconnect: null };
     this.closedByUser = false;
     this.random = options.random || Math.random;
+    // Flow control (docs/PROTOCOL.md): what this connection granted, what
+    // came and what the handlers have finished, and the handlers' measured
+    // time per message, which outlives connections (it is the
+    // application's speed, not the server's).
+    this.flow = { granted: 0, received: 0, handled: 0, handleMs: null };
   }
 
   // ---- events -------------------------------------------------------------
@@ -203,7 +228,60 @@ export class MarketcastClient {
     this.startHeartbeat();
     this.scheduleRefresh(data.expires_at);
     if (wasReconnect) this.emit('reconnected', data);
+    this.startFlow();
     this.resubscribe();
+  }
+
+  // ---- flow control -------------------------------------------------------
+
+  /**
+   * Turns flow control on for a new connection (unless flowControl is
+   * false): the first grant, before anything is subscribed. The server then
+   * pushes only what was granted; market data it cannot push yet waits
+   * there, conflated to the newest, so a busy application sees fresh data,
+   * never a backlog.
+   */
+  startFlow() {
+    const f = this.flow;
+    f.granted = f.received = f.handled = 0;
+    if (this.options.flowControl) this.grant(FLOW.INITIAL_CREDIT);
+  }
+
+  grant(n) {
+    const f = this.flow;
+    try {
+      this.send({ type: REQUEST.CREDIT, n });
+    } catch {
+      return; // closed: the next connection grants afresh
+    }
+    f.granted += n;
+  }
+
+  /**
+   * Counts one pushed message handled (its handlers returned after ms) and
+   * keeps the credit outstanding (granted, not yet handled) near a window
+   * of what the handlers get through in about FLOW.GRANT_MILLIS: once half
+   * of it has been handled, it grants the rest back. Granting a full window
+   * each time instead would let the outstanding credit grow without bound.
+   */
+  handled(ms) {
+    const f = this.flow;
+    f.handled++;
+    f.handleMs = f.handleMs === null ? ms : f.handleMs + HANDLE_EWMA * (ms - f.handleMs);
+    if (!this.options.flowControl || f.granted === 0) return;
+    const window = grantSize(f.handleMs);
+    const outstanding = f.granted - f.handled;
+    if (outstanding * 2 <= window) this.grant(window - outstanding);
+  }
+
+  /**
+   * Flow control on this connection: whether it is on, the credit granted,
+   * the pushed messages received and handled, and the handlers' average
+   * time per message (ms).
+   */
+  flowState() {
+    const { granted, received, handled, handleMs } = this.flow;
+    return { enabled: !!this.options.flowControl, granted, received, handled, handleMs, outstanding: granted - received };
   }
 
   /** Re-authenticates in place with a fresh token (subscriptions are kept). */
@@ -429,8 +507,12 @@ export class MarketcastClient {
       return;
     }
     if (msg.sequence !== undefined && msg.channel) this.track(msg);
+    const pushed = !ANSWERS.has(msg.type);
+    if (pushed) this.flow.received++;
+    const t0 = now();
     this.emit(msg.type, msg.data, msg);
     if (msg.channel && msg.channel !== msg.type) this.emit(msg.channel, msg.data, msg);
+    if (pushed) this.handled(now() - t0);
   }
 
   /**

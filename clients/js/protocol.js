@@ -29,6 +29,7 @@ export const REQUEST = Object.freeze({
   SUBSCRIBE: 'subscribe',
   UNSUBSCRIBE: 'unsubscribe',
   PING: 'ping',
+  CREDIT: 'credit',
 });
 
 /** Answer types. */
@@ -76,6 +77,7 @@ export const ERROR = Object.freeze({
   TOKEN_EXPIRED: 'TOKEN_EXPIRED',
   UNAVAILABLE: 'UNAVAILABLE',
   INTERNAL: 'INTERNAL',
+  INVALID_REQUEST: 'INVALID_REQUEST',
 });
 
 /** Close codes. */
@@ -91,6 +93,17 @@ export const CLOSE = Object.freeze({
   SLOW_CONSUMER: 4008,
   RESUME_REQUIRED: 4009,
   RATE_LIMITED: 4029,
+});
+
+/** Flow control: the server's limits and the clients' grant policy (docs/PROTOCOL.md). */
+export const FLOW = Object.freeze({
+  MAX_CREDIT: 1000000,
+  INITIAL_CREDIT: 32,
+  MIN_GRANT: 8,
+  MAX_GRANT: 1000,
+  GRANT_MILLIS: 250,
+  MIN_INTERVAL_MILLIS: 10,
+  MAX_INTERVAL_MILLIS: 60000,
 });
 
 /** Tick data keys a subscription's fields may select. */

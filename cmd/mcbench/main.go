@@ -14,6 +14,7 @@
 //	mcbench -scenario cluster [-nodes 3]                      one node, then NATS + 3 nodes: fan-out, private publishes, failover
 //	mcbench -scenario ingest  [-symbols 500 -subs 500]        ticks from a collector on NATS into one node: ticks per CPU-second, NATS → terminal latency
 //	mcbench -scenario storm   [-conns 10000 -concurrency 0]   every terminal reconnects at once: time until all are live, retransmits
+//	mcbench -scenario slowterm [-slow 100 -handler 10ms -flow] 1,000 terminals, 100 of them application-limited: the others' latency, their tick age
 //
 // Results go to stdout as benchstat-readable lines; progress goes to stderr.
 package main
@@ -56,16 +57,25 @@ type options struct {
 	tls                                bool
 	privateRate, failoverClients       int
 	concurrency                        int
+	// slowterm
+	slow, termSymbols, tickRate int
+	handler                     time.Duration
+	flow                        bool
 }
 
 func main() {
 	var o options
 	var rates string
-	flag.StringVar(&o.scenario, "scenario", "fanout", "fanout, fleet, memory, slow, private, cluster, ingest or storm")
+	flag.StringVar(&o.scenario, "scenario", "fanout", "fanout, fleet, memory, slow, private, cluster, ingest, storm or slowterm")
 	flag.StringVar(&o.target, "target", "marketcast", "marketcast, centrifugo, centrifugo-tuned (its memory-saving options) or cluster (NATS + -nodes marketcast nodes)")
 	flag.IntVar(&o.nodes, "nodes", 3, "nodes of the cluster target")
 	flag.IntVar(&o.concurrency, "concurrency", 0, "storm: connections opening at a time (0: all at once)")
 	flag.IntVar(&o.privateRate, "private-rate", 1000, "cluster: private order updates per second")
+	flag.IntVar(&o.slow, "slow", 100, "slowterm: application-limited terminals among -subs")
+	flag.DurationVar(&o.handler, "handler", 10*time.Millisecond, "slowterm: a limited terminal's handling time per message")
+	flag.BoolVar(&o.flow, "flow", false, "slowterm: the limited terminals use flow control, as marketcast's clients do")
+	flag.IntVar(&o.termSymbols, "term-symbols", 10, "slowterm: symbols every terminal subscribes to")
+	flag.IntVar(&o.tickRate, "tick-rate", 15, "slowterm: ticks per second per symbol")
 	flag.IntVar(&o.failoverClients, "failover-clients", 1500, "cluster: terminals spread over the nodes for the failover")
 	flag.StringVar(&o.bin, "bin", "bin/marketcast", "marketcast binary")
 	flag.StringVar(&o.centrifugo, "centrifugo-bin", "bin/centrifugo", "Centrifugo binary (bench/centrifugo.sh installs it)")
@@ -156,6 +166,8 @@ func run(ctx context.Context, o options) error {
 		return ingest(ctx, o)
 	case "storm":
 		return storm(ctx, o)
+	case "slowterm":
+		return slowterm(ctx, o)
 	}
 	return fmt.Errorf("unknown scenario %q", o.scenario)
 }
@@ -169,6 +181,9 @@ type bench struct {
 	counts  []atomic.Int64  // deliveries per connection
 	stalled atomic.Int64    // index+1 of a connection whose deliveries are ignored
 	workers []*worker       // child processes holding the rest
+	// route, when set before connect, sees each connection's data first;
+	// true means it took the message (slowterm's limited terminals).
+	route func(i int, msg []byte) bool
 
 	pubMu  sync.Mutex
 	pubRTT *hdrhistogram.Histogram // publish API round trips, µs
@@ -248,7 +263,7 @@ func (b *bench) connect(ctx context.Context, n int) error {
 
 func (b *bench) onData(i int) func([]byte) {
 	return func(msg []byte) {
-		if b.stalled.Load() == int64(i+1) {
+		if b.stalled.Load() == int64(i+1) || (b.route != nil && b.route(i, msg)) {
 			return
 		}
 		if sent, ok := load.SentAt(msg); ok {
@@ -671,6 +686,12 @@ func topicsFor(o options, i int) []load.Topic {
 		return []load.Topic{{Channel: "tick", ID: "BENCH.x1"}}
 	case "ingest":
 		return []load.Topic{{Channel: "tick", ID: ingestSymbols(o.symbols)[i%max(o.symbols, 1)]}}
+	case "slowterm":
+		tp := make([]load.Topic, o.termSymbols)
+		for k := range tp {
+			tp[k] = load.Topic{Channel: "tick", ID: "BENCH.t" + strconv.Itoa(k)}
+		}
+		return tp
 	case "fleet":
 		symbols := simSymbols(o.symbols)
 		rng := rand.New(rand.NewPCG(uint64(i), 2))

@@ -48,6 +48,9 @@ type subscribeData struct {
 	// notifications: the same for the broadcast stream, which every user
 	// shares.
 	Broadcast *streamData `json:"broadcast,omitempty"`
+	// Market channels: the maximum frequency, and lossless ticks, asked for.
+	IntervalMS int   `json:"interval_ms,omitempty"`
+	Conflate   *bool `json:"conflate,omitempty"`
 }
 
 // streamData is where one reliable stream stood when a subscription began.

@@ -193,3 +193,7 @@ func (s *Server) HTTPServer(handler http.Handler) *http.Server {
 		IdleTimeout: s.cfg.IdleTimeout,
 	}
 }
+
+// NetConn is the TCP connection beneath, as tls.Conn names its own: the
+// engine sets socket options on it.
+func (c *limitedConn) NetConn() net.Conn { return c.Conn }

@@ -29,6 +29,12 @@ type Request struct {
 	Token     string          `json:"token,omitempty"` // the seed client's auth shape
 	Data      json.RawMessage `json:"data,omitempty"`  // {"token": ...} in the documented auth shape
 	Timestamp json.RawMessage `json:"timestamp,omitempty"`
+	// Market channels: at most one update per interval_ms per topic; and,
+	// on market_data, conflate: false for every tick in order.
+	IntervalMS *int  `json:"interval_ms,omitempty"`
+	Conflate   *bool `json:"conflate,omitempty"`
+	// credit: how many more pushed messages the client grants.
+	N *int `json:"n,omitempty"`
 }
 
 // requestError is a decode failure with its protocol code. id is the
@@ -78,6 +84,8 @@ func describeDecodeError(err error) string {
 			want = "an array of strings"
 		case "uint64", "ptr":
 			want = "a non-negative integer"
+		case "int":
+			want = "an integer"
 		}
 		return fmt.Sprintf("%s must be %s, got %s", te.Field, want, te.Value)
 	}

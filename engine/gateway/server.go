@@ -97,10 +97,6 @@ type Config struct {
 	// DrainDrop makes Shutdown end connections without a close frame, for
 	// clients that reconnect only after an unclean close.
 	DrainDrop bool
-	// MaxUnsentBytes caps what the kernel holds unsent per WebSocket
-	// (TCP_NOTSENT_LOWAT), so a slow reader's backlog stays in the outbox,
-	// where it is conflated; 0 leaves the kernel's default.
-	MaxUnsentBytes int
 	// DevTokenTTL, when set, enables GET /dev/token, which signs a token for
 	// anyone who asks: development configurations only.
 	DevTokenTTL time.Duration
@@ -398,7 +394,6 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	limitUnsent(socket.NetConn(), s.cfg.MaxUnsentBytes)
 	sess := &session{
 		srv:  s,
 		conn: socket,
@@ -479,24 +474,39 @@ func (s *Server) readLoop(socket *gws.Conn, ss *session) {
 	socket.ReadLoop()
 }
 
-// keepalive pings every connection each interval. One goroutine serves all
-// connections, so an idle connection costs no goroutine of its own.
+// keepalive pings every connection each interval, and samples every
+// connection's lag once a second (the marketcast_connection_lag_seconds
+// histogram). One goroutine serves all connections, so an idle connection
+// costs no goroutine of its own.
 func (s *Server) keepalive() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.PingInterval)
 	defer t.Stop()
+	lag := time.NewTicker(lagSampleInterval)
+	defer lag.Stop()
+	var lags []time.Duration
 	for {
 		select {
 		case <-s.stop:
 			return
+		case now := <-lag.C:
+			lags = lags[:0]
+			s.sessions.Range(func(k, _ any) bool {
+				lags = append(lags, k.(*session).out.Lag(now))
+				return true
+			})
+			s.hub.ObserveLag(lags)
 		case <-t.C:
+			s.sessions.Range(func(k, _ any) bool {
+				k.(*session).out.Ping(frame.Ping)
+				return true
+			})
 		}
-		s.sessions.Range(func(k, _ any) bool {
-			k.(*session).out.Ping(frame.Ping)
-			return true
-		})
 	}
 }
+
+// lagSampleInterval is how often every connection's lag is sampled.
+const lagSampleInterval = time.Second
 
 // ActiveConnections is the number of open WebSocket connections.
 func (s *Server) ActiveConnections() int { return int(s.connsOpen.Get()) }

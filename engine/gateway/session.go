@@ -328,6 +328,9 @@ func (ss *session) handle(b []byte) {
 		return
 	}
 	req, err := DecodeRequest(b)
+	if err == nil && req.Type == protocol.RequestCredit && ss.credit(req) {
+		return
+	}
 	if err != nil {
 		var rerr *requestError
 		if errors.As(err, &rerr) && ss.admit(rerr.id, 1) {
@@ -336,9 +339,9 @@ func (ss *session) handle(b []byte) {
 		return
 	}
 	// Every request costs one unit of the request budget as it arrives (a
-	// subscribe more: see roomFor). Flow-control credit, when it comes,
-	// is exempt here: it must not be refused for the requests around it,
-	// and the frame budget (frame) already bounds it.
+	// subscribe more: see roomFor). A valid flow-control credit is exempt
+	// (above): it must not be refused for the requests around it, and the
+	// frame budget (frame) already bounds it.
 	if !ss.admit(req.ID, 1) {
 		return
 	}
@@ -357,9 +360,27 @@ func (ss *session) handle(b []byte) {
 		} else {
 			ss.unsubscribe(req)
 		}
+	case protocol.RequestCredit: // not a valid one: see credit
+		ss.sendError(req.ID, protocol.CodeInvalidMessage,
+			fmt.Sprintf("credit needs n, an integer from 1 to %d", protocol.FlowMaxCredit))
 	default:
 		ss.sendError(req.ID, protocol.CodeUnknownType, fmt.Sprintf("unknown type %q", req.Type))
 	}
+}
+
+// credit takes a valid flow-control grant: the outbox may push n more
+// messages; the first grant turns flow control on. It is answered with
+// nothing and does not count against the request rate limit (a client
+// grants as fast as its application handles messages, and must not be
+// refused for it); the frame it came in counts like any other. An invalid
+// one reports false and is answered, and counted, as a bad request. It
+// works before authentication too: it grants nothing but pushed messages.
+func (ss *session) credit(req *Request) bool {
+	if req.N == nil || *req.N < 1 || *req.N > protocol.FlowMaxCredit {
+		return false
+	}
+	ss.out.Credit(*req.N)
+	return true
 }
 
 // authenticate verifies a token from the handshake or an auth message. A

@@ -18,6 +18,7 @@ import (
 
 	"github.com/marketcast/marketcast/configs"
 	"github.com/marketcast/marketcast/feed"
+	"github.com/marketcast/marketcast/internal/testwait"
 	"github.com/marketcast/marketcast/protocol"
 )
 
@@ -157,5 +158,153 @@ func TestSlowReaderGetsFreshTicks(t *testing.T) {
 	if _, body := httpGet(t, ts.http.URL+"/metrics"); !strings.Contains(body, "marketcast_conflated_total") ||
 		strings.Contains(body, "marketcast_conflated_total 0\n") {
 		t.Fatal("nothing was conflated")
+	}
+}
+
+// feedTicks publishes n symbols (created here) at rate ticks a second each,
+// with ~size bytes of data, until the test ends; latest holds the sequence
+// last published per symbol.
+func feedTicks(t *testing.T, ts *testServer, prefix string, n, rate, size int) (symbols []string, latest []atomic.Uint64) {
+	t.Helper()
+	symbols = make([]string, n)
+	latest = make([]atomic.Uint64, n)
+	pad := strings.Repeat("x", max(0, size-80))
+	publish := func(i int) {
+		p := feed.TickPublication(&feed.Tick{Symbol: symbols[i], LastPrice: "4000.0"})
+		p.Data = fmt.Appendf(nil, `{"last_price":"4000.0","pad":%q}`, pad)
+		seq, err := ts.market.Publish(context.Background(), p)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		latest[i].Store(seq)
+	}
+	for i := range symbols {
+		symbols[i] = fmt.Sprintf("%s.s%02d", prefix, i)
+		publish(i)
+	}
+	stop := make(chan struct{})
+	fed := make(chan struct{})
+	go func() {
+		defer close(fed)
+		tk := time.NewTicker(time.Second / time.Duration(rate))
+		defer tk.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+				for i := range symbols {
+					publish(i)
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-fed })
+	return symbols, latest
+}
+
+// dialTicks opens a raw WebSocket with the operating system's default
+// buffers and subscribes it to symbols' ticks.
+func dialTicks(t *testing.T, ts *testServer, symbols []string, rd func(net.Conn) io.Reader) *rawConn {
+	t.Helper()
+	addr := strings.TrimPrefix(ts.http.URL, "http://")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	tok := ts.token("slow", protocol.PermReadMarketData)
+	_, _ = io.WriteString(c, "GET /ws?token="+tok+" HTTP/1.1\r\nHost: "+addr+"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+	r := &rawConn{t: t, c: c, br: bufio.NewReaderSize(rd(c), 1024)}
+	resp, err := http.ReadResponse(r.br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", err, resp)
+	}
+	sub, _ := json.Marshal(map[string]any{"type": "subscribe", "channel": "market_data", "symbols": symbols})
+	r.mustWrite(textFrame(string(sub)))
+	return r
+}
+
+// TestStoppedReaderIsClosedWith4008: a terminal that stops reading is given
+// up on write_timeout after the server last got a byte into its socket —
+// and the stream ends with a 4008 close frame, which it reads when it
+// reads again, not with a bare cut (1006).
+func TestStoppedReaderIsClosedWith4008(t *testing.T) {
+	ts := newTestServer(t, func(c *configs.Config) {
+		c.Feed.Sessions = "always"
+		c.Delivery.WriteTimeout.Duration = time.Second
+	})
+	symbols, _ := feedTicks(t, ts, "STOP", 12, 20, 300)
+	r := dialTicks(t, ts, symbols, func(c net.Conn) io.Reader { return c })
+	if _, err := r.text(wait); err != nil { // the answer: subscribed
+		t.Fatal(err)
+	}
+	// It reads nothing more. The server fills the socket, waits, gives up.
+	testwait.For(t, "the server to give up on the stopped reader", func() bool { return ts.srv.ActiveConnections() == 0 })
+	code, err := r.closeCode(wait)
+	if err != nil || code != protocol.CloseSlowConsumer {
+		t.Fatalf("reading on: close code %d, %v; want a 4008 close frame at the end", code, err)
+	}
+	if _, body := httpGet(t, ts.http.URL+"/metrics"); !strings.Contains(body, "marketcast_write_timeouts_total 1\n") {
+		t.Fatal("the give-up is not counted in marketcast_write_timeouts_total")
+	}
+}
+
+// TestDefaultBufferReaderStaysFresh: the audit's reader — 20 KB/s through
+// the operating system's default buffers, no flow control — against 40
+// symbols ticking 20 times a second (~320 KB/s of ticks). One writev put
+// ~55 KB into the server's kernel and the reader fell ~0.9 s behind per
+// second until it was cut without a close frame. Now the server's kernel
+// holds at most the unsent limit and a frame (TestUnsentBytesStayUnderTheLimit),
+// the rest conflates in the outbox, and the reader is never cut while it
+// reads. What it still reads late is what its own kernel buffers hold:
+// the figure is logged, the properties asserted.
+func TestDefaultBufferReaderStaysFresh(t *testing.T) {
+	ts := newTestServer(t, func(c *configs.Config) { c.Feed.Sessions = "always" })
+	symbols, latest := feedTicks(t, ts, "FRESH", 40, 20, 400)
+	r := dialTicks(t, ts, symbols, func(c net.Conn) io.Reader { return &throttled{c: c, rate: 20 << 10} })
+	const run = 25 * time.Second
+	begin := time.Now()
+	var (
+		received        int
+		maxAge, lastAge time.Duration
+		maxBehind       uint64
+	)
+	for time.Since(begin) < run {
+		first, payload, err := r.readFrame(testwait.Deadline)
+		if err != nil {
+			t.Fatalf("after %d ticks, %v: %v", received, time.Since(begin).Round(time.Millisecond), err)
+		}
+		if first&0x0f == 0x8 {
+			t.Fatalf("closed by the server after %v: % x", time.Since(begin).Round(time.Millisecond), payload)
+		}
+		var m struct {
+			Type      string
+			Symbol    string
+			Sequence  uint64
+			Timestamp time.Time
+		}
+		if json.Unmarshal(payload, &m) != nil || m.Type != "market_data" {
+			continue
+		}
+		received++
+		var i int
+		_, _ = fmt.Sscanf(m.Symbol, "FRESH.s%02d", &i)
+		lastAge = time.Since(m.Timestamp)
+		if time.Since(begin) > 3*time.Second { // past the start-up
+			maxAge = max(maxAge, lastAge)
+			maxBehind = max(maxBehind, latest[i].Load()-m.Sequence)
+		}
+	}
+	published := 0
+	for i := range latest {
+		published += int(latest[i].Load())
+	}
+	t.Logf("20 KB/s reader, default buffers, 40 symbols × 20 ticks/s for %v: read %d of %d ticks; newest tick %v old at the end, at most %v (%d ticks of its symbol) after 3 s",
+		run, received, published, lastAge.Round(time.Millisecond), maxAge.Round(time.Millisecond), maxBehind)
+	if received*4 > published {
+		t.Fatalf("read %d of %d ticks: not conflated", received, published)
 	}
 }

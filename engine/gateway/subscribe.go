@@ -104,6 +104,10 @@ func (ss *session) subscribeMarket(req *Request, ch *protocol.Channel) {
 	if !ok {
 		return
 	}
+	interval, lossless, ok := ss.delivery(req, ch)
+	if !ok {
+		return
+	}
 	if req.History != 0 {
 		if !ch.Kline() || req.History < 0 || req.History > ss.srv.cfg.MaxBarHistory {
 			ss.sendError(req.ID, protocol.CodeInvalidMessage, fmt.Sprintf(
@@ -135,7 +139,7 @@ func (ss *session) subscribeMarket(req *Request, ch *protocol.Channel) {
 		// snapshot.
 		ss.drop(key)
 		sub, _, err := ss.srv.hub.Subscribe(context.Background(), ss.out, key, engine.Conflated,
-			engine.SubscribeOptions{Projection: proj, Snapshot: true, History: req.History})
+			engine.SubscribeOptions{Projection: proj, Snapshot: true, History: req.History, Interval: interval, Lossless: lossless})
 		if err != nil {
 			ss.srv.storeLog.Error("subscribe failed", "topic", key, "err", err)
 			continue
@@ -143,12 +147,53 @@ func (ss *session) subscribeMarket(req *Request, ch *protocol.Channel) {
 		ss.subs[key] = sub
 		started = append(started, sub)
 	}
-	ss.send(encodeAnswer(&answer{Type: protocol.AnswerSubscribe, ID: req.ID, Channel: req.Channel, Data: subscribeData{
-		Status: "success", Channel: req.Channel, Symbols: symbols, Fields: fields,
-	}}))
+	data := subscribeData{Status: "success", Channel: req.Channel, Symbols: symbols, Fields: fields,
+		IntervalMS: int(interval / time.Millisecond)}
+	if lossless {
+		data.Conflate = &conflateOff
+	}
+	ss.send(encodeAnswer(&answer{Type: protocol.AnswerSubscribe, ID: req.ID, Channel: req.Channel, Data: data}))
 	for _, sub := range started {
 		ss.srv.hub.Start(sub)
 	}
+}
+
+var conflateOff = false
+
+// delivery reads how a subscribe wants its messages delivered: interval_ms
+// (market channels: at most one update per interval per topic) and conflate
+// (false on market_data: every tick, in order). Reliable channels take
+// neither: their messages are never skipped nor conflated. A request that
+// asks for what does not apply is refused with INVALID_REQUEST.
+func (ss *session) delivery(req *Request, ch *protocol.Channel) (interval time.Duration, lossless, ok bool) {
+	fail := func(format string, args ...any) (time.Duration, bool, bool) {
+		ss.sendError(req.ID, protocol.CodeInvalidRequest, fmt.Sprintf(format, args...))
+		return 0, false, false
+	}
+	if req.IntervalMS != nil && *req.IntervalMS != 0 {
+		ms := *req.IntervalMS
+		switch {
+		case ch.Reliable():
+			return fail("interval_ms applies to market channels (ticks, books, klines); %s messages are never skipped", req.Channel)
+		case ms < protocol.FlowMinIntervalMillis || ms > protocol.FlowMaxIntervalMillis:
+			return fail("interval_ms must be 0 (every update) or from %d to %d", protocol.FlowMinIntervalMillis, protocol.FlowMaxIntervalMillis)
+		}
+		interval = time.Duration(ms) * time.Millisecond
+	}
+	if req.Conflate != nil {
+		switch {
+		case ch.Reliable():
+			return fail("conflate applies to market channels; %s messages are never conflated", req.Channel)
+		case *req.Conflate:
+		case ch != protocol.Tick:
+			return fail("conflate: false applies to market_data only")
+		case interval > 0:
+			return fail("conflate: false (every tick) and interval_ms (at most one tick per interval) exclude each other")
+		default:
+			lossless = true
+		}
+	}
+	return interval, lossless, true
 }
 
 // drop ends the connection's subscription to key, if it has one.
@@ -211,6 +256,9 @@ func (ss *session) streamID(req *Request, ch *protocol.Channel) (string, bool) {
 func (ss *session) subscribeStream(req *Request, ch *protocol.Channel) {
 	id, ok := ss.streamID(req, ch)
 	if !ok {
+		return
+	}
+	if _, _, ok := ss.delivery(req, ch); !ok {
 		return
 	}
 	key := protocol.TopicKey(ch, id)

@@ -45,13 +45,16 @@ export async function until(cond, what, timeout = DEADLINE) {
  * server (dev: true) runs with the public development secret, as it must;
  * use the returned token() and publish(), which sign with the right one.
  */
-export async function startServer({ port, config = '', dev = false, backfill = '0s' } = {}) {
+export async function startServer({ port, config = '', dev = false, backfill = '0s', symbolCount = 0 } = {}) {
   port = port || (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'mc-js-'));
   const cfg = join(dir, 'config.yaml');
   // No simulated past by default: a test starts with a quiet server. The
   // simulator is named: a production server (dev: false) runs no feed.kind auto.
-  writeFileSync(cfg, `dev_mode: ${dev}\nfeed:\n  kind: sim\n  sim:\n    rate: 20\n    backfill: ${backfill}\nlog:\n  level: warn\n` + config);
+  // symbolCount > 0: the simulator makes that many symbols (20 ticks a
+  // second each) instead of the seed's.
+  const sim = symbolCount > 0 ? `    symbol_count: ${symbolCount}\n` : '';
+  writeFileSync(cfg, `dev_mode: ${dev}\nfeed:\n  kind: sim\n  sim:\n    rate: 20\n    backfill: ${backfill}\n${sim}log:\n  level: warn\n` + config);
   const env = { ...process.env, MARKETCAST_LISTEN: `127.0.0.1:${port}` };
   if (!dev) env.MARKETCAST_JWT_SECRET = SECRET;
   const proc = spawn(BIN, ['-config', cfg], { env, stdio: ['ignore', 'ignore', 'pipe'] });

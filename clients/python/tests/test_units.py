@@ -51,14 +51,14 @@ def test_names_match_the_generated_javascript_protocol():
 def test_credit_grants_follow_the_measured_handling_time():
     w = flow.CreditWindow()
     assert w.open() == 32
-    # Fast handlers: nothing to wait for until half the grant is handled,
-    # then the largest grant.
+    # Fast handlers: the window is the largest; the first handled message
+    # tops the 31 outstanding up to it, then nothing until half is handled.
     grants = []
-    for _ in range(16):
+    for _ in range(600):
         w.measure(0.0001)
         grants.append(w.handled_one())
-    assert grants[:15] == [0] * 15 and grants[15] == 1000
-    # A handler that takes 10 ms: about 250 ms of work a grant.
+    assert grants[0] == 1000 - 31 and grants[1:500] == [0] * 499 and grants[500] == 500
+    # A handler that takes 10 ms: about 250 ms of work a window.
     for _ in range(200):
         w.measure(0.010)
     assert w.size() == 25
@@ -66,12 +66,18 @@ def test_credit_grants_follow_the_measured_handling_time():
     for _ in range(200):
         w.measure(1.0)
     assert w.size() == 8
-    # A new connection starts at the initial grant, keeping the measurement.
+    # A new connection starts at the initial grant, keeping the measurement,
+    # and tops up to the window once half of it is outstanding.
     assert w.open() == 32 and w.size() == 8
-    n = 0
+    n, handled = 0, 0
     while not n:
         n = w.handled_one()
-    assert n == 8 and w.handled == 0
+        handled += 1
+    assert handled == 28 and n == 4
+    # What is outstanding never passes the window again.
+    for _ in range(1000):
+        w.handled_one()
+        assert w.granted - w.handled <= 8
 
 
 def test_typed_messages_keep_decimals_exact_and_every_key():

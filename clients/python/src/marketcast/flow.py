@@ -24,27 +24,32 @@ _ALPHA = 0.2
 class CreditWindow:
     """How many pushed messages to grant, and when.
 
-    Grant :data:`INITIAL_CREDIT` when a connection opens; then, whenever
-    half of the last grant has been handled (the handler returned, the
-    consumer took it), grant again what the application gets through in
-    about :data:`TARGET_SECONDS` at its measured handling time, at least
-    :data:`MIN_CREDIT` and at most :data:`MAX_CREDIT`. The measured time
-    outlives connections: it is the application's speed, not the server's.
+    Grant :data:`INITIAL_CREDIT` when a connection opens. Then keep the
+    credit outstanding (granted on this connection and not yet handled: the
+    handler returned, the consumer took it) near a window of what the
+    application gets through in about :data:`TARGET_SECONDS` at its measured
+    handling time, at least :data:`MIN_CREDIT` and at most
+    :data:`MAX_CREDIT`: whenever it falls to half the window or less, grant
+    the difference back up to the window. (Granting a whole window each time
+    half of the last grant was handled would grow the outstanding credit by
+    half a window a round, without bound, and the backlog with it.) The
+    measured time outlives connections: it is the application's speed, not
+    the server's.
     """
 
     def __init__(self) -> None:
         self.seconds_per_message: float | None = None
-        self.last_grant = 0
+        self.granted = 0
         self.handled = 0
 
     def open(self) -> int:
         """A new connection: the first grant."""
-        self.last_grant = INITIAL_CREDIT
+        self.granted = INITIAL_CREDIT
         self.handled = 0
         return INITIAL_CREDIT
 
     def size(self) -> int:
-        """The next grant for the measured handling time."""
+        """The window for the measured handling time."""
         t = self.seconds_per_message
         if not t or t <= 0:
             return MAX_CREDIT
@@ -59,9 +64,12 @@ class CreditWindow:
     def handled_one(self) -> int:
         """Counts one handled message; returns the credit to grant now, or 0."""
         self.handled += 1
-        if self.last_grant and self.handled * 2 >= self.last_grant:
-            n = self.size()
-            self.last_grant = n
-            self.handled = 0
+        if not self.granted:
+            return 0
+        window = self.size()
+        outstanding = self.granted - self.handled
+        if outstanding * 2 <= window:
+            n = window - outstanding
+            self.granted += n
             return n
         return 0

@@ -107,6 +107,7 @@ class ErrorCode:
     TOKEN_EXPIRED: Final = "TOKEN_EXPIRED"
     UNAVAILABLE: Final = "UNAVAILABLE"
     INTERNAL: Final = "INTERNAL"
+    INVALID_REQUEST: Final = "INVALID_REQUEST"
 
 
 class Close:

@@ -1,0 +1,321 @@
+//go:build linux
+
+package engine
+
+import (
+	"math"
+	"net"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// socket writes batches straight to a TCP connection's descriptor, without
+// blocking: the flusher itself decides when to wait, so it can keep what the
+// kernel holds unsent under the limit, and time a wait from the last byte
+// the kernel accepted (see write.go).
+type socket struct {
+	conn   net.Conn // for the write deadline
+	raw    syscall.RawConn
+	limit  int          // the unsent limit; 0: the kernel's default (none)
+	iovecs []unix.Iovec // owned by the flusher
+
+	// The write in progress, owned by the flusher: step reads and updates
+	// these, so that the callback handed to the runtime is bound once
+	// (stepFn) and a write allocates nothing.
+	o          *Outbox
+	iov        net.Buffers
+	left       int // bytes of iov
+	partial    bool
+	progressed bool
+	werr       error
+	stepFn     func(fd uintptr) bool
+	// What the flusher may write without asking the kernel again (see
+	// measure): sendable bytes go out at once, room bytes may wait unsent.
+	sendable, room int
+	sys            *sockScratch // allocated at the first write: idle connections do without
+}
+
+// sockScratch is what the socket's system calls read and write.
+type sockScratch struct {
+	info    unix.TCPInfo
+	infoLen uint32
+	pollfd  unix.PollFd
+	noWait  unix.Timespec
+}
+
+// maxWrite bounds a write into a wide-open window: larger segments make a
+// receiver that later slows down open its window in larger steps.
+const maxWrite = 64 << 10
+
+// iovMax is how many buffers one writev takes (IOV_MAX).
+const iovMax = 1024
+
+// newSocket returns the socket of c when c is a TCP connection, capping
+// what its kernel may hold unsent at limit bytes (TCP_NOTSENT_LOWAT): past
+// it the kernel reports the socket not writable, so the backlog of a reader
+// slower than its feed waits in the outbox, where a newer tick replaces an
+// older one. For a connection wrapping TCP (TLS) it caps the TCP connection
+// beneath and returns nil: the outbox then writes through c.
+func newSocket(c net.Conn, limit int) *socket {
+	tcp, ok := c.(*net.TCPConn)
+	if !ok {
+		for inner := c; ; {
+			u, ok := inner.(interface{ NetConn() net.Conn })
+			if !ok {
+				break
+			}
+			inner = u.NetConn()
+			if t, ok := inner.(*net.TCPConn); ok && limit > 0 {
+				if raw, err := t.SyscallConn(); err == nil {
+					_ = setUnsentLimit(raw, limit)
+				}
+				break
+			}
+		}
+		return nil
+	}
+	raw, err := tcp.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	s := &socket{conn: c, raw: raw, limit: limit}
+	s.stepFn = s.step
+	if limit > 0 && setUnsentLimit(raw, limit) != nil {
+		s.limit = 0 // the kernel cannot keep the bound: write without it
+	}
+	return s
+}
+
+func setUnsentLimit(raw syscall.RawConn, limit int) error {
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NOTSENT_LOWAT, limit)
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+// write writes iov without letting what the kernel holds unsent pass the
+// limit by more than one frame, in chunks of whole frames: of at most the
+// limit, or up to maxWrite into a window wide open for them (see measure).
+// It waits (in the runtime's poller) only when the kernel holds the limit
+// or its buffer is full; the write deadline is set then, to the write
+// timeout from the last byte the kernel accepted, and cleared before
+// returning, so a reader that keeps up costs no timer.
+func (s *socket) write(o *Outbox, iov net.Buffers) (net.Buffers, bool, error) {
+	if s.sys == nil {
+		s.sys = new(sockScratch)
+	}
+	// The clock starts when the flusher first has to wait.
+	s.o, s.iov, s.partial, s.progressed, s.werr = o, iov, false, true, nil
+	s.left = 0
+	for _, b := range iov {
+		s.left += len(b)
+	}
+	err := s.raw.Write(s.stepFn)
+	if o.deadline {
+		_ = s.conn.SetWriteDeadline(time.Time{})
+		o.deadline = false
+	}
+	if err == nil {
+		err = s.werr
+	}
+	iov, partial := s.iov, s.partial
+	s.o, s.iov, s.werr = nil, nil, nil
+	if err != nil {
+		return iov, partial, err
+	}
+	return nil, false, nil
+}
+
+// step writes what it may of s.iov; it reports false when the flusher must
+// wait for the socket (the runtime's poller calls it again once the socket
+// is writable, or fails the write at the deadline).
+func (s *socket) step(fd uintptr) bool {
+	measured := false
+	for len(s.iov) > 0 {
+		max, window := math.MaxInt, true
+		if s.limit > 0 {
+			open := 4 * min(s.left, maxWrite) // a window this wide takes the next write at once, with room to spare
+			if s.sendable < open && !measured {
+				// Not known to go out at once: ask the kernel (once a
+				// call).
+				if s.werr = s.measure(fd); s.werr != nil {
+					return true
+				}
+				measured = true
+			}
+			switch {
+			case s.sendable >= open:
+				// The peer's window is wide open (a reader that keeps
+				// up): one write per batch, up to maxWrite.
+				max = maxWrite
+			case s.room > 0:
+				max, window = min(s.room, s.limit), false
+			default:
+				if s.werr = s.measure(fd); s.werr != nil {
+					return true
+				}
+				if s.sendable <= 0 && s.room <= 0 {
+					if !s.writable(fd) {
+						return s.wait()
+					}
+					// Writable although the limit is held: the kernel does
+					// not keep the bound; do not spin on it.
+					s.room = s.limit
+				}
+				continue
+			}
+		}
+		n := s.fill(s.iov, max)
+		written, errno := writev(fd, s.iovecs[:n])
+		clear(s.iovecs[:n])
+		switch errno {
+		case 0:
+			if written == 0 {
+				return s.wait()
+			}
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return s.wait()
+		default:
+			s.werr = errno
+			return true
+		}
+		s.iov, s.partial = advance(s.iov, written, s.partial)
+		s.left -= written
+		s.progressed = true
+		if s.limit == 0 {
+			continue
+		}
+		if window {
+			if s.sendable -= written; s.sendable < 0 { // one frame past the window: it waits
+				s.room += s.sendable
+				s.sendable = 0
+			}
+		} else {
+			s.room -= written
+		}
+	}
+	return true
+}
+
+// measure reads the socket's state (TCP_INFO): room is the limit less
+// what the kernel holds unsent, and, when it holds nothing unsent, sendable
+// is what the peer's receive window and the congestion window let it send
+// at once. Both stay valid as the flusher uses them up: the kernel only
+// sends, and a window never moves back. A write goes beyond the limit only
+// into a window four times its size (up to maxWrite): a segment larger
+// than what is left of the window waits whole (on loopback, where a segment
+// can be 64 KiB), and a receiver opens its window in steps of the segments
+// it sees, so the segments a reader that slows down gets stay small. One
+// getsockopt serves many writes to a reader that keeps up, which gets one
+// writev per batch as before; a stalled reader gets the limit.
+func (s *socket) measure(fd uintptr) error {
+	x := s.sys
+	x.infoLen = uint32(unsafe.Sizeof(x.info))
+	if _, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.IPPROTO_TCP, unix.TCP_INFO,
+		uintptr(unsafe.Pointer(&x.info)), uintptr(unsafe.Pointer(&x.infoLen)), 0); errno != 0 {
+		return errno
+	}
+	i := &x.info
+	s.room, s.sendable = s.limit-int(i.Notsent_bytes), 0
+	if i.Notsent_bytes == 0 && uintptr(x.infoLen) >= unsafe.Offsetof(i.Snd_wnd)+unsafe.Sizeof(i.Snd_wnd) {
+		mss, inflight := int(i.Snd_mss), int(i.Unacked)
+		s.sendable = max(0, min(int(i.Snd_wnd)-inflight*mss, (int(i.Snd_cwnd)-inflight)*mss))
+	}
+	return nil
+}
+
+// wait sets the write deadline, the write timeout from now, when bytes were
+// accepted since it was last set (or never): the timeout measures the time
+// without progress.
+func (s *socket) wait() bool {
+	if s.progressed {
+		_ = s.conn.SetWriteDeadline(time.Now().Add(s.o.hub.cfg.WriteTimeout))
+		s.o.deadline = true
+		s.progressed = false
+	}
+	return false
+}
+
+// fill loads s.iovecs with the next chunk of iov: whole frames of at most
+// room bytes together, at least one; of a frame larger than the limit, at
+// most room bytes. It returns how many iovecs it filled.
+func (s *socket) fill(iov net.Buffers, room int) int {
+	size := 0
+	s.iovecs = s.iovecs[:0]
+	for _, b := range iov {
+		if len(s.iovecs) == iovMax {
+			break
+		}
+		if size+len(b) > room {
+			if size == 0 {
+				if s.limit > 0 && len(b) > s.limit {
+					b = b[:room]
+				}
+				s.iovecs = appendIovec(s.iovecs, b)
+			}
+			break
+		}
+		s.iovecs = appendIovec(s.iovecs, b)
+		size += len(b)
+	}
+	return len(s.iovecs)
+}
+
+func appendIovec(iovecs []unix.Iovec, b []byte) []unix.Iovec {
+	v := unix.Iovec{Base: unsafe.SliceData(b)}
+	v.SetLen(len(b))
+	return append(iovecs, v)
+}
+
+// writeLast writes last (the rest of a cut frame and a close frame) after
+// a write timeout, at once or not at all: the unsent limit is lifted for
+// it, since a close frame is worth more than the bound, and nothing waits.
+// It returns how many bytes the kernel took.
+func (s *socket) writeLast(last net.Buffers) int {
+	written := 0
+	_ = s.raw.Control(func(fd uintptr) {
+		_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NOTSENT_LOWAT, math.MaxInt32)
+		s.iovecs = s.iovecs[:0]
+		for _, b := range last {
+			s.iovecs = appendIovec(s.iovecs, b)
+		}
+		if n, errno := writev(fd, s.iovecs); errno == 0 {
+			written = n
+		}
+		clear(s.iovecs)
+	})
+	return written
+}
+
+// writable reports whether the kernel would take more now. Asking also
+// tells the kernel to wake the poller when it would (it sets SOCK_NOSPACE
+// otherwise), which is what the flusher then waits for.
+func (s *socket) writable(fd uintptr) bool {
+	x := s.sys
+	x.pollfd = unix.PollFd{Fd: int32(fd), Events: unix.POLLOUT}
+	for {
+		n, _, errno := unix.Syscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&x.pollfd)), 1,
+			uintptr(unsafe.Pointer(&x.noWait)), 0, 0, 0)
+		if errno == unix.EINTR {
+			continue
+		}
+		// An error on the socket counts as writable: the write reports it.
+		return errno != 0 || (n > 0 && x.pollfd.Revents&(unix.POLLOUT|unix.POLLERR|unix.POLLHUP) != 0)
+	}
+}
+
+func writev(fd uintptr, iov []unix.Iovec) (int, unix.Errno) {
+	if len(iov) == 0 {
+		return 0, 0
+	}
+	r, _, errno := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+	return int(r), errno
+}

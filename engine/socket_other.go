@@ -1,0 +1,17 @@
+//go:build !linux
+
+package engine
+
+import "net"
+
+// socket is Linux's bounded writer (socket_linux.go); elsewhere the outbox
+// writes through net.Conn in chunks (writeConn).
+type socket struct{}
+
+func newSocket(net.Conn, int) *socket { return nil }
+
+func (*socket) write(*Outbox, net.Buffers) (net.Buffers, bool, error) {
+	panic("engine: no socket writer on this system")
+}
+
+func (*socket) writeLast(net.Buffers) int { return 0 }

@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/marketcast/marketcast/internal/freeport"
 )
 
 // Target is a server under test, run as a real process.
@@ -57,15 +58,9 @@ type Outgoing struct {
 	Data  []byte
 }
 
-// freePort asks the kernel for a free loopback port.
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
+// freePort is a free loopback address for a server under test (see
+// internal/freeport).
+func freePort() (string, error) { return freeport.Get() }
 
 // ServerCPUs, when > 0, runs the server under test on CPUs 0 to
 // ServerCPUs-1 alone (taskset) with GOMAXPROCS=ServerCPUs; the load

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +20,7 @@ import (
 	"github.com/marketcast/marketcast/configs"
 	"github.com/marketcast/marketcast/engine/auth"
 	"github.com/marketcast/marketcast/feed/kline"
+	"github.com/marketcast/marketcast/internal/freeport"
 	"github.com/marketcast/marketcast/internal/testwait"
 	"github.com/marketcast/marketcast/protocol"
 )
@@ -189,14 +189,15 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// freePort is a loopback address for a binary to listen on (see
+// internal/freeport: not one an outgoing connection can take meanwhile).
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Get()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 // TestBinarySIGTERM runs the real binary, connects a client, sends SIGTERM
@@ -323,7 +324,14 @@ func startBinary(t *testing.T, addr string, env ...string) *binaryProc {
 			logs.WriteString(sc.Text() + "\n")
 		}
 	}()
-	waitReady(t, addr)
+	if err := testwait.Poll(testwait.Deadline, func() error {
+		if code := readyz(addr); code != 200 {
+			return fmt.Errorf("%s/readyz answers %d", addr, code)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("the server never became ready: %v\n%s", err, logs.String())
+	}
 	return p
 }
 

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/marketcast/marketcast/internal/freeport"
 )
 
 // Server is an embedded NATS server.
@@ -41,13 +43,16 @@ func StartTuned(t testing.TB, dir string, tune func(*server.Options)) *Server {
 	return s
 }
 
+// freePort is a port the server can listen on now and again after a
+// restart (see internal/freeport).
 func freePort(t testing.TB) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Get()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	_, port, _ := net.SplitHostPort(addr)
+	n, _ := strconv.Atoi(port)
+	return n
 }
 
 func (s *Server) start() {

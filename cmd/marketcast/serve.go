@@ -22,7 +22,6 @@ import (
 	"github.com/marketcast/marketcast/engine/gateway"
 	"github.com/marketcast/marketcast/engine/metric"
 	"github.com/marketcast/marketcast/engine/natsbroker"
-	"github.com/marketcast/marketcast/feed/kline"
 	"github.com/marketcast/marketcast/feed/market"
 	"github.com/marketcast/marketcast/feed/natsfeed"
 	"github.com/marketcast/marketcast/internal/buildinfo"
@@ -67,7 +66,12 @@ func newNode(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*node,
 		broker = n.memory
 	}
 	n.hub = engine.NewHub(cfg.Engine(), broker)
-	mcfg := market.Config{MaxSymbols: cfg.Limits.MaxSymbols, Calendar: calendar(cfg), BarHistory: cfg.Feed.BarHistory}
+	mcfg, err := cfg.Market()
+	if err != nil {
+		n.close()
+		return nil, err
+	}
+	mcfg.Log = log
 	if n.nats != nil {
 		store, err := natsfeed.NewBarStore(ctx, n.nats.nc, cfg.Feed.BarHistory)
 		if err != nil {
@@ -75,8 +79,13 @@ func newNode(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*node,
 			return nil, err
 		}
 		mcfg.Store = store // a node that starts late serves history all the same
+		if mcfg.Checkpoints, err = newCheckpoints(ctx, cfg, n.nats); err != nil {
+			n.close()
+			return nil, err
+		}
 	}
 	n.market = market.New(n.hub, mcfg)
+	restoreMarket(ctx, n.market, log)
 	n.api = n.market
 	if cfg.FeedKind() == "nats" {
 		// Every node ingests md.>: market data published here goes there
@@ -107,15 +116,6 @@ func (n *node) run(ctx context.Context) {
 	if n.memory != nil {
 		go n.memory.RunSweeper(ctx, time.Minute)
 	}
-}
-
-// calendar is what bars are built by: every product's exchange sessions,
-// or around the clock (the simulator's demo hours).
-func calendar(cfg *configs.Config) func(string) *kline.Calendar {
-	if cfg.SessionsKind() == "always" {
-		return func(string) *kline.Calendar { return kline.Always }
-	}
-	return kline.CalendarOf
 }
 
 // busMarket sends the publish API's market data to the cluster bus, which
@@ -151,6 +151,7 @@ func newGateway(cfg *configs.Config, n *node, log *slog.Logger) (*gateway.Server
 	build, bi := metrics.NewSet(), buildinfo.Get()
 	metric.BuildInfo(build, map[string]string{"version": bi.Version, "commit": bi.Commit, "date": bi.Date, "goversion": bi.GoVersion})
 	srv.AddMetrics(build)
+	srv.AddMetrics(n.market.Metrics())
 	if n.cluster != nil {
 		srv.AddMetrics(n.cluster.Metrics())
 	}
@@ -243,6 +244,7 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 	log.Info("shutting down: draining clients", "grace", cfg.Shutdown.Grace.Duration)
 	stopFeed()
 	<-feedDone
+	n.checkpoint()
 	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown.Grace.Duration)
 	defer cancel()
 	_ = httpSrv.Shutdown(shutCtx) // stops accepting; upgraded connections are the gateway's

@@ -1,0 +1,92 @@
+package natsfeed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// CheckpointBucket is the JetStream key-value bucket keeping each symbol's
+// forming bars (its bar builder's state), one key per symbol, so a node
+// that restarts goes on with its symbols and the bars it was building.
+const CheckpointBucket = "MC_FORMING"
+
+// checkpointTTL is how long a symbol's state is kept after its last
+// change: longer than the longest exchange holiday, so a quiet symbol's
+// catalogue entry survives it; a delisted contract's goes in the end.
+const checkpointTTL = 14 * 24 * time.Hour
+
+// maxCheckpoint bounds one symbol's state (six bars: about 1.5 KB).
+const maxCheckpoint = 16 << 10
+
+// Checkpoints keeps forming bars in the CheckpointBucket. Every node of a
+// cluster builds the same bars from the same ticks, so one key per symbol
+// serves them all: the last writer's state is as good as any.
+type Checkpoints struct {
+	nc *nats.Conn
+	kv jetstream.KeyValue
+}
+
+// NewCheckpoints creates (or updates) the bucket with replicas copies.
+func NewCheckpoints(ctx context.Context, nc *nats.Conn, replicas int) (*Checkpoints, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:       CheckpointBucket,
+		Description:  "marketcast: each symbol's forming bars, for a node that restarts",
+		History:      1,
+		TTL:          checkpointTTL,
+		MaxValueSize: maxCheckpoint,
+		Storage:      jetstream.FileStorage,
+		Replicas:     max(replicas, 1),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("natsfeed: bucket %s: %w", CheckpointBucket, err)
+	}
+	return &Checkpoints{nc: nc, kv: kv}, nil
+}
+
+// Save keeps a symbol's state without waiting for the store's ack: a lost
+// one costs at most the ticks since the one before, on a restart.
+func (c *Checkpoints) Save(symbol string, state []byte) {
+	if len(state) > maxCheckpoint {
+		return
+	}
+	_ = c.nc.Publish("$KV."+CheckpointBucket+"."+symbol, state)
+}
+
+// Load calls f with every symbol's last state.
+func (c *Checkpoints) Load(ctx context.Context, f func(symbol string, state []byte)) error {
+	w, err := c.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return nil
+		}
+		return fmt.Errorf("natsfeed: checkpoints: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil
+			}
+			if e == nil { // every key's current value has been sent
+				return nil
+			}
+			f(e.Key(), e.Value())
+		}
+	}
+}
+
+// Flush waits until NATS has every state saved so far (a node that
+// stops calls it after its last checkpoint).
+func (c *Checkpoints) Flush(timeout time.Duration) error { return c.nc.FlushTimeout(timeout) }

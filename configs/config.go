@@ -122,7 +122,7 @@ type Config struct {
 			Symbols     []string `yaml:"symbols"`
 			SymbolCount int      `yaml:"symbol_count"`
 			Backfill    Duration `yaml:"backfill"`
-			Seed        uint64   `yaml:"seed"`
+			Seed        int64    `yaml:"seed"`
 		} `yaml:"sim"`
 		Replay struct {
 			File  string  `yaml:"file"`
@@ -503,6 +503,8 @@ func (c *Config) Validate() error {
 		return bad("shutdown.unready_delay", c.Shutdown.UnreadyDelay.Duration, "want in [0, 10m]")
 	case c.Feed.MaxTimeAhead.Duration < time.Second || c.Feed.MaxTimeAhead.Duration > 10*time.Minute:
 		return bad("feed.max_time_ahead", c.Feed.MaxTimeAhead.Duration, "want in [1s, 10m]")
+	case c.Feed.Sim.Seed < 0:
+		return bad("feed.sim.seed", c.Feed.Sim.Seed, "want >= 0 (0: a new market at each start)")
 	case c.Feed.CheckpointInterval.Duration < 0:
 		return bad("feed.checkpoint_interval", c.Feed.CheckpointInterval.Duration, "want >= 0 (0: never)")
 	case c.Feed.Shards < 0 || c.Feed.Shards > 256:

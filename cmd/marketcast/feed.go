@@ -88,7 +88,7 @@ func newSim(cfg *configs.Config, log *slog.Logger) (*sim.Sim, error) {
 		sessions = t.Lookup
 	}
 	return sim.New(sim.Config{Symbols: symbols, Rate: cfg.Feed.Sim.Rate, Levels: cfg.Feed.Sim.Levels,
-		Sessions: sessions, Backfill: cfg.Feed.Sim.Backfill.Duration, Seed: cfg.Feed.Sim.Seed, Log: log})
+		Sessions: sessions, Backfill: cfg.Feed.Sim.Backfill.Duration, Seed: uint64(cfg.Feed.Sim.Seed), Log: log})
 }
 
 // Restart delays of a failed source.

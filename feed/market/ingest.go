@@ -76,8 +76,9 @@ type Config struct {
 	// calendar, once); nil: discarded.
 	Log *slog.Logger
 	// CalendarUntil is the last day the trading calendar knows the
-	// holidays of (zero: no calendar): marketcast_feed_calendar_days_left
-	// counts down to it, and a warning is logged from 30 days before.
+	// holidays of (zero: no calendar): marketcast_feed_calendar_end_
+	// timestamp_seconds says when, and a warning is logged from 30 days
+	// before.
 	CalendarUntil time.Time
 }
 
@@ -145,11 +146,14 @@ func New(hub *engine.Hub, cfg Config) *Market {
 	m.checkpoints = metric.Counter(m.set, "marketcast_feed_checkpoints_total", "Symbols' forming bars saved for a restart")
 	m.restored = metric.Counter(m.set, "marketcast_feed_restored_symbols_total", "Symbols whose forming bars were restored at start")
 	if until := cfg.CalendarUntil; !until.IsZero() {
-		daysLeft := func() float64 { return math.Floor(until.AddDate(0, 0, 1).Sub(m.now()).Hours() / 24) }
-		metric.Gauge(m.set, "marketcast_feed_calendar_days_left", "Days until the trading calendar's holidays run out (feed.calendar_file)", daysLeft)
-		if left := until.AddDate(0, 0, 1).Sub(m.now()); left < calendarWarning {
+		end := until.AddDate(0, 0, 1) // the end of the last day known
+		metric.Gauge(m.set, "marketcast_feed_calendar_end_timestamp_seconds",
+			"When the trading calendar's holidays run out (feed.calendar_file): alert well before time() reaches it",
+			func() float64 { return float64(end.Unix()) })
+		if left := end.Sub(m.now()); left < calendarWarning {
 			m.log.Warn("the trading calendar's holidays run out: add next year's to the calendar file (feed.calendar_file), "+
-				"or weekdays will be taken for trading days", "holidays_until", until.Format("2006-01-02"), "days_left", daysLeft())
+				"or weekdays will be taken for trading days", "holidays_until", until.Format("2006-01-02"),
+				"days_left", math.Floor(left.Hours()/24))
 		}
 	}
 	n := cfg.Shards

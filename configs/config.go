@@ -135,6 +135,7 @@ type Config struct {
 		MaxTimeAhead       Duration `yaml:"max_time_ahead"`
 		Shards             int      `yaml:"shards"`
 		CheckpointInterval Duration `yaml:"checkpoint_interval"`
+		BarUpdateInterval  Duration `yaml:"bar_update_interval"`
 		NATS               struct {
 			PendingMessages int `yaml:"pending_messages"`
 			PendingBytes    int `yaml:"pending_bytes"`
@@ -372,6 +373,7 @@ func (c *Config) Validate() error {
 		"cluster.stream.duplicates": c.Cluster.Stream.Duplicates,
 		"http.read_header_timeout":  c.HTTP.ReadHeaderTimeout, "http.read_timeout": c.HTTP.ReadTimeout, "http.idle_timeout": c.HTTP.IdleTimeout,
 		"feed.max_time_ahead": c.Feed.MaxTimeAhead, "feed.checkpoint_interval": c.Feed.CheckpointInterval,
+		"feed.bar_update_interval": c.Feed.BarUpdateInterval,
 	} {
 		if d.bad != "" {
 			return bad(key, fmt.Sprintf("%q", d.bad), "want a duration such as 5s or 250ms")
@@ -503,6 +505,8 @@ func (c *Config) Validate() error {
 		return bad("shutdown.unready_delay", c.Shutdown.UnreadyDelay.Duration, "want in [0, 10m]")
 	case c.Feed.MaxTimeAhead.Duration < time.Second || c.Feed.MaxTimeAhead.Duration > 10*time.Minute:
 		return bad("feed.max_time_ahead", c.Feed.MaxTimeAhead.Duration, "want in [1s, 10m]")
+	case c.Feed.BarUpdateInterval.Duration < 0 || c.Feed.BarUpdateInterval.Duration > time.Second:
+		return bad("feed.bar_update_interval", c.Feed.BarUpdateInterval.Duration, "want in [0, 1s] (0: every tick)")
 	case c.Feed.Sim.Seed < 0:
 		return bad("feed.sim.seed", c.Feed.Sim.Seed, "want >= 0 (0: a new market at each start)")
 	case c.Feed.CheckpointInterval.Duration < 0:

@@ -89,7 +89,7 @@ func (c *Config) Market() (market.Config, error) {
 		return market.Config{}, err
 	}
 	mc := market.Config{MaxSymbols: c.Limits.MaxSymbols, Sessions: sessions, BarHistory: c.Feed.BarHistory,
-		Shards: c.Feed.Shards, CheckpointEvery: c.Feed.CheckpointInterval.Duration,
+		Shards: c.Feed.Shards, CheckpointEvery: c.Feed.CheckpointInterval.Duration, BarUpdateEvery: c.Feed.BarUpdateInterval.Duration,
 		TimeZones: "feed.time_zone " + c.Feed.TimeZone + ", feed.publish_time_zone " + c.Feed.PublishTimeZone}
 	if table != nil {
 		mc.CalendarUntil = table.HolidaysUntil()

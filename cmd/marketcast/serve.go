@@ -215,7 +215,9 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 		metricsURL = "http://" + hostPort(opsLn.Addr().String()) + "/metrics"
 	}
 
-	feedCtx, stopFeed := context.WithCancel(ctx)
+	// The feed outlives ctx: it runs on through the drain for load
+	// balancers (clients keep receiving) and stops with stopFeed below.
+	feedCtx, stopFeed := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopFeed()
 	feedDone := startFeed(feedCtx, src, n, log)
 

@@ -75,8 +75,10 @@ type series struct {
 	// The symbol's clock: exch, its latest in-session exchange time, seen
 	// at wall; it runs on with the wall clock.
 	exch, wall time.Time
-	dirty      uint8     // intervals whose forming bar changed since the last Flush
+	dirty      uint8     // intervals whose forming bar changed since it was last emitted
 	nextClose  time.Time // the earliest end+CloseGrace of a live bar
+	emitted    time.Time // when its forming bars were last emitted (wall)
+	listed     bool      // in the builder's dirty list
 }
 
 // now is the symbol's clock at wall time w.
@@ -94,6 +96,9 @@ type Builder struct {
 	emit     Emit
 	series   map[string]*series
 	dirty    []*series
+	// Every is the shortest time between two emissions of a symbol's
+	// forming bars (0: at every Flush); a closed bar goes out at once.
+	Every time.Duration
 }
 
 // NewBuilder returns a builder that looks up each symbol's calendar and
@@ -221,27 +226,39 @@ func (b *Builder) Tick(symbol string, at, wall time.Time, q *protocol.Quote) {
 }
 
 func (b *Builder) markDirty(s *series, i int) {
-	if s.dirty == 0 {
+	if !s.listed {
+		s.listed = true
 		b.dirty = append(b.dirty, s)
 	}
 	s.dirty |= 1 << i
 }
 
-// Flush emits the forming bars ticks changed since the last Flush, once
-// each: a batch of ticks of one symbol costs one update per interval, and
-// subscribers would only have been sent the last anyway (a forming bar is
-// conflated).
-func (b *Builder) Flush() {
+// Flush emits, at wall time now, the forming bars ticks changed since they
+// were last emitted, once each: a batch of ticks of one symbol costs one
+// update per interval, and subscribers would only have been sent the last
+// anyway (a forming bar is conflated). A symbol whose forming bars went
+// out less than Every ago waits for a later Flush (Advance flushes too):
+// it is sent its newest state then, never a backlog.
+func (b *Builder) Flush(now time.Time) {
+	keep := b.dirty[:0]
 	for _, s := range b.dirty {
+		if s.dirty == 0 {
+			s.listed = false // its forming bars closed meanwhile
+			continue
+		}
+		if b.Every > 0 && now.Sub(s.emitted) < b.Every {
+			keep = append(keep, s)
+			continue
+		}
 		for i := range Intervals {
 			if s.dirty&(1<<i) != 0 && s.bars[i].live {
 				b.emit(s.symbol, i, &s.bars[i].Bar)
 			}
 		}
-		s.dirty = 0
+		s.dirty, s.emitted, s.listed = 0, now, false
 	}
-	clear(b.dirty)
-	b.dirty = b.dirty[:0]
+	clear(b.dirty[len(keep):])
+	b.dirty = keep
 }
 
 // closeDay closes every bar still open when a new trading day begins.
@@ -258,6 +275,7 @@ func (b *Builder) closeDay(s *series) {
 // stops trading (the end of a session, a quiet contract). Each symbol's
 // clock is its own: one stamped wrong closes nobody else's bars.
 func (b *Builder) Advance(now time.Time) {
+	defer b.Flush(now)
 	for _, s := range b.series {
 		if s.nextClose.IsZero() || s.now(now).Before(s.nextClose) {
 			continue
@@ -280,14 +298,8 @@ func (b *Builder) Advance(now time.Time) {
 
 // Forget drops a symbol's bars (its bars come from elsewhere now).
 func (b *Builder) Forget(symbol string) {
-	if s := b.series[symbol]; s != nil && s.dirty != 0 {
-		s.dirty = 0
-		for i, d := range b.dirty {
-			if d == s {
-				b.dirty = append(b.dirty[:i], b.dirty[i+1:]...)
-				break
-			}
-		}
+	if s := b.series[symbol]; s != nil {
+		s.dirty = 0 // a Flush drops it from the list
 	}
 	delete(b.series, symbol)
 }
@@ -419,6 +431,6 @@ func (b *Builder) Restore(symbol string, data []byte, now time.Time) error {
 			b.markDirty(s, i)
 		}
 	}
-	b.Flush()
+	b.Flush(now)
 	return nil
 }

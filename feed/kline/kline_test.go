@@ -260,7 +260,7 @@ func (b *builder) quote(symbol, when string, q protocol.Quote) {
 		b.wall = t
 	}
 	b.Tick(symbol, at(when), b.wall, &q)
-	b.Flush()
+	b.Flush(b.wall)
 }
 
 func TestBarsFollowTickTimeAndCountEveryTrade(t *testing.T) {
@@ -408,7 +408,7 @@ func TestEachSymbolKeepsItsClock(t *testing.T) {
 	b.Tick("T.a", at("2026-11-24 10:00:00"), wall, q("1", "1"))
 	b.Tick("T.b", at("2026-11-24 10:04:00"), wall, q("1", "1")) // 4 minutes ahead
 	b.Tick("T.a", at("2026-11-24 10:00:30"), wall.Add(30*time.Second), q("1", "2"))
-	b.Flush()
+	b.Flush(wall.Add(30 * time.Second))
 	b.Advance(wall.Add(40 * time.Second))
 	for _, br := range c.bars {
 		if br.symbol == "T.a" && br.Closed {
@@ -467,15 +467,15 @@ func TestSameTicksSameBars(t *testing.T) {
 			Has: protocol.HasPrice | protocol.HasVolume | protocol.HasTurnover | protocol.HasOpenInterest | protocol.HasTime}
 		ba.Tick("SHFE.rb2601", when, when, &q)
 		bb.Tick("SHFE.rb2601", when, when.Add(time.Duration(i%5)*time.Second), &q) // arrives later on B
-		ba.Flush()
+		ba.Flush(when)
 		if i%3 == 0 {
-			bb.Flush()
+			bb.Flush(when)
 		}
 		if i%37 == 0 {
 			ba.Advance(when.Add(-time.Second)) // one node's clock lags
 		}
 	}
-	bb.Flush()
+	bb.Flush(base.Add(time.Hour))
 	ba.Advance(base.Add(time.Hour))
 	bb.Advance(base.Add(time.Hour))
 	closed := func(c collect) []string {
@@ -561,5 +561,46 @@ func TestRestoreGoesOn(t *testing.T) {
 	}
 	if err := b3.Restore("SHFE.rb2601", []byte(`{"v":9}`), b1.wall); err == nil {
 		t.Fatal("a state of an unknown version was taken")
+	}
+}
+
+// TestFormingBarsAtMostEvery: with Every set, a symbol ticking faster
+// sends its forming bars once per Every, each time the newest state, and
+// what is held back goes out with the next Flush past Every (Advance
+// flushes); a closed bar goes at once.
+func TestFormingBarsAtMostEvery(t *testing.T) {
+	var c collect
+	b := NewBuilder(calendarOf, c.emit)
+	b.Every = 50 * time.Millisecond
+	wall := at("2026-11-24 21:00:00")
+	for i := range 20 { // 20 ticks, 10 ms apart
+		when := wall.Add(time.Duration(i) * 10 * time.Millisecond)
+		q := protocol.Quote{Price: dec(fmt.Sprintf("%d.0", 3900+i)), Volume: dec(fmt.Sprint(10 * (i + 1))), Turnover: dec("0"),
+			Has: protocol.HasPrice | protocol.HasVolume | protocol.HasTime}
+		b.Tick("SHFE.rb2601", when, when, &q)
+		b.Flush(when)
+	}
+	forming := func() (n int) {
+		for _, br := range c.bars {
+			if br.channel == "kline_1m" && !br.Closed {
+				n++
+			}
+		}
+		return n
+	}
+	if n := forming(); n != 4 { // at 0, 50, 100 and 150 ms
+		t.Fatalf("%d forming 1m updates in 190 ms; want 4", n)
+	}
+	if f := c.last("kline_1m", false); f.Close.String() != "3915.0" {
+		t.Fatalf("last update %s", f)
+	}
+	b.Advance(wall.Add(200 * time.Millisecond))
+	if f := c.last("kline_1m", false); forming() != 5 || f.Close.String() != "3919.0" || f.Volume.String() != "200" {
+		t.Fatalf("after the interval: %d updates, the last %s; want the newest state", forming(), f)
+	}
+	q := protocol.Quote{Price: dec("3950.0"), Volume: dec("300"), Turnover: dec("0"), Has: protocol.HasPrice | protocol.HasVolume | protocol.HasTime}
+	b.Tick("SHFE.rb2601", at("2026-11-24 21:01:00"), wall.Add(210*time.Millisecond), &q)
+	if cl := c.last("kline_1m", true); cl == nil || cl.Close.String() != "3919.0" {
+		t.Fatalf("the closed bar went out at once? %s", cl)
 	}
 }

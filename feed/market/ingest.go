@@ -66,6 +66,10 @@ type Config struct {
 	CheckpointEvery time.Duration
 	// Shards is how many shards symbols are spread over; 0: GOMAXPROCS.
 	Shards int
+	// BarUpdateEvery is the shortest time between two updates of a
+	// symbol's forming bars (feed.bar_update_interval; 0: every tick).
+	// Each update is the bar's newest state; closed bars go at once.
+	BarUpdateEvery time.Duration
 	// Now is the wall clock: when a message arrived, by which each
 	// symbol's clock runs on and idle bars close. nil: time.Now.
 	Now func() time.Time
@@ -165,6 +169,7 @@ func New(hub *engine.Hub, cfg Config) *Market {
 		sh := &shard{m: m, symbols: make(map[string]*symbolState)}
 		if cfg.Sessions != nil {
 			sh.bars = kline.NewBuilder(m.calendar, sh.emitBar)
+			sh.bars.Every = cfg.BarUpdateEvery
 		}
 		m.shards[i] = sh
 	}
@@ -290,7 +295,13 @@ func (m *Market) Run(ctx context.Context) {
 		return
 	}
 	var lastCheckpoint time.Time
-	engine.Every(ctx, 100*time.Millisecond, func(time.Time) {
+	// Often enough that a forming bar held back by BarUpdateEvery waits
+	// little more than that.
+	every := 100 * time.Millisecond
+	if e := m.cfg.BarUpdateEvery; e > 0 && e < every {
+		every = max(e, 10*time.Millisecond)
+	}
+	engine.Every(ctx, every, func(time.Time) {
 		now := m.now()
 		m.Advance(now)
 		if m.cfg.Checkpoints != nil && m.cfg.CheckpointEvery > 0 && now.Sub(lastCheckpoint) >= m.cfg.CheckpointEvery {
@@ -303,7 +314,8 @@ func (m *Market) Run(ctx context.Context) {
 	}
 }
 
-// Advance closes the bars due at wall time now (Run calls it every 100 ms).
+// Advance closes the bars due at wall time now, and sends the forming bars
+// held back (Run calls it every 100 ms, or every feed.bar_update_interval).
 func (m *Market) Advance(now time.Time) {
 	for _, sh := range m.shards {
 		if sh.bars == nil {
@@ -603,7 +615,7 @@ func message(p *protocol.Publication, topic string) engine.Message {
 // locked.
 func (sh *shard) flush() {
 	if sh.bars != nil {
-		sh.bars.Flush()
+		sh.bars.Flush(sh.m.now())
 	}
 }
 

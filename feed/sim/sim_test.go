@@ -341,7 +341,7 @@ func bars(t *testing.T, pubs []*protocol.Publication, cal kline.Sessions) map[st
 			t.Fatalf("tick %s", p.Data)
 		}
 		b.Tick(p.ID, p.Time, p.Time, &q)
-		b.Flush()
+		b.Flush(p.Time)
 	}
 	return out
 }

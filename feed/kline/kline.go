@@ -62,11 +62,12 @@ type bar struct {
 
 // series is one symbol's bars and where its cumulative volume stands.
 type series struct {
-	symbol string
-	cal    *Calendar
-	day    date // the trading day of the ticks last seen
-	seen   bool
-	joined time.Time // from when this builder has seen every tick
+	symbol  string
+	cal     *Calendar
+	day     date   // the trading day of the ticks last seen
+	dayName string // day, written
+	seen    bool
+	joined  time.Time // from when this builder has seen every tick
 	// volume and turn are the day's highest cumulative values seen: what
 	// the next tick's trades are counted from.
 	volume, turn decimal.Decimal
@@ -178,8 +179,11 @@ func (b *Builder) Tick(symbol string, at, wall time.Time, q *protocol.Quote) {
 		s.volume = decimal.Max(s.volume, q.Volume)
 		s.turn = decimal.Max(s.turn, q.Turnover)
 	}
+	if !s.seen || day != s.day {
+		s.dayName = day.String()
+	}
 	s.seen, s.day = true, day
-	dayName := day.String()
+	dayName := s.dayName
 	for i, iv := range Intervals {
 		if place.Before(s.closedUntil[i]) {
 			continue // late: its bar is already closed
@@ -387,7 +391,8 @@ func (b *Builder) Restore(symbol string, data []byte, now time.Time) error {
 	if err != nil {
 		return fail(err)
 	}
-	s := &series{symbol: symbol, cal: b.calendar(symbol), day: day, seen: true, joined: st.Joined, exch: st.Exch, wall: st.Wall}
+	s := &series{symbol: symbol, cal: b.calendar(symbol), day: day, dayName: day.String(), seen: true, joined: st.Joined,
+		exch: st.Exch, wall: st.Wall}
 	dec := func(v string) decimal.Decimal {
 		d, e := decimal.ParseString(v)
 		if e != nil && err == nil {

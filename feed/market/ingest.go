@@ -626,12 +626,15 @@ func (sh *shard) emitBar(symbol string, i int, bar *protocol.Bar) {
 	m := sh.m
 	s := sh.symbol(symbol)
 	ch := kline.Intervals[i].Channel
-	p := protocol.Publication{Channel: ch, ID: symbol, Type: ch.Type, Data: bar.AppendJSON(make([]byte, 0, 320)),
-		Final: bar.Closed, Time: bar.Start}
-	if _, err := sh.hubPublish(context.Background(), &p, s.topics[2+i]); err != nil {
-		return
+	msg := engine.Message{Topic: s.topics[2+i], Mode: engine.Conflated, Type: ch.Type, Channel: ch.Push, Symbol: symbol,
+		Data: bar.AppendJSON(make([]byte, 0, 320)), Final: bar.Closed, Order: bar.Start.UnixNano()}
+	var err error
+	if b := sh.batch; b != nil {
+		_, err = b.Publish(context.Background(), msg)
+	} else {
+		_, err = m.hub.Publish(context.Background(), msg)
 	}
-	if !bar.Closed || m.cfg.Store == nil {
+	if err != nil || !bar.Closed || m.cfg.Store == nil {
 		return
 	}
 	if bar.Partial {
@@ -639,7 +642,7 @@ func (sh *shard) emitBar(symbol string, i int, bar *protocol.Bar) {
 		// the next history request loads it over this one.
 		m.warmed.Delete(s.topics[2+i])
 	}
-	m.cfg.Store.Save(&p)
+	m.cfg.Store.Save(&protocol.Publication{Channel: ch, ID: symbol, Type: ch.Type, Data: msg.Data, Final: true, Time: bar.Start})
 }
 
 // WarmBars loads a kline topic's closed bars from the store before a

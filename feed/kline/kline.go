@@ -14,6 +14,7 @@ package kline
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/marketcast/marketcast/protocol"
@@ -321,9 +322,11 @@ func (b *Builder) close(s *series, i int) {
 	s.dirty &^= 1 << i
 }
 
-// state is what a builder knows of a symbol, to carry its forming bars
-// across a restart (a market's checkpoint).
-type state struct {
+// State is what a builder knows of a symbol, to carry its forming bars
+// across a restart (a market's checkpoint). Export takes it, Encode writes
+// it (apart, so a caller holding a lock for Export need not hold it while
+// encoding), Restore takes it back.
+type State struct {
 	V      int         `json:"v"`
 	Day    string      `json:"day"`
 	Joined time.Time   `json:"joined"`
@@ -348,14 +351,14 @@ type barState struct {
 
 const stateVersion = 1
 
-// Export writes the symbol's state at wall time now, and reports false when
+// Export takes the symbol's state at wall time now, and reports false when
 // the builder has none.
-func (b *Builder) Export(symbol string, now time.Time) ([]byte, bool) {
+func (b *Builder) Export(symbol string, now time.Time) (State, bool) {
 	s := b.series[symbol]
 	if s == nil || !s.seen {
-		return nil, false
+		return State{}, false
 	}
-	st := state{V: stateVersion, Day: s.day.String(), Joined: s.joined, Volume: s.volume.String(), Turn: s.turn.String(),
+	st := State{V: stateVersion, Day: s.day.String(), Joined: s.joined, Volume: s.volume.String(), Turn: s.turn.String(),
 		Exch: s.exch, Wall: s.wall, Saved: now, Closed: s.closedUntil[:]}
 	for i := range s.bars {
 		br := &s.bars[i]
@@ -370,9 +373,12 @@ func (b *Builder) Export(symbol string, now time.Time) ([]byte, bool) {
 		}
 		st.Bars = append(st.Bars, bs)
 	}
-	out, err := json.Marshal(st)
-	return out, err == nil
+	st.Closed = slices.Clone(st.Closed)
+	return st, true
 }
+
+// Encode writes the state for Restore.
+func (st *State) Encode() ([]byte, error) { return json.Marshal(st) }
 
 // Restore takes a symbol's state back (Export's) at wall time now, and
 // emits its forming bars. A forming bar whose symbol traded while the state
@@ -380,7 +386,7 @@ func (b *Builder) Export(symbol string, now time.Time) ([]byte, bool) {
 // missed.
 func (b *Builder) Restore(symbol string, data []byte, now time.Time) error {
 	fail := func(err error) error { return fmt.Errorf("kline: state of %s: %w", symbol, err) }
-	var st state
+	var st State
 	if err := json.Unmarshal(data, &st); err != nil {
 		return fail(err)
 	}

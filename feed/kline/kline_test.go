@@ -531,9 +531,13 @@ func TestRestoreGoesOn(t *testing.T) {
 	b1 := newBuilder(&c1)
 	b1.tick("SHFE.rb2601", "2026-11-24 21:00:00", "3900.0", "15", "585000.0")
 	b1.tick("SHFE.rb2601", "2026-11-24 21:00:30", "3905.0", "20", "780050.0")
-	state, ok := b1.Export("SHFE.rb2601", b1.wall)
+	st, ok := b1.Export("SHFE.rb2601", b1.wall)
 	if !ok {
 		t.Fatal("no state")
+	}
+	state, err := st.Encode()
+	if err != nil {
+		t.Fatal(err)
 	}
 	// Restored at once (a restart within the same wall second): whole.
 	b2 := &builder{Builder: NewBuilder(calendarOf, c2.emit), wall: b1.wall}

@@ -340,7 +340,7 @@ func (m *Market) Checkpoint() {
 	}
 	type saved struct {
 		symbol string
-		state  []byte
+		state  kline.State
 	}
 	now := m.now()
 	for _, sh := range m.shards {
@@ -358,8 +358,13 @@ func (m *Market) Checkpoint() {
 		clear(sh.changed)
 		sh.changed = sh.changed[:0]
 		sh.mu.Unlock()
-		for _, s := range out { // no lock held: the store may wait on NATS
-			m.cfg.Checkpoints.Save(s.symbol, s.state)
+		// Encoded and saved with no lock held: ingest goes on meanwhile.
+		for _, s := range out {
+			b, err := s.state.Encode()
+			if err != nil {
+				continue
+			}
+			m.cfg.Checkpoints.Save(s.symbol, b)
 			m.checkpoints.Inc()
 		}
 	}

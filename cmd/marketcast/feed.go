@@ -65,11 +65,12 @@ func restoreMarket(ctx context.Context, m *market.Market, log *slog.Logger) {
 }
 
 // checkpoint saves every symbol's forming bars as the node stops, and
-// waits for NATS to have them.
-func (n *node) checkpoint() {
-	n.market.Checkpoint()
-	if n.nats != nil {
-		_ = n.nats.nc.FlushTimeout(5 * time.Second)
+// waits for NATS to keep them.
+func (n *node) checkpoint(log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := n.market.Stop(ctx); err != nil {
+		log.Warn("forming bars not all saved: a restart goes on from the last checkpoint", "err", err)
 	}
 }
 

@@ -246,7 +246,7 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 	log.Info("shutting down: draining clients", "grace", cfg.Shutdown.Grace.Duration)
 	stopFeed()
 	<-feedDone
-	n.checkpoint()
+	n.checkpoint(log)
 	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown.Grace.Duration)
 	defer cancel()
 	_ = httpSrv.Shutdown(shutCtx) // stops accepting; upgraded connections are the gateway's

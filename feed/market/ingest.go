@@ -39,6 +39,8 @@ type Checkpoints interface {
 	Save(symbol string, state []byte)
 	// Load calls f with every symbol's last state.
 	Load(ctx context.Context, f func(symbol string, state []byte)) error
+	// Sync waits until every state saved so far is kept.
+	Sync(ctx context.Context) error
 }
 
 // Sessions finds a symbol's trading calendar (kline.Sessions).
@@ -288,8 +290,8 @@ func (m *Market) admit(ctx context.Context, sh *shard, p *protocol.Publication) 
 }
 
 // Run closes bars on time, by each symbol's clock, also when their symbols
-// stop trading, and writes checkpoints, until ctx ends; then it writes the
-// last checkpoint.
+// stop trading, and writes checkpoints, until ctx ends (Stop writes the
+// last).
 func (m *Market) Run(ctx context.Context) {
 	if m.cfg.Sessions == nil {
 		return
@@ -309,9 +311,6 @@ func (m *Market) Run(ctx context.Context) {
 			lastCheckpoint = now
 		}
 	})
-	if m.cfg.Checkpoints != nil {
-		m.Checkpoint()
-	}
 }
 
 // Advance closes the bars due at wall time now, and sends the forming bars
@@ -368,6 +367,17 @@ func (m *Market) Checkpoint() {
 			m.checkpoints.Inc()
 		}
 	}
+}
+
+// Stop saves the state of every symbol whose bars changed since the last
+// checkpoint and waits until it is kept (or ctx ends): a node that stops
+// goes on from here when it starts again.
+func (m *Market) Stop(ctx context.Context) error {
+	if m.cfg.Checkpoints == nil {
+		return nil
+	}
+	m.Checkpoint()
+	return m.cfg.Checkpoints.Sync(ctx)
 }
 
 // Restore takes back every symbol's catalogue entry and forming bars from

@@ -27,13 +27,15 @@ const maxCheckpoint = 16 << 10
 // cluster builds the same bars from the same ticks, so one key per symbol
 // serves them all: the last writer's state is as good as any.
 type Checkpoints struct {
-	nc *nats.Conn
+	js jetstream.JetStream
 	kv jetstream.KeyValue
 }
 
 // NewCheckpoints creates (or updates) the bucket with replicas copies.
 func NewCheckpoints(ctx context.Context, nc *nats.Conn, replicas int) (*Checkpoints, error) {
-	js, err := jetstream.New(nc)
+	// A checkpoint saves every symbol that traded: room for a full
+	// catalogue's acks in flight.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1<<17))
 	if err != nil {
 		return nil, err
 	}
@@ -49,16 +51,28 @@ func NewCheckpoints(ctx context.Context, nc *nats.Conn, replicas int) (*Checkpoi
 	if err != nil {
 		return nil, fmt.Errorf("natsfeed: bucket %s: %w", CheckpointBucket, err)
 	}
-	return &Checkpoints{nc: nc, kv: kv}, nil
+	return &Checkpoints{js: js, kv: kv}, nil
 }
 
-// Save keeps a symbol's state without waiting for the store's ack: a lost
-// one costs at most the ticks since the one before, on a restart.
+// Save keeps a symbol's state without waiting for the store's ack (Sync
+// waits for them all): a lost one costs at most the ticks since the one
+// before, on a restart.
 func (c *Checkpoints) Save(symbol string, state []byte) {
 	if len(state) > maxCheckpoint {
 		return
 	}
-	_ = c.nc.Publish("$KV."+CheckpointBucket+"."+symbol, state)
+	_, _ = c.js.PublishAsync("$KV."+CheckpointBucket+"."+symbol, state)
+}
+
+// Sync waits until the store has acknowledged every state saved so far (a
+// node that stops calls it after its last checkpoint), or ctx ends.
+func (c *Checkpoints) Sync(ctx context.Context) error {
+	select {
+	case <-c.js.PublishAsyncComplete():
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("natsfeed: checkpoints not all stored: %w", ctx.Err())
+	}
 }
 
 // Load calls f with every symbol's last state.
@@ -87,6 +101,3 @@ func (c *Checkpoints) Load(ctx context.Context, f func(symbol string, state []by
 	}
 }
 
-// Flush waits until NATS has every state saved so far (a node that
-// stops calls it after its last checkpoint).
-func (c *Checkpoints) Flush(timeout time.Duration) error { return c.nc.FlushTimeout(timeout) }

@@ -265,12 +265,15 @@ type worker struct {
 	sink feed.Sink
 	in   chan item
 	// seen holds the subjects received live while the warm-up runs: the
-	// last-value stream's older copy of one must not overwrite it. Only
-	// accepted subjects are noted (at most limits.max_symbols × the
-	// market channels), and the set is dropped when the warm-up ends.
+	// last-value stream's older copy of one must not overwrite it (nor a
+	// bad message be counted twice). It is bounded (maxSeen) and dropped
+	// when the warm-up ends.
 	seen    map[string]struct{}
 	inBatch map[string]struct{}
 	batch   []*protocol.Publication
+	// pubs are the batch's publications, reused from batch to batch: the
+	// sink keeps none of them (only their data, fresh for each).
+	pubs [maxBatch]protocol.Publication
 }
 
 func (w *worker) run(ctx context.Context) {
@@ -293,12 +296,14 @@ func (w *worker) take(ctx context.Context, it item) {
 	for {
 		if it.warm {
 			w.warmItem(ctx, it)
-		} else if p := w.s.check(it); p != nil {
+		} else {
 			if w.seen != nil && len(w.seen) < maxSeen {
-				w.seen[it.subject] = struct{}{}
+				w.seen[it.subject] = struct{}{} // bad input too: its stored copy is no better
 			}
-			w.batch = append(w.batch, p)
-			w.inBatch[it.subject] = struct{}{}
+			if p := &w.pubs[len(w.batch)]; w.s.checkInto(p, it) {
+				w.batch = append(w.batch, p)
+				w.inBatch[it.subject] = struct{}{}
+			}
 		}
 		if len(w.batch) == maxBatch {
 			break
@@ -358,6 +363,7 @@ func (w *worker) publish(ctx context.Context) {
 		w.s.dropLog.drop("rejected", "md.>", err)
 	}
 	clear(ps)
+	clear(w.pubs[:len(ps)]) // let their data go
 }
 
 // warmUp reads the last message of every market subject, ensuring the
@@ -424,16 +430,24 @@ func EnsureLastStream(ctx context.Context, js jetstream.JetStream) error {
 // check validates one market message; bad input is counted by reason and
 // dropped (nil).
 func (s *Source) check(it item) *protocol.Publication {
-	if len(it.data) > s.cfg.MaxBytes {
-		s.dropLog.drop("too_large", it.subject, fmt.Errorf("%d bytes; at most %d", len(it.data), s.cfg.MaxBytes))
-		return nil
-	}
-	p, err := protocol.ValidateWith(&protocol.Item{Channel: it.channel.Push, Symbol: it.symbol, Data: it.data}, s.cfg.MaxBytes, s.cfg.Rules)
-	if err != nil {
-		s.dropLog.drop(reasonOf(err), it.subject, err)
+	p := new(protocol.Publication)
+	if !s.checkInto(p, it) {
 		return nil
 	}
 	return p
+}
+
+// checkInto is check into p; it reports whether p is valid.
+func (s *Source) checkInto(p *protocol.Publication, it item) bool {
+	if len(it.data) > s.cfg.MaxBytes {
+		s.dropLog.drop("too_large", it.subject, fmt.Errorf("%d bytes; at most %d", len(it.data), s.cfg.MaxBytes))
+		return false
+	}
+	if err := protocol.ValidateInto(p, &protocol.Item{Channel: it.channel.Push, Symbol: it.symbol, Data: it.data}, s.cfg.MaxBytes, s.cfg.Rules); err != nil {
+		s.dropLog.drop(reasonOf(err), it.subject, err)
+		return false
+	}
+	return true
 }
 
 // reasonOf names the reason a validation failed, for the metric's label.

@@ -100,4 +100,3 @@ func (c *Checkpoints) Load(ctx context.Context, f func(symbol string, state []by
 		}
 	}
 }
-

@@ -112,13 +112,3 @@ func TickPublication(t *Tick) *protocol.Publication {
 func DepthPublication(d *Depth) *protocol.Publication {
 	return &protocol.Publication{Channel: protocol.Depth, ID: d.Symbol, Type: protocol.Depth.Type, Data: encode(d)}
 }
-
-// BarPublication is the publication of a bar of symbol on a kline
-// channel. A closed bar is Final: no later update may conflate it away.
-func BarPublication(symbol string, ch *protocol.Channel, b *protocol.Bar) *protocol.Publication {
-	if !ch.Kline() {
-		panic("feed: bar on channel " + ch.Push)
-	}
-	return &protocol.Publication{Channel: ch, ID: symbol, Type: ch.Type, Data: b.AppendJSON(make([]byte, 0, 256)),
-		Final: b.Closed, Time: b.Start}
-}

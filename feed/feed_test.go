@@ -30,11 +30,6 @@ func TestPublicationsCarrySeedShapes(t *testing.T) {
 	if fmt.Sprint(keys) != fmt.Sprint(protocol.TickFields) {
 		t.Fatalf("feed.Tick keys %v; protocol.TickFields %v", keys, protocol.TickFields)
 	}
-	ch, _ := protocol.Lookup("kline_5m")
-	b := BarPublication("X", ch, &protocol.Bar{Closed: true})
-	if !b.Final || b.Type != "kline" || b.Topic() != "kline_5m:X" {
-		t.Fatalf("bar %+v", b)
-	}
 	dm := DepthPublication(&Depth{Symbol: "X", Bids: [][2]string{{"1.0", "2"}}, Levels: 1})
 	if string(dm.Data) != `{"bids":[["1.0","2"]],"asks":null,"levels":1}` {
 		t.Fatalf("depth data %s", dm.Data)

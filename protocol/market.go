@@ -479,13 +479,16 @@ func depthData(data []byte, r *Rules, p *Publication) error {
 		case 4:
 			s.skip(0) // recomputed
 		case 8:
-			at, _ = s.time(string(k), r, true)
+			at, p.Quote.Has = s.time(string(k), r, true)
 			hasTime = s.err == nil
 		}
 	}
 	s.end()
 	if s.err != nil {
 		return s.err
+	}
+	if !hasTime {
+		p.Quote.Has = 0
 	}
 	out := make([]byte, 0, len(data)+64)
 	var best [2]decimal.Decimal

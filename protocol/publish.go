@@ -44,7 +44,8 @@ type Publication struct {
 	// update_time, a bar's start_time; zero when it carries none.
 	Time time.Time
 	// Quote is a tick's values as the server reads them (validation fills
-	// it; QuoteOf reads it from a tick built in process).
+	// it; QuoteOf reads it from a tick built in process); of a book, only
+	// its time flags (HasTime, TimeCorrected, Zoneless).
 	Quote Quote
 }
 

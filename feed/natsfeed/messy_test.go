@@ -286,3 +286,30 @@ func TestCFFEXHourBarIsKept(t *testing.T) {
 		t.Fatalf("from the store: %s; want %s", got, h[0])
 	}
 }
+
+// TestBooksInOrder: a book older than its symbol's latest (by update_time)
+// is stale and an identical one a duplicate: neither replaces the latest
+// book, both are counted.
+func TestBooksInOrder(t *testing.T) {
+	ns := natstest.Start(t, "")
+	n := startNode(t, ns.URL(), nodeOptions{clock: newClock(ex("2026-11-25 10:00:10"))})
+	pub := connect(t, ns.URL())
+	book := func(at, bid string) string {
+		return `{"bids":[["` + bid + `","5"]],"asks":[["3001.0","7"]],"update_time":"` + ex(at).UTC().Format(protocol.TimeLayout) + `"}`
+	}
+	publish(t, pub, "md.depth.DCE.m2701", book("2026-11-25 10:00:01", "2999.0"))
+	publish(t, pub, "md.depth.DCE.m2701", book("2026-11-25 10:00:02", "3000.0"))
+	publish(t, pub, "md.depth.DCE.m2701", book("2026-11-25 10:00:01", "2999.0")) // the second collector's late copy
+	publish(t, pub, "md.depth.DCE.m2701", book("2026-11-25 10:00:02", "3000.0")) // and its copy of the latest
+	publish(t, pub, "md.tick.DCE.m2701", `{"last_price":"3000.0"}`)               // after them all
+	flush(t, pub)
+	testwait.For(t, "the tick after the books", func() bool { return n.last(protocol.Tick, "DCE.m2701") != nil })
+	if got := dataOf(n.last(protocol.Depth, "DCE.m2701")); !strings.Contains(got, `"3000.0"`) || n.last(protocol.Depth, "DCE.m2701").Sequence() != 2 {
+		t.Fatalf("latest book %s (sequence %d); want the 10:00:02 one, published twice in all", got, n.last(protocol.Depth, "DCE.m2701").Sequence())
+	}
+	for reason, want := range map[string]string{"stale": "1", "duplicate": "1"} {
+		if got := n.metric(`marketcast_feed_ignored_total{channel="depth",reason="` + reason + `"}`); got != want {
+			t.Errorf("books %s: %s; want %s", reason, got, want)
+		}
+	}
+}

@@ -301,7 +301,7 @@ func TestBooksInOrder(t *testing.T) {
 	publish(t, pub, "md.depth.DCE.m2701", book("2026-11-25 10:00:02", "3000.0"))
 	publish(t, pub, "md.depth.DCE.m2701", book("2026-11-25 10:00:01", "2999.0")) // the second collector's late copy
 	publish(t, pub, "md.depth.DCE.m2701", book("2026-11-25 10:00:02", "3000.0")) // and its copy of the latest
-	publish(t, pub, "md.tick.DCE.m2701", `{"last_price":"3000.0"}`)               // after them all
+	publish(t, pub, "md.tick.DCE.m2701", `{"last_price":"3000.0"}`)              // after them all
 	flush(t, pub)
 	testwait.For(t, "the tick after the books", func() bool { return n.last(protocol.Tick, "DCE.m2701") != nil })
 	if got := dataOf(n.last(protocol.Depth, "DCE.m2701")); !strings.Contains(got, `"3000.0"`) || n.last(protocol.Depth, "DCE.m2701").Sequence() != 2 {

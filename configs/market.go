@@ -41,9 +41,9 @@ func (c *Config) Calendar() (*kline.Table, error) {
 // Sessions is what bars are built by (feed.sessions): every product's
 // exchange sessions from the trading calendar, or around the clock (the
 // simulator's demo hours). The table is nil around the clock.
-func (c *Config) Sessions() (market.Sessions, *kline.Table, error) {
+func (c *Config) Sessions() (kline.Sessions, *kline.Table, error) {
 	if c.SessionsKind() == "always" {
-		return market.AlwaysOpen, nil, nil
+		return kline.AlwaysOpen, nil, nil
 	}
 	t, err := c.Calendar()
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/marketcast/marketcast/configs"
 	"github.com/marketcast/marketcast/feed"
+	"github.com/marketcast/marketcast/feed/kline"
 	"github.com/marketcast/marketcast/feed/market"
 	"github.com/marketcast/marketcast/feed/natsfeed"
 	"github.com/marketcast/marketcast/feed/replay"
@@ -80,7 +81,7 @@ func newSim(cfg *configs.Config, log *slog.Logger) (*sim.Sim, error) {
 	if cfg.Feed.Sim.SymbolCount > 0 {
 		symbols = sim.Universe(cfg.Feed.Sim.SymbolCount)
 	}
-	var sessions market.Sessions = market.AlwaysOpen
+	var sessions kline.Sessions = kline.AlwaysOpen
 	if cfg.Feed.Sim.Hours == "exchange" {
 		t, err := cfg.Calendar()
 		if err != nil {

@@ -43,21 +43,14 @@ type Checkpoints interface {
 	Sync(ctx context.Context) error
 }
 
-// Sessions finds a symbol's trading calendar (kline.Sessions).
-type Sessions = kline.Sessions
-
-// AlwaysOpen is Sessions around the clock for every symbol (the
-// simulator's demo hours).
-var AlwaysOpen Sessions = kline.AlwaysOpen
-
 // Config tunes a Market.
 type Config struct {
 	// MaxSymbols bounds the catalogue, and with it what the market keeps
 	// per symbol.
 	MaxSymbols int
-	// Sessions gives each symbol's trading sessions for its bars; nil
-	// builds no bars.
-	Sessions Sessions
+	// Sessions gives each symbol's trading sessions for its bars
+	// (kline.AlwaysOpen, a kline.Table's Lookup); nil builds no bars.
+	Sessions kline.Sessions
 	// BarHistory is how many closed bars a subscription may ask for.
 	BarHistory int
 	// Store, when set, keeps closed bars for other nodes.

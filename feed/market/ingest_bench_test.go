@@ -8,6 +8,7 @@ import (
 
 	"github.com/marketcast/marketcast/configs"
 	"github.com/marketcast/marketcast/engine"
+	"github.com/marketcast/marketcast/feed/kline"
 	"github.com/marketcast/marketcast/feed/market"
 	"github.com/marketcast/marketcast/protocol"
 )
@@ -23,7 +24,7 @@ func BenchmarkIngest(b *testing.B) {
 	hub := engine.NewHub(cfg.Engine(), engine.NewMemoryBroker(cfg.HistoryLimits()))
 	now := time.Date(2026, 11, 25, 2, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
-	m := market.New(hub, market.Config{MaxSymbols: 1000, Sessions: market.AlwaysOpen, BarHistory: cfg.Feed.BarHistory,
+	m := market.New(hub, market.Config{MaxSymbols: 1000, Sessions: kline.AlwaysOpen, BarHistory: cfg.Feed.BarHistory,
 		Shards: 1, BarUpdateEvery: cfg.Feed.BarUpdateInterval.Duration, Now: clock})
 	rules := &protocol.Rules{Now: clock}
 	const symbols = 500

@@ -524,6 +524,10 @@ func depthData(data []byte, r *Rules, p *Publication) error {
 
 // bookSide checks one side's levels and appends them as [["price","volume"],…].
 func bookSide(out, arr []byte, name string, bids bool) ([]byte, decimal.Decimal, int, error) {
+	priceKey, volumeKey := "asks price", "asks volume" // constants: no string built per level
+	if bids {
+		priceKey, volumeKey = "bids price", "bids volume"
+	}
 	s := scanner{b: arr}
 	var best, prev decimal.Decimal
 	n := 0
@@ -542,11 +546,11 @@ func bookSide(out, arr []byte, name string, bids bool) ([]byte, decimal.Decimal,
 		if !s.expect('[') {
 			return out, best, 0, invalid("type", "%s[%d] must be [price, volume]", name, level)
 		}
-		price, noPrice := s.decimal(name + " price")
+		price, noPrice := s.decimal(priceKey)
 		if s.err == nil && !s.expect(',') {
 			return out, best, 0, invalid("type", "%s[%d] must be [price, volume]", name, level)
 		}
-		vol, noVol := s.decimal(name + " volume")
+		vol, noVol := s.decimal(volumeKey)
 		if s.err == nil && !s.expect(']') {
 			return out, best, 0, invalid("type", "%s[%d] must be [price, volume]", name, level)
 		}

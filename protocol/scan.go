@@ -233,7 +233,18 @@ func (s *scanner) scalar() (text []byte, kind valueKind, escaped bool) {
 		text, escaped = s.str()
 		return text, kindString, escaped
 	case c == '-' || c >= '0' && c <= '9':
-		return s.number(), kindNumber, false
+		// The literal's extent only: the decimal parser reads it (and
+		// refuses what is not a number), so it is scanned once.
+		start := s.i
+		for s.i < len(s.b) {
+			switch c := s.b[s.i]; {
+			case c >= '0' && c <= '9' || c == '.' || c == '-' || c == '+' || c == 'e' || c == 'E':
+				s.i++
+				continue
+			}
+			break
+		}
+		return s.b[start:s.i], kindNumber, false
 	}
 	start := s.i
 	s.skip(0)

@@ -82,7 +82,9 @@ type SubscribeOptions struct {
 // Resume describes where a reliable topic stood when a subscription began.
 type Resume struct {
 	// Position is the topic's last sequence and its epoch. A topic with no
-	// run yet has sequence 0 and a fresh epoch that names nothing older.
+	// run yet has sequence 0 and no epoch: its run's epoch is chosen by its
+	// first message, wherever that is published, so none can be promised
+	// before it.
 	Position Position
 	// Recovered, for a subscribe with Since, says whether every event after
 	// Since follows, in order.
@@ -147,9 +149,6 @@ func (h *Hub) Subscribe(ctx context.Context, out *Outbox, key string, mode Mode,
 		sub.snapshot = hist.Last
 	}
 	t.mu.Unlock()
-	if r.Position.Epoch == "" {
-		r.Position.Epoch = NewEpoch()
-	}
 	return sub, r, nil
 }
 

@@ -6,3 +6,6 @@ func DropLive(b *Broker, drop func(seq uint64) bool) (restore func()) {
 	b.testDrop.Store(&drop)
 	return func() { b.testDrop.Store(nil) }
 }
+
+// Subject is a topic's subject in the stream.
+func Subject(topic string) string { return subject(topic) }

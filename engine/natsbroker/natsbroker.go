@@ -293,7 +293,9 @@ func (b *Broker) Publish(ctx context.Context, m *engine.Message) (*engine.Event,
 		}
 		opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(h.streamSeq)}
 		if m.IdempotencyKey != "" {
-			opts = append(opts, jetstream.WithMsgID(m.IdempotencyKey))
+			// JetStream de-duplicates per stream; a key is the caller's per
+			// topic, so the id names the topic too.
+			opts = append(opts, jetstream.WithMsgID(msgID(subj, m.IdempotencyKey)))
 		}
 		rctx, cancel := b.requestCtx(ctx)
 		ack, err := b.js.PublishMsg(rctx, msg, opts...)
@@ -304,6 +306,9 @@ func (b *Broker) Publish(ctx context.Context, m *engine.Message) (*engine.Event,
 			sm, err := b.getBySeq(ctx, ack.Sequence)
 			if err != nil || sm == nil {
 				return nil, unavailable(fmt.Errorf("the original of a duplicate publish: %v", err))
+			}
+			if sm.ev.Topic() != m.Topic {
+				return nil, fmt.Errorf("natsbroker: the original of a duplicate publish to %s is a message of %s", m.Topic, sm.ev.Topic())
 			}
 			b.metrics.published.Inc()
 			return sm.ev, nil
@@ -327,6 +332,10 @@ func (b *Broker) Publish(ctx context.Context, m *engine.Message) (*engine.Event,
 		}
 	}
 }
+
+// msgID is the JetStream message id of a publish to subj with an
+// idempotency key: unique per topic, as the key is.
+func msgID(subj, key string) string { return subj + "|" + key }
 
 func isConflict(err error) bool {
 	var apiErr *jetstream.APIError
@@ -375,6 +384,13 @@ func (b *Broker) Watch(ctx context.Context, topic string) error {
 	}
 	b.watches[topic] = &watch{n: 1, sub: sub}
 	return nil
+}
+
+// Watching reports whether some Watch of topic has not been ended.
+func (b *Broker) Watching(topic string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.watches[topic] != nil
 }
 
 // Unwatch implements engine.Broker.

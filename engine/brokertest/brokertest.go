@@ -530,6 +530,8 @@ func testResume(t *testing.T, be Backend) {
 		{0, "another-run", true},  // likewise, whatever the epoch
 		{1000, epoch, false},      // beyond the run: it was reset
 		{3, "another-run", false}, // another run's position means nothing here
+		{3, "", false},            // no run named: nothing proves it is this one
+		{10, "", false},           // likewise at the head
 	} {
 		since := c.since
 		cl, r := n.subscribe("orders:r", engine.SubscribeOptions{Since: &since, Epoch: c.epoch})

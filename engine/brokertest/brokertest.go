@@ -45,8 +45,12 @@ type Backend interface {
 	// brokers of existing nodes live on (false: the process that held the
 	// store is gone with its nodes; make new ones with Node).
 	LoseStore(t *testing.T) (nodesLive bool)
-	// Break makes the store unreachable until restore is called; nil when
-	// the broker cannot be unreachable.
+	// Break makes the store unreachable, and returns once every node's
+	// broker can know it (its connection is down), until restore is
+	// called; nil when the broker cannot be unreachable. A publish in
+	// flight when a store goes may have an unknown outcome
+	// (engine.ErrOutcomeUnknown); one made once the node knows is never
+	// sent, so it is engine.ErrUnavailable.
 	Break(t *testing.T) (restore func())
 	// FindsLostLast reports whether the broker finds a lost live event
 	// that no later event reveals (a periodic head check).

@@ -14,6 +14,7 @@ import (
 	"github.com/marketcast/marketcast/engine/brokertest"
 	"github.com/marketcast/marketcast/engine/natsbroker"
 	"github.com/marketcast/marketcast/engine/natsbroker/natstest"
+	"github.com/marketcast/marketcast/internal/testwait"
 )
 
 // TestConformance runs the broker conformance suite against the JetStream
@@ -29,6 +30,7 @@ func TestConformance(t *testing.T) {
 type natsBackend struct {
 	srv    *natstest.Server
 	limits engine.HistoryLimits
+	conns  []*nats.Conn
 }
 
 func (be *natsBackend) Node(t *testing.T) engine.Broker {
@@ -41,10 +43,15 @@ func (be *natsBackend) Node(t *testing.T) engine.Broker {
 			if b != nil {
 				b.Reconnected()
 			}
+		}), nats.DisconnectErrHandler(func(*nats.Conn, error) {
+			if b != nil {
+				b.Disconnected()
+			}
 		}))
 	if err != nil {
 		t.Fatal(err)
 	}
+	be.conns = append(be.conns, nc)
 	b, err = natsbroker.New(context.Background(), nc, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -87,9 +94,18 @@ func (be *natsBackend) LoseStore(*testing.T) bool {
 	return true
 }
 
-// Break stops the server until restore starts it again with its store.
-func (be *natsBackend) Break(*testing.T) func() {
+// Break stops the server until restore starts it again with its store;
+// it returns once every node has seen the connection go.
+func (be *natsBackend) Break(t *testing.T) func() {
 	be.srv.Stop()
+	testwait.For(t, "every node to see NATS gone", func() bool {
+		for _, nc := range be.conns {
+			if nc.IsConnected() {
+				return false
+			}
+		}
+		return true
+	})
 	return func() { be.srv.Restart(false) }
 }
 

@@ -34,12 +34,12 @@ func natsCmd(args []string, stderr io.Writer) error {
 	store := fs.String("store", "", "JetStream store directory (default: a temporary one, removed at exit)")
 	sync := fs.Bool("sync-always", false, "fsync every write")
 	e := configs.EmbeddedNATS{}
-	fs.StringVar(&e.NodePassword, "node-password", os.Getenv("MARKETCAST_EMBEDDED_NODE_PASSWORD"),
-		"password of user node: what a marketcast node needs (MARKETCAST_EMBEDDED_NODE_PASSWORD)")
-	fs.StringVar(&e.CollectorPassword, "collector-password", os.Getenv("MARKETCAST_EMBEDDED_COLLECTOR_PASSWORD"),
-		"password of user collector: publish md.> only (MARKETCAST_EMBEDDED_COLLECTOR_PASSWORD)")
-	fs.StringVar(&e.RecorderPassword, "recorder-password", os.Getenv("MARKETCAST_EMBEDDED_RECORDER_PASSWORD"),
-		"password of user recorder: subscribe md.> only (MARKETCAST_EMBEDDED_RECORDER_PASSWORD)")
+	fs.StringVar(&e.NodePassword, "node-password", os.Getenv("MARKETCAST_CLUSTER_EMBEDDED_NODE_PASSWORD"),
+		"password of user node: what a marketcast node needs (MARKETCAST_CLUSTER_EMBEDDED_NODE_PASSWORD)")
+	fs.StringVar(&e.CollectorPassword, "collector-password", os.Getenv("MARKETCAST_CLUSTER_EMBEDDED_COLLECTOR_PASSWORD"),
+		"password of user collector: publish md.> only (MARKETCAST_CLUSTER_EMBEDDED_COLLECTOR_PASSWORD)")
+	fs.StringVar(&e.RecorderPassword, "recorder-password", os.Getenv("MARKETCAST_CLUSTER_EMBEDDED_RECORDER_PASSWORD"),
+		"password of user recorder: subscribe md.> only (MARKETCAST_CLUSTER_EMBEDDED_RECORDER_PASSWORD)")
 	stream := fs.String("stream", "MC_PRIV", "the nodes' private stream (cluster.stream.name), for the node user's permissions")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -110,7 +110,7 @@ func feedCmd(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	streams := newStreamKeeper(log, func(ctx context.Context) error {
+	streams := newStreamKeeper(log, link.nc, func(ctx context.Context) error {
 		return natsfeed.EnsureLastStream(ctx, js, cfg.Cluster.Stream.Replicas)
 	})
 	go streams.run(ctx)

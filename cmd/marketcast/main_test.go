@@ -300,10 +300,32 @@ type binaryProc struct {
 }
 
 // startBinary runs the binary on addr with extra environment and waits
-// until it listens.
+// until it is ready.
 func startBinary(t *testing.T, addr string, env ...string) *binaryProc {
 	t.Helper()
-	cmd := exec.Command(binary)
+	p := launchBinary(t, addr, env...)
+	if err := testwait.Poll(testwait.Deadline, func() error {
+		if code := readyz(addr); code != 200 {
+			return fmt.Errorf("%s/readyz answers %d", addr, code)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("the server never became ready: %v\n%s", err, p.logs.String())
+	}
+	return p
+}
+
+// launchBinary runs the binary on addr with extra environment and waits
+// until it listens (ready or not).
+func launchBinary(t *testing.T, addr string, env ...string) *binaryProc {
+	t.Helper()
+	return launchBinaryArgs(t, addr, nil, env...)
+}
+
+// launchBinaryArgs is launchBinary with command-line arguments.
+func launchBinaryArgs(t *testing.T, addr string, args []string, env ...string) *binaryProc {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), append([]string{"MARKETCAST_LISTEN=" + addr}, env...)...)
 	logs := &syncBuffer{}
 	stderr, _ := cmd.StderrPipe()
@@ -324,14 +346,6 @@ func startBinary(t *testing.T, addr string, env ...string) *binaryProc {
 			logs.WriteString(sc.Text() + "\n")
 		}
 	}()
-	if err := testwait.Poll(testwait.Deadline, func() error {
-		if code := readyz(addr); code != 200 {
-			return fmt.Errorf("%s/readyz answers %d", addr, code)
-		}
-		return nil
-	}); err != nil {
-		t.Fatalf("the server never became ready: %v\n%s", err, logs.String())
-	}
 	return p
 }
 

@@ -137,11 +137,13 @@ func rolePermissions(role, privStream string) *server.Permissions {
 	allow := func(subjects ...string) *server.SubjectPermission {
 		return &server.SubjectPermission{Allow: subjects}
 	}
+	// An empty allow list allows everything: nothing is denied outright.
+	nothing := &server.SubjectPermission{Deny: []string{">"}}
 	switch role {
 	case roleCollector:
-		return &server.Permissions{Publish: allow("md.>"), Subscribe: allow()}
+		return &server.Permissions{Publish: allow("md.>"), Subscribe: nothing}
 	case roleRecorder:
-		return &server.Permissions{Publish: allow(), Subscribe: allow("md.>")}
+		return &server.Permissions{Publish: nothing, Subscribe: allow("md.>")}
 	}
 	var api []string
 	for _, s := range []string{privStream, natsfeed.LastStream, natsfeed.BarStream} {
@@ -223,13 +225,14 @@ func (l *natsLink) close() {
 // NATS is away or refuses.
 type streamKeeper struct {
 	log     *slog.Logger
+	nc      *nats.Conn
 	ensure  []func(context.Context) error
 	kick    chan struct{}
 	warnLog *throttle.Log
 }
 
-func newStreamKeeper(log *slog.Logger, ensure ...func(context.Context) error) *streamKeeper {
-	return &streamKeeper{log: log, ensure: ensure, kick: make(chan struct{}, 1), warnLog: throttle.New(log, time.Minute, 3)}
+func newStreamKeeper(log *slog.Logger, nc *nats.Conn, ensure ...func(context.Context) error) *streamKeeper {
+	return &streamKeeper{log: log, nc: nc, ensure: ensure, kick: make(chan struct{}, 1), warnLog: throttle.New(log, time.Minute, 3)}
 }
 
 // check makes the keeper check the streams now.
@@ -264,6 +267,9 @@ func (k *streamKeeper) run(ctx context.Context) {
 }
 
 func (k *streamKeeper) ensureAll(ctx context.Context) bool {
+	if !k.nc.IsConnected() {
+		return false // said once by the connection; the reconnect kicks
+	}
 	for _, ensure := range k.ensure {
 		ectx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := ensure(ectx)

@@ -80,7 +80,7 @@ func newNode(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*node,
 		})
 		mcfg.Store = n.bars
 		js, _ := jetstream.New(n.nats.nc)
-		n.streams = newStreamKeeper(log, func(ctx context.Context) error {
+		n.streams = newStreamKeeper(log, n.nats.nc, func(ctx context.Context) error {
 			return natsfeed.EnsureLastStream(ctx, js, cfg.Cluster.Stream.Replicas)
 		}, n.bars.Ensure)
 		link := n.nats
@@ -238,8 +238,13 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 
 	announce(cfg, ln.Addr().String(), metricsURL, log)
 	if n.nats != nil {
-		log.Info("node joined the cluster", "node", n.name, "nats", n.nats.nc.ConnectedUrlRedacted(),
-			"stream", cfg.Cluster.Stream.Name, "feed", cfg.FeedKind())
+		if n.nats.nc.IsConnected() {
+			log.Info("node joined the cluster", "node", n.name, "nats", n.nats.nc.ConnectedUrlRedacted(),
+				"stream", cfg.Cluster.Stream.Name, "feed", cfg.FeedKind())
+		} else {
+			log.Warn("node started; it joins the cluster once NATS is reachable (not ready until then)", "node", n.name,
+				"nats", cfg.NATSServer())
+		}
 	}
 	if ready != nil {
 		ready <- ln.Addr().String()

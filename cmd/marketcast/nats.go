@@ -15,7 +15,7 @@ import (
 
 	"github.com/marketcast/marketcast/configs"
 	"github.com/marketcast/marketcast/engine/throttle"
-	"github.com/marketcast/marketcast/feed/natsfeed"
+	"github.com/marketcast/marketcast/internal/natsperm"
 )
 
 // natsLink is this node's connection to NATS, and the embedded NATS server
@@ -121,44 +121,18 @@ func randomSecret() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// Roles on a cluster's NATS, by what each may do. One home for these lists:
-// the embedded server grants them, and docs/CLUSTER.md shows them as a
-// nats-server authorization block (TestNATSPermissionsDocumented keeps
-// the two equal).
-const (
-	roleNode      = "node"
-	roleCollector = "collector"
-	roleRecorder  = "recorder"
-)
-
-// rolePermissions is what a role may publish and subscribe to, given the
-// private stream's name.
+// rolePermissions is what a role (natsperm.Node, Collector, Recorder)
+// may publish and subscribe to on the embedded server, given the private
+// stream's name: natsperm's lists, as the server takes them.
 func rolePermissions(role, privStream string) *server.Permissions {
-	allow := func(subjects ...string) *server.SubjectPermission {
+	p := natsperm.For(role, privStream)
+	perm := func(subjects []string) *server.SubjectPermission {
+		if len(subjects) == 0 { // an empty allow list would allow everything
+			return &server.SubjectPermission{Deny: []string{">"}}
+		}
 		return &server.SubjectPermission{Allow: subjects}
 	}
-	// An empty allow list allows everything: nothing is denied outright.
-	nothing := &server.SubjectPermission{Deny: []string{">"}}
-	switch role {
-	case roleCollector:
-		return &server.Permissions{Publish: allow("md.>"), Subscribe: nothing}
-	case roleRecorder:
-		return &server.Permissions{Publish: nothing, Subscribe: allow("md.>")}
-	}
-	var api []string
-	for _, s := range []string{privStream, natsfeed.LastStream, natsfeed.BarStream} {
-		api = append(api, "$JS.API.STREAM.INFO."+s, "$JS.API.STREAM.CREATE."+s, "$JS.API.STREAM.UPDATE."+s,
-			"$JS.API.STREAM.MSG.GET."+s, "$JS.API.DIRECT.GET."+s, "$JS.API.DIRECT.GET."+s+".>")
-	}
-	// The warm-up reads the last-value stream with an ordered consumer;
-	// MC_MD_LAST moved from memory to file storage, which takes a delete.
-	api = append(api, "$JS.API.STREAM.DELETE."+natsfeed.LastStream, "$JS.API.CONSUMER.CREATE."+natsfeed.LastStream+".>",
-		"$JS.API.CONSUMER.DELETE."+natsfeed.LastStream+".>", "$JS.API.CONSUMER.INFO."+natsfeed.LastStream+".>",
-		"$JS.API.CONSUMER.MSG.NEXT."+natsfeed.LastStream+".>", "$JS.API.INFO")
-	return &server.Permissions{
-		Publish:   allow(append([]string{"mc.priv.>", "mc.bars.>", "md.>"}, api...)...),
-		Subscribe: allow("_INBOX.>", "mc.live.>", "md.>", "$JS.EVENT.ADVISORY.STREAM.*."+privStream),
-	}
+	return &server.Permissions{Publish: perm(p.Publish), Subscribe: perm(p.Subscribe)}
 }
 
 // startEmbeddedNATS runs a NATS server with JetStream as e says. With no
@@ -183,12 +157,12 @@ func startEmbeddedNATS(e *configs.EmbeddedNATS, cfg *configs.Config, self string
 	}
 	priv := cfg.Cluster.Stream.Name
 	if self != "" || e.HasUsers() {
-		opts.Users = append(opts.Users, &server.User{Username: selfUser, Password: self, Permissions: rolePermissions(roleNode, priv)})
+		opts.Users = append(opts.Users, &server.User{Username: selfUser, Password: self, Permissions: rolePermissions(natsperm.Node, priv)})
 	}
 	for _, u := range []struct{ role, password, nkey string }{
-		{roleNode, e.NodePassword, e.NodeNKey},
-		{roleCollector, e.CollectorPassword, e.CollectorNKey},
-		{roleRecorder, e.RecorderPassword, e.RecorderNKey},
+		{natsperm.Node, e.NodePassword, e.NodeNKey},
+		{natsperm.Collector, e.CollectorPassword, e.CollectorNKey},
+		{natsperm.Recorder, e.RecorderPassword, e.RecorderNKey},
 	} {
 		if u.password != "" {
 			opts.Users = append(opts.Users, &server.User{Username: u.role, Password: u.password, Permissions: rolePermissions(u.role, priv)})

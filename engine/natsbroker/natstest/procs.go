@@ -97,8 +97,10 @@ type Proc struct {
 // ProcOptions shape a set of processes.
 type ProcOptions struct {
 	// Auth is an authorization block for every server's config (the
-	// nats-server syntax); empty: none.
-	Auth string
+	// nats-server syntax); empty: none. User and Password are what the
+	// helpers here connect as then.
+	Auth           string
+	User, Password string
 	// RoutedThrough, when set, runs every route of the last server
 	// through proxies the test controls (DelayRoutes makes it a replica
 	// that lags).
@@ -261,7 +263,7 @@ func (ps *Procs) WaitJetStream() {
 			continue
 		}
 		err := testwait.Poll(testwait.Deadline, func() error {
-			nc, err := nats.Connect(p.URL(), nats.Timeout(2*time.Second))
+			nc, err := ps.connect(p)
 			if err != nil {
 				return err
 			}
@@ -301,7 +303,7 @@ func (ps *Procs) StreamLeader(stream string) string {
 		if !p.Alive() || p.stopped {
 			continue
 		}
-		nc, err := nats.Connect(p.URL(), nats.Timeout(2*time.Second))
+		nc, err := ps.connect(p)
 		if err != nil {
 			continue
 		}
@@ -322,6 +324,15 @@ func (ps *Procs) StreamLeader(stream string) string {
 	return ""
 }
 
+// connect connects to p as the test's user.
+func (ps *Procs) connect(p *Proc) (*nats.Conn, error) {
+	opts := []nats.Option{nats.Timeout(2 * time.Second)}
+	if ps.opts.User != "" {
+		opts = append(opts, nats.UserInfo(ps.opts.User, ps.opts.Password))
+	}
+	return nats.Connect(p.URL(), opts...)
+}
+
 // ByName returns the process called name, or nil.
 func (ps *Procs) ByName(name string) *Proc {
 	for _, p := range ps.List {
@@ -334,7 +345,7 @@ func (ps *Procs) ByName(name string) *Proc {
 
 // StepDown asks stream's leader to hand over, through server p.
 func (ps *Procs) StepDown(ctx context.Context, p *Proc, stream string) error {
-	nc, err := nats.Connect(p.URL())
+	nc, err := ps.connect(p)
 	if err != nil {
 		return err
 	}

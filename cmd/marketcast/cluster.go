@@ -104,17 +104,17 @@ func feedCmd(args []string, stderr io.Writer) error {
 		return err
 	}
 	defer link.close()
-	// The nodes keep the last-value stream; the feed makes it too when it
-	// may (a collector's permissions, publish md.> only, are enough to run).
-	js, err := jetstream.New(link.nc)
-	if err != nil {
-		return err
+	// The nodes keep the last-value stream (at start and after every
+	// reconnect); the feed makes it too when it may, so that what it sends
+	// before any node runs is kept. A collector's permissions (publish md.>
+	// only) are enough to run it.
+	if js, err := jetstream.New(link.nc); err == nil && link.nc.IsConnected() {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := natsfeed.EnsureLastStream(sctx, js, cfg.Cluster.Stream.Replicas); err != nil {
+			log.Info("last-value stream not made here (the nodes make it)", "err", err)
+		}
+		cancel()
 	}
-	streams := newStreamKeeper(log, link.nc, func(ctx context.Context) error {
-		return natsfeed.EnsureLastStream(ctx, js, cfg.Cluster.Stream.Replicas)
-	})
-	go streams.run(ctx)
-	link.onReconnect = streams.check
 	if *recording != "" {
 		// A market subject's bytes go out as they were published, bad input
 		// included: the nodes validate them as they did then. Anything else

@@ -65,10 +65,11 @@ type publishing struct {
 	m        *engine.Message
 	subj     string
 	key, id  string
-	unknown  bool   // an attempt reached NATS and its answer was lost
+	unknown  bool   // an attempt may have been stored (its answer lost, or not to be trusted)
 	lowest   uint64 // the lowest subject sequence such an attempt named
 	highest  uint64 // the highest
 	conflict int    // races lost
+	lostRace bool   // the last attempt lost a race (else its answer was lost)
 	retries  int
 }
 
@@ -78,7 +79,7 @@ func (b *Broker) publish(ctx context.Context, p *publishing) (*engine.Event, err
 			// After a lost race, a random pause that grows with each loss;
 			// after a lost answer, a short one (NATS is struggling).
 			pause := time.Duration(rand.Int64N(int64(min(time.Millisecond<<min(p.conflict, 6), 50*time.Millisecond)) + 1))
-			if p.unknown {
+			if !p.lostRace {
 				pause = min(10*time.Millisecond<<min(p.retries, 4), 100*time.Millisecond)
 			}
 			p.retries++
@@ -158,11 +159,16 @@ func (b *Broker) publish(ctx context.Context, p *publishing) (*engine.Event, err
 			b.stored(p.subj, head{last: ack.Sequence, at: ack.Sequence, seq: seq, epoch: epoch, id: p.id}, gen, ev)
 			return ev, nil
 		case isConflict(err):
-			// Not stored: another message is the subject's last. Another
-			// node's, or an earlier attempt of ours; the next round tells.
+			// Another message is the subject's last: another node's, or an
+			// earlier attempt of ours. Not stored, as a rule; but while a
+			// leader changes, a deposed one may still answer (it refuses by
+			// its old state) while the new one stores the same message. So
+			// the next round checks the stream before anything is said.
 			b.metrics.conflicts.Inc()
 			b.heads.lost(p.subj, time.Now())
 			p.conflict++
+			p.lostRace = true
+			p.maybeStored(h.last)
 		case notStored(err):
 			b.failed(err)
 			return nil, err
@@ -170,17 +176,26 @@ func (b *Broker) publish(ctx context.Context, p *publishing) (*engine.Event, err
 			// The attempt may have reached NATS: a timeout, a lost
 			// connection. Its outcome is learned below, or reported as
 			// unknown.
-			if !p.unknown || h.last < p.lowest {
-				p.lowest = h.last
-			}
-			p.highest = max(p.highest, h.last)
-			p.unknown = true
+			p.lostRace = false
+			p.maybeStored(h.last)
 			if ctx.Err() != nil {
 				b.down(fmt.Errorf("NATS did not answer a publish within %v", b.cfg.Timeout))
 				return nil, err
 			}
 		}
 	}
+}
+
+// maybeStored notes an attempt that may have been stored, which named
+// last as the subject's last message: until the stream shows it is there
+// (found by its id) or can never be (the subject moved past every such
+// last), the call cannot say "not stored".
+func (p *publishing) maybeStored(last uint64) {
+	if !p.unknown || last < p.lowest {
+		p.lowest = last
+	}
+	p.highest = max(p.highest, last)
+	p.unknown = true
 }
 
 // attemptCtx bounds one attempt to most of what is left of ctx.

@@ -65,11 +65,11 @@ func Block(privStream string, users ...User) string {
 	b.WriteString("authorization {\n  users: [\n")
 	for _, u := range users {
 		if u.Role == "" {
-			fmt.Fprintf(&b, "    {user: %q, password: %q}\n", u.Name, u.Password)
+			fmt.Fprintf(&b, "    {user: %q, password: %s}\n", u.Name, password(u.Password))
 			continue
 		}
 		p := For(u.Role, privStream)
-		fmt.Fprintf(&b, "    {user: %q, password: %q, permissions: {\n", u.Name, u.Password)
+		fmt.Fprintf(&b, "    {user: %q, password: %s, permissions: {\n", u.Name, password(u.Password))
 		fmt.Fprintf(&b, "      publish: %s\n", list(p.Publish))
 		fmt.Fprintf(&b, "      subscribe: %s\n", list(p.Subscribe))
 		b.WriteString("    }}\n")
@@ -78,14 +78,29 @@ func Block(privStream string, users ...User) string {
 	return b.String()
 }
 
-// list renders allowed subjects; none is a deny of everything.
+// password renders a password; one written $NAME stays a reference that
+// nats-server resolves from its environment.
+func password(p string) string {
+	if strings.HasPrefix(p, "$") {
+		return p
+	}
+	return fmt.Sprintf("%q", p)
+}
+
+// list renders allowed subjects, one a line; none is a deny of
+// everything.
 func list(subjects []string) string {
 	if len(subjects) == 0 {
 		return `{deny: [">"]}`
 	}
-	quoted := make([]string, len(subjects))
-	for i, s := range subjects {
-		quoted[i] = fmt.Sprintf("%q", s)
+	if len(subjects) == 1 {
+		return fmt.Sprintf("{allow: [%q]}", subjects[0])
 	}
-	return "{allow: [" + strings.Join(quoted, ", ") + "]}"
+	var b strings.Builder
+	b.WriteString("{allow: [\n")
+	for _, s := range subjects {
+		fmt.Fprintf(&b, "        %q\n", s)
+	}
+	b.WriteString("      ]}")
+	return b.String()
 }

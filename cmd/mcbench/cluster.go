@@ -253,7 +253,7 @@ func publishCost(ctx context.Context, o options) error {
 		}
 		c := b.t.(*load.Cluster)
 		var acked, failed atomic.Int64
-		s, err := b.measure(fmt.Sprintf("[publish cost spread=%v rate=%d]", spread, rate), func() error {
+		send := func(d time.Duration) error {
 			jobs := make(chan load.Outgoing, 4096)
 			var wg sync.WaitGroup
 			for w := range senders {
@@ -282,7 +282,7 @@ func publishCost(ctx context.Context, o options) error {
 				}()
 			}
 			n := 0
-			err := onSchedule(ctx, rate, o.duration, func(slot time.Time, due int) error {
+			err := onSchedule(ctx, rate, d, func(slot time.Time, due int) error {
 				for range due {
 					jobs <- load.Outgoing{Topic: load.Topic{Channel: "orders", ID: "u" + strconv.Itoa(n%users)}, Data: payload(slot, n, o.payload)}
 					n++
@@ -292,12 +292,19 @@ func publishCost(ctx context.Context, o options) error {
 			close(jobs)
 			wg.Wait()
 			return err
-		})
-		var conflicts float64
-		for i := range o.nodes {
-			addr, _ := c.Node(i).Endpoint()
-			conflicts += load.ScrapeCounter("http://"+addr+"/metrics", "marketcast_cluster_publish_conflicts_total")
 		}
+		// Warm up first (every topic published through every node, the
+		// nodes' heads learned), so the figure is the steady state's.
+		progress("publish cost spread=%v: warming up for %v", spread, o.duration)
+		err = send(o.duration)
+		acked.Store(0)
+		failed.Store(0)
+		conflicts0 := clusterConflicts(c, o.nodes)
+		var s sample
+		if err == nil {
+			s, err = b.measure(fmt.Sprintf("[publish cost spread=%v rate=%d]", spread, rate), func() error { return send(o.duration) })
+		}
+		conflicts := clusterConflicts(c, o.nodes) - conflicts0
 		b.close()
 		if err != nil {
 			return err
@@ -314,4 +321,14 @@ func publishCost(ctx context.Context, o options) error {
 			name, float64(acked.Load())/s.elapsed.Seconds(), perPublish, conflicts, failed.Load(), s.cpu.Seconds(), s.pubP50, s.pubP99)
 	}
 	return nil
+}
+
+// clusterConflicts is how many publish races the nodes lost so far.
+func clusterConflicts(c *load.Cluster, nodes int) float64 {
+	var n float64
+	for i := range nodes {
+		addr, _ := c.Node(i).Endpoint()
+		n += load.ScrapeCounter("http://"+addr+"/metrics", "marketcast_cluster_publish_conflicts_total")
+	}
+	return n
 }

@@ -19,6 +19,9 @@ type head struct {
 	epoch string
 	// id is the JetStream message id of the subject's last message.
 	id string
+	// prev is, for a head read from the stream, the stream sequence of the
+	// message of marketcast's before the last (its Mc-Prev).
+	prev uint64
 }
 
 // headCache remembers topics' heads so a publish need not read them first.

@@ -166,6 +166,7 @@ func (b *Broker) publish(ctx context.Context, p *publishing) (*engine.Event, err
 			// the next round checks the stream before anything is said.
 			b.metrics.conflicts.Inc()
 			b.heads.lost(p.subj, time.Now())
+			b.follow(p.m.Topic)
 			p.conflict++
 			p.lostRace = true
 			p.maybeStored(h.last)
@@ -266,6 +267,11 @@ func (b *Broker) findOwn(ctx context.Context, p *publishing, h head) (*stored, e
 		if err != nil || (sm != nil && sm.ev != nil) {
 			return sm, err
 		}
+	}
+	if h.at == h.last && p.lowest == p.highest && h.prev == p.lowest {
+		// The head, not ours, was written right after the one message
+		// every attempt named: nothing of ours lies between.
+		return nil, nil
 	}
 	for next := p.lowest + 1; next <= h.last; {
 		sm, err := b.get(ctx, getRequest{NextFor: p.subj, Seq: next}, true)

@@ -231,7 +231,7 @@ func (b *Broker) readHead(ctx context.Context, subj string, fresh bool) (head, *
 	h := head{last: sm.streamSeq, id: sm.id}
 	for range maxSkipped {
 		if sm.ev != nil {
-			h.at, h.seq, h.epoch = sm.streamSeq, sm.ev.Sequence(), sm.ev.Epoch()
+			h.at, h.seq, h.epoch, h.prev = sm.streamSeq, sm.ev.Sequence(), sm.ev.Epoch(), sm.prev
 			return h, sm, nil
 		}
 		if sm.streamSeq <= 1 {

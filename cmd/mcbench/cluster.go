@@ -301,9 +301,11 @@ func publishCost(ctx context.Context, o options) error {
 		failed.Store(0)
 		conflicts0 := clusterConflicts(c, o.nodes)
 		var s sample
+		nats0, _ := load.CPUTime(c.NATSPID())
 		if err == nil {
 			s, err = b.measure(fmt.Sprintf("[publish cost spread=%v rate=%d]", spread, rate), func() error { return send(o.duration) })
 		}
+		nats1, _ := load.CPUTime(c.NATSPID())
 		conflicts := clusterConflicts(c, o.nodes) - conflicts0
 		b.close()
 		if err != nil {
@@ -317,8 +319,12 @@ func publishCost(ctx context.Context, o options) error {
 		if label != "" {
 			name += "/variant=" + label
 		}
-		fmt.Printf("Benchmark%s 1 %.0f acked/s %.1f cpu-us/publish %.0f conflicts %d failed %.3f server-cpu-s %.3f publish-p50-ms %.3f publish-p99-ms\n",
-			name, float64(acked.Load())/s.elapsed.Seconds(), perPublish, conflicts, failed.Load(), s.cpu.Seconds(), s.pubP50, s.pubP99)
+		natsPer := 0.0
+		if n := acked.Load(); n > 0 {
+			natsPer = float64((nats1 - nats0).Microseconds()) / float64(n)
+		}
+		fmt.Printf("Benchmark%s 1 %.0f acked/s %.1f cpu-us/publish %.1f nats-cpu-us/publish %.0f conflicts %d failed %.3f server-cpu-s %.3f publish-p50-ms %.3f publish-p99-ms\n",
+			name, float64(acked.Load())/s.elapsed.Seconds(), perPublish, natsPer, conflicts, failed.Load(), s.cpu.Seconds(), s.pubP50, s.pubP99)
 	}
 	return nil
 }

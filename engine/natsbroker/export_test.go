@@ -41,12 +41,3 @@ func Signed(b *Broker, topic string, seq uint64, epoch string, prev uint64, data
 	b.sign.sign(subj, msg)
 	return msg
 }
-
-// CachedSeq is the topic sequence b's head cache holds for topic (0: none).
-func CachedSeq(b *Broker, topic string) uint64 {
-	h, ok := b.heads.get(subject(topic), true, time.Now())
-	if !ok {
-		return 0
-	}
-	return h.seq
-}

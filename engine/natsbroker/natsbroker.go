@@ -119,7 +119,6 @@ type Broker struct {
 
 	mu         sync.Mutex
 	watches    map[string]*watch // topic → watch
-	followed   int               // watches with n == 0: followed for their heads
 	live       [workers]chan *nats.Msg
 	advisories []*nats.Subscription
 
@@ -139,18 +138,10 @@ type Broker struct {
 // publish or not, and returns what the attempt is told.
 type attemptHook func(n int64, publish func() (*jetstream.PubAck, error)) (*jetstream.PubAck, error)
 
-// watch is this node's core subscription to a topic's live events: for the
-// hub (n Watches not yet ended) or, until follow, only to keep the topic's
-// cached head fresh because other nodes publish to it too.
 type watch struct {
-	n      int
-	follow time.Time
-	sub    *nats.Subscription
+	n   int
+	sub *nats.Subscription
 }
-
-// maxFollowed bounds the topics a node follows for their heads alone;
-// beyond, a topic other nodes publish to is read before each publish.
-const maxFollowed = 10000
 
 type brokerMetrics struct {
 	set                                                     *metrics.Set
@@ -177,12 +168,7 @@ func (b *Broker) newMetrics() {
 	s.NewGauge("marketcast_cluster_watched_topics", func() float64 {
 		b.mu.Lock()
 		defer b.mu.Unlock()
-		return float64(len(b.watches) - b.followed)
-	})
-	s.NewGauge("marketcast_cluster_followed_topics", func() float64 {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		return float64(b.followed)
+		return float64(len(b.watches))
 	})
 	s.NewGauge("marketcast_cluster_connected", func() float64 {
 		if b.nc.IsConnected() {
@@ -289,9 +275,6 @@ func (b *Broker) Watch(ctx context.Context, topic string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if w := b.watches[topic]; w != nil {
-		if w.n == 0 {
-			b.followed--
-		}
 		w.n++
 		return nil
 	}
@@ -317,8 +300,7 @@ func (b *Broker) Watch(ctx context.Context, topic string) error {
 func (b *Broker) Watching(topic string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	w := b.watches[topic]
-	return w != nil && w.n > 0
+	return b.watches[topic] != nil
 }
 
 // Unwatch implements engine.Broker.
@@ -326,57 +308,13 @@ func (b *Broker) Unwatch(topic string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	w := b.watches[topic]
-	if w == nil || w.n == 0 {
+	if w == nil {
 		return
 	}
 	if w.n--; w.n == 0 {
-		if time.Now().Before(w.follow) {
-			b.followed++ // still followed for its head
-			return
-		}
-		b.endWatchLocked(topic, w)
-	}
-}
-
-func (b *Broker) endWatchLocked(topic string, w *watch) {
-	_ = w.sub.Unsubscribe()
-	delete(b.watches, topic)
-	b.heads.forget(subject(topic))
-}
-
-// follow subscribes to a topic's live events for a while, without the hub:
-// another node publishes to it too, and its live events keep this node's
-// cached head fresh, so a publish need neither read the head first nor
-// lose a race to a stale one.
-func (b *Broker) follow(topic string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	until := time.Now().Add(contendedFor)
-	if w := b.watches[topic]; w != nil {
-		w.follow = until
-		return
-	}
-	if b.followed >= maxFollowed {
-		return
-	}
-	ch := b.live[maphash.String(b.seed, topic)%workers]
-	sub, err := b.nc.ChanSubscribe(livePrefix+subject(topic), ch)
-	if err != nil {
-		return
-	}
-	b.watches[topic] = &watch{follow: until, sub: sub}
-	b.followed++
-}
-
-// unfollow ends the follows that expired.
-func (b *Broker) unfollow(now time.Time) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for topic, w := range b.watches {
-		if w.n == 0 && now.After(w.follow) {
-			b.endWatchLocked(topic, w)
-			b.followed--
-		}
+		_ = w.sub.Unsubscribe()
+		delete(b.watches, topic)
+		b.heads.forget(subject(topic))
 	}
 }
 
@@ -419,16 +357,11 @@ func (b *Broker) deliver(ch chan *nats.Msg) {
 	}
 }
 
-// watching reports whether this node receives the topic's live events (for
-// the hub, or following it), which keep its cached head fresh.
+// watching reports whether subj's topic is watched here.
 func (b *Broker) watching(topic string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	w := b.watches[topic]
-	if w != nil && w.n == 0 {
-		w.follow = time.Now().Add(contendedFor) // still published to from here
-	}
-	return w != nil
+	return b.watches[topic] != nil
 }
 
 // Reconnected resynchronizes after NATS came back: the stream is checked
@@ -463,11 +396,10 @@ func (b *Broker) checkHeads() {
 		select {
 		case <-b.done:
 			return
-		case now := <-t.C:
+		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), b.cfg.HeadCheck)
 			b.checkHeadsOnce(ctx)
 			cancel()
-			b.unfollow(now)
 		}
 	}
 }
@@ -478,10 +410,8 @@ func (b *Broker) checkHeads() {
 func (b *Broker) checkHeadsOnce(ctx context.Context) {
 	b.mu.Lock()
 	subjects := make([]string, 0, len(b.watches))
-	for topic, w := range b.watches {
-		if w.n > 0 { // followed topics need no check: no one here holds them
-			subjects = append(subjects, subject(topic))
-		}
+	for topic := range b.watches {
+		subjects = append(subjects, subject(topic))
 	}
 	b.mu.Unlock()
 	const perRequest = 1000 // the server answers at most 1024 subjects at once

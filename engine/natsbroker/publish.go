@@ -166,7 +166,6 @@ func (b *Broker) publish(ctx context.Context, p *publishing) (*engine.Event, err
 			// the next round checks the stream before anything is said.
 			b.metrics.conflicts.Inc()
 			b.heads.lost(p.subj, time.Now())
-			b.follow(p.m.Topic)
 			p.conflict++
 			p.lostRace = true
 			p.maybeStored(h.last)

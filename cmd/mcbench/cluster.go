@@ -295,8 +295,10 @@ func publishCost(ctx context.Context, o options) error {
 		}
 		// Warm up first (every topic published through every node, the
 		// nodes' heads learned), so the figure is the steady state's.
-		progress("publish cost spread=%v: warming up for %v", spread, o.duration)
-		err = send(o.duration)
+		// Twice the measurement: enough for every node to have published
+		// to every topic more than once.
+		progress("publish cost spread=%v: warming up for %v", spread, 2*o.duration)
+		err = send(2 * o.duration)
 		acked.Store(0)
 		failed.Store(0)
 		conflicts0 := clusterConflicts(c, o.nodes)

@@ -94,10 +94,18 @@ func (b *Broker) get(ctx context.Context, req getRequest, fresh bool) (*stored, 
 	if fresh && b.cfg.Replicas > 1 {
 		return b.getFromLeader(ctx, req)
 	}
-	body, _ := json.Marshal(req)
+	subject, body := b.directSubject(), []byte(nil)
+	if req.LastFor != "" && req.UpToSeq == 0 && len(req.MultiLast) == 0 {
+		// The last message of a subject, the commonest read (a publish's
+		// head): the subject goes in the request's subject, no JSON at
+		// either end.
+		subject += "." + req.LastFor
+	} else {
+		body, _ = json.Marshal(req)
+	}
 	rctx, cancel := b.requestCtx(ctx)
 	defer cancel()
-	msg, err := b.nc.RequestWithContext(rctx, b.directSubject(), body)
+	msg, err := b.nc.RequestWithContext(rctx, subject, body)
 	if err != nil {
 		return nil, err
 	}

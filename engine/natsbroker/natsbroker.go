@@ -46,6 +46,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/marketcast/marketcast/engine"
+	"github.com/marketcast/marketcast/engine/metric"
 	"github.com/marketcast/marketcast/engine/throttle"
 	"github.com/marketcast/marketcast/protocol"
 )
@@ -144,9 +145,10 @@ type watch struct {
 }
 
 type brokerMetrics struct {
-	set                                                     *metrics.Set
-	published, conflicts, headChecks, undecodable           *metrics.Counter
-	notStored, unknown, resolved, streamResets, headFailure *metrics.Counter
+	set                                        *metrics.Set
+	published, conflicts, resolved, headChecks *metrics.Counter
+	headFailure, undecodable, streamResets     *metrics.Counter
+	failed                                     *metric.CounterVec // by outcome: not_stored, unknown
 }
 
 // Metrics is the broker's metric set (marketcast_cluster_*).
@@ -155,28 +157,29 @@ func (b *Broker) Metrics() *metrics.Set { return b.metrics.set }
 func (b *Broker) newMetrics() {
 	s := metrics.NewSet()
 	b.metrics = brokerMetrics{set: s,
-		published:    s.NewCounter("marketcast_cluster_published_total"),
-		conflicts:    s.NewCounter("marketcast_cluster_publish_conflicts_total"),
-		notStored:    s.NewCounter(`marketcast_cluster_publish_failed_total{outcome="not_stored"}`),
-		unknown:      s.NewCounter(`marketcast_cluster_publish_failed_total{outcome="unknown"}`),
-		resolved:     s.NewCounter("marketcast_cluster_publish_resolved_total"),
-		headChecks:   s.NewCounter("marketcast_cluster_head_checks_total"),
-		headFailure:  s.NewCounter("marketcast_cluster_head_check_failures_total"),
-		undecodable:  s.NewCounter("marketcast_cluster_undecodable_total"),
-		streamResets: s.NewCounter("marketcast_cluster_stream_replaced_total"),
+		published:   metric.Counter(s, "marketcast_cluster_published_total", "Private messages this node stored in JetStream"),
+		conflicts:   metric.Counter(s, "marketcast_cluster_publish_conflicts_total", "Stores retried because another node took the sequence first"),
+		resolved:    metric.Counter(s, "marketcast_cluster_publish_resolved_total", "Publishes whose uncertain attempts (an answer lost, a refusal during a leader change) the node settled from the stream"),
+		headChecks:  metric.Counter(s, "marketcast_cluster_head_checks_total", "Head checks of watched topics (catching a lost last message)"),
+		headFailure: metric.Counter(s, "marketcast_cluster_head_check_failures_total", "Batches of watched topics whose head check failed (the others go on)"),
+		undecodable: metric.Counter(s, "marketcast_cluster_undecodable_total", "Private messages marketcast did not write (no or a forged signature, undecodable), skipped"),
+		streamResets: metric.Counter(s, "marketcast_cluster_stream_replaced_total",
+			"Times this node found the private stream replaced (made again, restored, back empty)"),
 	}
-	s.NewGauge("marketcast_cluster_watched_topics", func() float64 {
+	b.metrics.failed = metric.NewCounterVec(s, "marketcast_cluster_publish_failed_total", "outcome",
+		"Private publishes that failed: not_stored (answered 503) or unknown (answered 504: may be stored)", "not_stored", "unknown")
+	metric.Gauge(s, "marketcast_cluster_watched_topics", "Private topics this node follows in JetStream", func() float64 {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		return float64(len(b.watches))
 	})
-	s.NewGauge("marketcast_cluster_connected", func() float64 {
+	metric.Gauge(s, "marketcast_cluster_connected", "1 while the node is connected to NATS, else 0", func() float64 {
 		if b.nc.IsConnected() {
 			return 1
 		}
 		return 0
 	})
-	s.NewGauge("marketcast_cluster_ready", func() float64 {
+	metric.Gauge(s, "marketcast_cluster_ready", "1 while the node can publish to its stream (readyz), else 0", func() float64 {
 		if b.Ready() == nil {
 			return 1
 		}

@@ -34,7 +34,7 @@ import (
 // with each loss.
 func (b *Broker) Publish(ctx context.Context, m *engine.Message) (*engine.Event, error) {
 	if err := b.Ready(); err != nil {
-		b.metrics.notStored.Inc()
+		b.metrics.failed.Inc("not_stored")
 		return nil, unavailable(err) // nothing sent
 	}
 	// The caller going away must not leave an attempt half done: the bound
@@ -52,10 +52,10 @@ func (b *Broker) Publish(ctx context.Context, m *engine.Message) (*engine.Event,
 		b.metrics.published.Inc()
 		return ev, nil
 	case p.unknown:
-		b.metrics.unknown.Inc()
+		b.metrics.failed.Inc("unknown")
 		return nil, &engine.OutcomeUnknown{Key: p.key, Cause: err}
 	}
-	b.metrics.notStored.Inc()
+	b.metrics.failed.Inc("not_stored")
 	return nil, unavailable(err)
 }
 

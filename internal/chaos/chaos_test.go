@@ -33,10 +33,11 @@ import (
 
 // run is one topology under faults.
 type run struct {
-	t     *testing.T
-	nats  *natstest.Procs
-	nodes []*node
-	users []string
+	t        *testing.T
+	nats     *natstest.Procs
+	nodes    []*node
+	users    []string
+	replicas int
 
 	mu      sync.Mutex
 	answers []answer
@@ -69,7 +70,7 @@ func newRun(t *testing.T, natsServers, replicas int) *run {
 	block := natsperm.Block("MC_PRIV", natsperm.User{Name: natsperm.Node, Password: nodePassword, Role: natsperm.Node},
 		natsperm.User{Name: auditor, Password: auditorPassword})
 	r := &run{t: t, nats: natstest.StartProcs(t, natsServers, natstest.ProcOptions{Auth: block, User: auditor, Password: auditorPassword}),
-		users: []string{"u0", "u1", "u2"}, stop: make(chan struct{})}
+		users: []string{"u0", "u1", "u2"}, stop: make(chan struct{}), replicas: replicas}
 	for i := range 3 {
 		// Each node prefers another server first.
 		var urls []string
@@ -242,6 +243,7 @@ func (r *run) finish() summary {
 		leader = r.nats.ByName(name)
 	}
 	stream := readStream(r.t, leader.URL(), r.topics())
+	checkStreams(r.t, leader.URL(), r.replicas)
 	heads := map[string]position{}
 	for topic, msgs := range stream {
 		if len(msgs) > 0 {

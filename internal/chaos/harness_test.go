@@ -494,3 +494,30 @@ func (tm *terminal) standing(topic string) position {
 	defer tm.mu.Unlock()
 	return tm.pos[topic]
 }
+
+// checkStreams checks that the nodes keep all three streams in files with
+// the configured replicas (the last values and the bars too, not only the
+// private streams), after every fault.
+func checkStreams(t testing.TB, url string, replicas int) {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.UserInfo(auditor, auditorPassword))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	testwait.Check(t, func() error {
+		for _, name := range []string{"MC_PRIV", "MC_MD_LAST", "MC_BARS"} {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			st, err := js.Stream(ctx, name)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			if c := st.CachedInfo().Config; c.Replicas != replicas || c.Storage != jetstream.FileStorage {
+				return fmt.Errorf("%s: %d replicas in %v; want %d in files", name, c.Replicas, c.Storage, replicas)
+			}
+		}
+		return nil
+	})
+}

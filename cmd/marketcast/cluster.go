@@ -12,8 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/marketcast/marketcast/configs"
 	"github.com/marketcast/marketcast/feed/natsfeed"
 	"github.com/marketcast/marketcast/feed/replay"
@@ -105,16 +103,8 @@ func feedCmd(args []string, stderr io.Writer) error {
 	}
 	defer link.close()
 	// The nodes keep the last-value stream (at start and after every
-	// reconnect); the feed makes it too when it may, so that what it sends
-	// before any node runs is kept. A collector's permissions (publish md.>
-	// only) are enough to run it.
-	if js, err := jetstream.New(link.nc); err == nil && link.nc.IsConnected() {
-		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		if err := natsfeed.EnsureLastStream(sctx, js, cfg.Cluster.Stream.Replicas); err != nil {
-			log.Info("last-value stream not made here (the nodes make it)", "err", err)
-		}
-		cancel()
-	}
+	// reconnect): the feed needs no more than a collector's permissions,
+	// publish md.>.
 	if *recording != "" {
 		// A market subject's bytes go out as they were published, bad input
 		// included: the nodes validate them as they did then. Anything else

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,6 +24,7 @@ import (
 	"github.com/marketcast/marketcast/bench/wsclient"
 	"github.com/marketcast/marketcast/engine/auth"
 	"github.com/marketcast/marketcast/engine/natsbroker/natstest"
+	"github.com/marketcast/marketcast/internal/freeport"
 	"github.com/marketcast/marketcast/internal/natsperm"
 	"github.com/marketcast/marketcast/internal/testwait"
 	"github.com/marketcast/marketcast/protocol"
@@ -56,14 +56,15 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// freePort is an address a node can listen on now and again after it is
+// killed and restarted (internal/freeport: below the ephemeral range).
 func freePort(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Get()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 // lockedBuffer keeps a process's log while the test reads it.

@@ -92,9 +92,10 @@ func startFeed(ctx context.Context, src feed.Source, n *node, log *slog.Logger) 
 			retry = min(2*retry, feedRetryMax)
 		}
 	}()
-	if ns, ok := src.(*natsfeed.Source); ok {
+	if ns, ok := src.(*natsfeed.Source); ok && n.nats.nc.IsConnected() {
 		// Say nothing of being up before the subscription is in place:
-		// what a collector publishes after that is never missed.
+		// what a collector publishes after that is never missed. (With
+		// NATS away, there is nothing to wait for: the node is not ready.)
 		select {
 		case <-ns.Listening():
 		case <-time.After(5 * time.Second):

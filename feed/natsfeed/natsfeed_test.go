@@ -73,8 +73,9 @@ func startNode(t *testing.T, url string, cal func(string) *kline.Calendar, store
 	hub := engine.NewHub(cfg.Engine(), engine.NewMemoryBroker(cfg.HistoryLimits()))
 	mcfg := market.Config{MaxSymbols: 100, Calendar: cal, BarHistory: cfg.Feed.BarHistory}
 	if store {
-		s, err := natsfeed.NewBarStore(context.Background(), nc, cfg.Feed.BarHistory)
-		if err != nil {
+		s := natsfeed.NewBarStore(nc, cfg.Feed.BarHistory, 1)
+		t.Cleanup(s.Close)
+		if err := s.Ensure(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		mcfg.Store = s
@@ -225,7 +226,7 @@ func TestLateNodeWarmsUp(t *testing.T) {
 	ns := natstest.Start(t, "")
 	pub := connect(t, ns.URL())
 	js, _ := jetstream.New(pub)
-	if err := natsfeed.EnsureLastStream(context.Background(), js); err != nil {
+	if err := natsfeed.EnsureLastStream(context.Background(), js, 1); err != nil {
 		t.Fatal(err)
 	}
 	for i, sym := range []string{"SHFE.rb2405", "SHFE.hc2405", "DCE.m2405"} {

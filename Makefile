@@ -13,7 +13,7 @@ LDFLAGS := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -
 # glibc or musl) and reproducible (no local paths, no VCS stamp of its own).
 STATIC_BUILD := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false
 
-.PHONY: run test setup vet tidy test-go test-js test-python test-browser test-quick test-soak test-busy build bench fuzz cluster screenshot clean release check-deploy FORCE
+.PHONY: run test setup vet tidy test-go test-js test-python test-browser test-quick test-soak test-busy chaos build bench fuzz cluster screenshot clean release check-deploy FORCE
 
 ## run: build, then start the server with the embedded default config and the
 ## simulator. The binary replaces make's shell, so Ctrl-C or a SIGTERM to make
@@ -48,6 +48,12 @@ test-go:
 ## test-quick: the Go tests without those that start several processes
 test-quick:
 	$(GO) test -short ./...
+
+## chaos: the long fault run of the cluster (docs/CLUSTER.md): real nats-server
+## processes (one, then a JetStream cluster of three with R3) and three nodes,
+## five rounds of kills, stops and restarts; prints its figures. ~5 minutes
+chaos:
+	MARKETCAST_SOAK=1 $(GO) test -count=1 -timeout 60m -run 'TestChaos' -v ./internal/chaos/
 
 ## test-soak: the long tests (fault runs, thousands of sockets) too; see internal/testlane
 test-soak:

@@ -3,8 +3,11 @@
 package configs
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	_ "embed"
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -97,6 +100,8 @@ type Config struct {
 		NATSToken    string   `yaml:"nats_token" secret:"true"`
 		Name         string   `yaml:"name"`
 		HeadCheck    Duration `yaml:"head_check"`
+		Timeout      Duration `yaml:"timeout"`
+		MessageKey   string   `yaml:"message_key" secret:"true"`
 		Stream       struct {
 			Name       string   `yaml:"name"`
 			Replicas   int      `yaml:"replicas"`
@@ -105,11 +110,7 @@ type Config struct {
 			MaxBytes   int64    `yaml:"max_bytes"`
 			Duplicates Duration `yaml:"duplicates"`
 		} `yaml:"stream"`
-		Embedded struct {
-			DataDir    string `yaml:"data_dir"`
-			Listen     string `yaml:"listen"`
-			SyncAlways bool   `yaml:"sync_always"`
-		} `yaml:"embedded"`
+		Embedded EmbeddedNATS `yaml:"embedded"`
 	} `yaml:"cluster"`
 	Feed struct {
 		Kind       string `yaml:"kind"`
@@ -243,6 +244,56 @@ func load(file string, getenv func(string) string, environ []string) (*Config, e
 	return &c, nil
 }
 
+// EmbeddedNATS is the NATS server a node (or `marketcast nats`) runs in
+// its own process.
+type EmbeddedNATS struct {
+	DataDir    string `yaml:"data_dir"`
+	Listen     string `yaml:"listen"`
+	SyncAlways bool   `yaml:"sync_always"`
+	// The users that may connect over Listen, each with a password or an
+	// nkey (its public key): node (what a marketcast node needs),
+	// collector (publish market data only), recorder (read market data
+	// only).
+	NodePassword      string `yaml:"node_password" secret:"true"`
+	NodeNKey          string `yaml:"node_nkey"`
+	CollectorPassword string `yaml:"collector_password" secret:"true"`
+	CollectorNKey     string `yaml:"collector_nkey"`
+	RecorderPassword  string `yaml:"recorder_password" secret:"true"`
+	RecorderNKey      string `yaml:"recorder_nkey"`
+}
+
+// HasUsers reports whether any user may connect over Listen (then every
+// connection must authenticate).
+func (e *EmbeddedNATS) HasUsers() bool {
+	return e.NodePassword != "" || e.NodeNKey != "" || e.CollectorPassword != "" || e.CollectorNKey != "" ||
+		e.RecorderPassword != "" || e.RecorderNKey != ""
+}
+
+// loopback reports whether a host:port listens on loopback only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// MessageKey is the key that signs the cluster's private messages:
+// cluster.message_key, or one derived from auth.jwt_secret (which every
+// node of a cluster shares).
+func (c *Config) MessageKey() []byte {
+	if c.Cluster.MessageKey != "" {
+		return []byte(c.Cluster.MessageKey)
+	}
+	mac := hmac.New(sha256.New, []byte(c.Auth.JWTSecret))
+	mac.Write([]byte("marketcast cluster message key v1"))
+	return mac.Sum(nil)
+}
+
 // SessionsKind is the calendar bars are built by: "auto" follows the
 // built-in simulator's hours when it is the feed, and each product's
 // exchange sessions otherwise.
@@ -369,7 +420,7 @@ func (c *Config) Validate() error {
 		"keepalive.ping_interval": c.Keepalive.PingInterval, "delivery.write_timeout": c.Delivery.WriteTimeout, "delivery.flush_delay": c.Delivery.FlushDelay,
 		"history.ttl": c.History.TTL, "shutdown.grace": c.Shutdown.Grace, "limits.fragment_timeout": c.Limits.FragmentTimeout,
 		"shutdown.unready_delay": c.Shutdown.UnreadyDelay,
-		"cluster.head_check":     c.Cluster.HeadCheck, "cluster.stream.max_age": c.Cluster.Stream.MaxAge,
+		"cluster.head_check":     c.Cluster.HeadCheck, "cluster.timeout": c.Cluster.Timeout, "cluster.stream.max_age": c.Cluster.Stream.MaxAge,
 		"cluster.stream.duplicates": c.Cluster.Stream.Duplicates,
 		"http.read_header_timeout":  c.HTTP.ReadHeaderTimeout, "http.read_timeout": c.HTTP.ReadTimeout, "http.idle_timeout": c.HTTP.IdleTimeout,
 		"feed.max_time_ahead": c.Feed.MaxTimeAhead, "feed.checkpoint_interval": c.Feed.CheckpointInterval,
@@ -483,6 +534,17 @@ func (c *Config) Validate() error {
 		return bad("cluster.head_check", c.Cluster.HeadCheck.Duration, "want >= 1s")
 	case c.Cluster.NATSURL != "" && c.Cluster.Embedded.DataDir != "":
 		return bad("cluster.embedded.data_dir", fmt.Sprintf("%q", c.Cluster.Embedded.DataDir), "is for a node without cluster.nats_url: use one or the other")
+	case c.Cluster.Timeout.Duration < 50*time.Millisecond || c.Cluster.Timeout.Duration > time.Minute:
+		return bad("cluster.timeout", c.Cluster.Timeout.Duration, "want in [50ms, 1m]")
+	case c.Cluster.MessageKey != "" && len(c.Cluster.MessageKey) < 16:
+		return bad("cluster.message_key", fmt.Sprintf("%d characters", len(c.Cluster.MessageKey)), "want at least 16 characters")
+	case c.UsesNATS() && c.Cluster.MessageKey == "" && c.Auth.JWTSecret == "":
+		return bad("cluster.message_key", `""`, "is needed when auth.jwt_secret is empty (the key is derived from that secret otherwise): "+
+			"set one secret shared by every node (MARKETCAST_CLUSTER_MESSAGE_KEY)")
+	case c.Cluster.Embedded.Listen != "" && !loopback(c.Cluster.Embedded.Listen) && !c.Cluster.Embedded.HasUsers():
+		return bad("cluster.embedded.listen", fmt.Sprintf("%q", c.Cluster.Embedded.Listen), "is not a loopback address: set a password or "+
+			"nkey for the users that connect to it (cluster.embedded.node_password, collector_password, recorder_password …), "+
+			"or anyone who reaches it reads and forges every private message")
 	case c.Shutdown.Drain != "close" && c.Shutdown.Drain != "drop":
 		return bad("shutdown.drain", fmt.Sprintf("%q", c.Shutdown.Drain), `want "close" or "drop"`)
 	case c.Feed.Sessions != "auto" && c.Feed.Sessions != "exchange" && c.Feed.Sessions != "always":

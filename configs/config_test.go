@@ -93,6 +93,11 @@ func TestErrorsNameKeyAndValue(t *testing.T) {
 	f("feed:\n  kind: nats\n", "feed.kind: needs cluster.nats_url")
 	f("cluster:\n  nats_url: nats://x:4222\nfeed:\n  kind: sim\n", "run one `marketcast feed` for the cluster")
 	f("cluster:\n  stream:\n    max_age: 1m\n", "cluster.stream.max_age")
+	f("cluster:\n  timeout: 10ms\n", "cluster.timeout: want in [50ms, 1m]")
+	f("cluster:\n  message_key: short\n", "cluster.message_key: want at least 16 characters")
+	f("cluster:\n  nats_url: nats://x:4222\nauth:\n  jwt_secret: \"\"\n  jwks_url: https://idp/jwks\n", "cluster.message_key")
+	f("cluster:\n  embedded:\n    listen: 0.0.0.0:4222\n", "cluster.embedded.listen")
+	f("cluster:\n  embedded:\n    listen: 10.0.0.5:4222\n", "cluster.embedded.listen")
 	f("auth:\n  jwt_secret: short\n", "auth.jwt_secret")
 	f("keepalive:\n  ping_interval: 10ms\n", "keepalive.ping_interval: want >= 1s, got 10ms")
 	f("log:\n  level: loud\n", `log.level: want debug, info, warn or error, got "loud"`)
@@ -144,5 +149,36 @@ func TestIdentityProviderWarnings(t *testing.T) {
 	c.Auth.DefaultPermissions = []string{"read:market_data"}
 	if w := strings.Join(c.SecurityWarnings(), ""); !strings.Contains(w, "default_permissions") {
 		t.Fatalf("default permissions are not announced: %q", w)
+	}
+}
+
+// TestClusterSecurityDefaults: the embedded NATS server may listen beyond
+// loopback only with users; the message key is the configured one, or one
+// derived from the JWT secret that every node shares.
+func TestClusterSecurityDefaults(t *testing.T) {
+	load := func(yamlText string) *Config {
+		t.Helper()
+		file := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(file, []byte(yamlText), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(file, noEnv)
+		if err != nil {
+			t.Fatalf("%q: %v", yamlText, err)
+		}
+		return c
+	}
+	load("cluster:\n  embedded:\n    listen: 127.0.0.1:4222\n")
+	load("cluster:\n  embedded:\n    listen: 0.0.0.0:4222\n    collector_password: p\n")
+	a := load("auth:\n  jwt_secret: one-secret-of-16-chars\n")
+	b := load("auth:\n  jwt_secret: one-secret-of-16-chars\n")
+	c := load("auth:\n  jwt_secret: another-secret-16-chars\n")
+	d := load("cluster:\n  message_key: a-message-key-of-16\n")
+	if string(a.MessageKey()) != string(b.MessageKey()) || string(a.MessageKey()) == string(c.MessageKey()) ||
+		string(d.MessageKey()) != "a-message-key-of-16" || string(a.MessageKey()) == a.Auth.JWTSecret {
+		t.Fatal("message keys: want one per JWT secret (never the secret itself), or the configured one")
+	}
+	if got := load("cluster:\n  nats_url: nats://u:p@10.0.0.1:4222,nats://10.0.0.2:4222\n").NATSServer(); got != "nats://10.0.0.1:4222,nats://10.0.0.2:4222" {
+		t.Fatalf("NATS server in logs: %q; want the URLs without credentials", got)
 	}
 }

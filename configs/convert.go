@@ -2,7 +2,9 @@ package configs
 
 import (
 	"fmt"
+	"net/url"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -90,18 +92,34 @@ func (c *Config) Gateway() gateway.Config {
 	}
 }
 
-// natsTimeout bounds one request to NATS (a publish's store and ack, a
-// history read); a publish that cannot finish in time answers 503.
-const natsTimeout = 5 * time.Second
-
 // NATSBroker is the cluster broker's configuration.
 func (c *Config) NATSBroker() natsbroker.Config {
 	s := c.Cluster.Stream
 	return natsbroker.Config{
 		Stream: s.Name, Replicas: s.Replicas, Memory: s.Storage == "memory",
 		History: c.HistoryLimits(), MaxAge: s.MaxAge.Duration, MaxBytes: s.MaxBytes,
-		Duplicates: s.Duplicates.Duration, HeadCheck: c.Cluster.HeadCheck.Duration, Timeout: natsTimeout,
+		Duplicates: s.Duplicates.Duration, HeadCheck: c.Cluster.HeadCheck.Duration, Timeout: c.Cluster.Timeout.Duration,
+		Key: c.MessageKey(), Server: c.NATSServer(),
 	}
+}
+
+// NATSServer names the node's NATS server in logs and errors: the URLs
+// without credentials, or the embedded server.
+func (c *Config) NATSServer() string {
+	if c.Cluster.NATSURL == "" {
+		return "the embedded NATS server"
+	}
+	var out []string
+	for _, raw := range strings.Split(c.Cluster.NATSURL, ",") {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil || u.Host == "" {
+			out = append(out, "(a malformed URL)")
+			continue
+		}
+		u.User = nil
+		out = append(out, u.String())
+	}
+	return strings.Join(out, ",")
 }
 
 // NodeName names this node in logs and to NATS: cluster.name, or the host

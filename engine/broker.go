@@ -16,7 +16,9 @@ type Broker interface {
 	// Publish stores m as the next event of its topic, assigning the
 	// sequence (and, for the first event of a run, a new epoch) atomically
 	// with storing it, hands the event to the handler, and returns it. An
-	// error wrapping ErrUnavailable means nothing was stored.
+	// error wrapping ErrUnavailable means nothing was stored, nor ever
+	// will be; ErrOutcomeUnknown (an OutcomeUnknown) means the store took
+	// the message but its answer was lost: it may be stored, once.
 	Publish(ctx context.Context, m *Message) (*Event, error)
 	// History reads a topic's stream: at most limit events with a sequence
 	// greater than after, oldest first and contiguous, within the resume

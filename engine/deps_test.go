@@ -23,6 +23,7 @@ func TestImportDirections(t *testing.T) {
 		mod + "engine/frame":      {mod + "feed", mod + "engine/gateway", mod + "configs", "github.com/lxzan/gws", nats},
 		mod + "engine/throttle":   {mod + "engine/gateway", mod + "engine/natsbroker", mod + "feed", mod + "configs", "github.com/lxzan/gws", nats},
 		mod + "engine/auth":       {mod + "feed", mod + "engine/gateway", mod + "configs", "github.com/lxzan/gws", nats},
+		mod + "engine/brokertest": {mod + "feed", mod + "engine/gateway", mod + "engine/natsbroker", mod + "configs", "github.com/lxzan/gws", nats},
 		mod + "engine/gateway":    {mod + "feed", mod + "engine/natsbroker", mod + "configs", mod + "cmd", nats},
 		mod + "engine/natsbroker": {mod + "feed", mod + "engine/gateway", mod + "configs", mod + "cmd", "github.com/lxzan/gws"},
 		mod + "feed":              {mod + "engine/gateway", mod + "engine/natsbroker", mod + "configs", "github.com/lxzan/gws", nats},

@@ -273,7 +273,7 @@ func TestResumeWithEpochs(t *testing.T) {
 	f(1, epoch, false)            // 2 is gone
 	f(9, epoch, false)            // beyond the run: a reset
 	f(4, "other-run", false)      // another run's position means nothing here
-	f(4, "", true, 5, 6)          // legacy: no epoch, no check
+	f(4, "", false)               // no epoch: nothing proves 4 was seen in this run
 	if _, _, err := h.Subscribe(context.Background(), nil, "orders:1", engine.Conflated, engine.SubscribeOptions{}); err != engine.ErrModeMismatch {
 		t.Fatalf("mode mismatch: got %v", err)
 	}

@@ -50,6 +50,21 @@ func NewMemoryBroker(limits HistoryLimits) *MemoryBroker {
 // SetHandler implements Broker.
 func (b *MemoryBroker) SetHandler(h EventHandler) { b.handler = h }
 
+// SetClock replaces the broker's clock (time.Now), which stamps events and
+// ages history: tests move it forward instead of waiting. Call it before
+// anything is published.
+func (b *MemoryBroker) SetClock(now func() time.Time) { b.now = now }
+
+// Watching reports whether some Watch of topic has not been ended.
+func (b *MemoryBroker) Watching(topic string) bool {
+	st := b.stream(topic, false)
+	if st == nil {
+		return false
+	}
+	defer st.mu.Unlock()
+	return st.watchers > 0
+}
+
 func (b *MemoryBroker) shard(topic string) *memoryShard {
 	return &b.shards[maphash.String(b.seed, topic)%uint64(len(b.shards))]
 }

@@ -29,6 +29,7 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"errors"
+	"fmt"
 
 	"github.com/marketcast/marketcast/protocol"
 )
@@ -98,7 +99,30 @@ var (
 	// ErrUnavailable wraps a broker failure: the publish was not stored and
 	// may be retried.
 	ErrUnavailable = errors.New("engine: broker unavailable")
+	// ErrOutcomeUnknown is matched by an OutcomeUnknown error: the publish
+	// may or may not have been stored.
+	ErrOutcomeUnknown = errors.New("engine: publish outcome unknown")
 )
+
+// OutcomeUnknown is the error of a publish that reached the broker's store
+// but whose answer was lost (the store froze, its leader died) and could
+// not be learned in time: it may have been stored, or may still be. A
+// retry with Key as its idempotency key is stored at most once.
+type OutcomeUnknown struct {
+	Key   string // the idempotency key the publish was made with
+	Cause error
+}
+
+func (e *OutcomeUnknown) Error() string {
+	return fmt.Sprintf("%v (%v): it may have been stored; retry with idempotency key %q to store it at most once",
+		ErrOutcomeUnknown, e.Cause, e.Key)
+}
+
+// Is makes errors.Is(err, ErrOutcomeUnknown) hold.
+func (e *OutcomeUnknown) Is(target error) bool { return target == ErrOutcomeUnknown }
+
+// Unwrap is the cause.
+func (e *OutcomeUnknown) Unwrap() error { return e.Cause }
 
 // NewEpoch returns a fresh epoch: 12 random characters, so two runs of a
 // topic never share one.

@@ -61,9 +61,9 @@ type SubscribeOptions struct {
 	// after it is replayed, then live events follow with no gap and no
 	// duplicate.
 	Since *uint64
-	// Epoch is the run Since was seen in. Empty (legacy clients) skips the
-	// check, which is unsafe across a restart: a new run that has passed
-	// Since would be taken for the old one.
+	// Epoch is the run Since was seen in. Without it (legacy clients) a
+	// resume after Since > 0 is never recovered: a new run that has passed
+	// Since would look like the old one.
 	Epoch string
 	// History, on a conflated topic, sends up to this many of its last
 	// final messages (closed bars) first, oldest first, marked as
@@ -82,7 +82,9 @@ type SubscribeOptions struct {
 // Resume describes where a reliable topic stood when a subscription began.
 type Resume struct {
 	// Position is the topic's last sequence and its epoch. A topic with no
-	// run yet has sequence 0 and a fresh epoch that names nothing older.
+	// run yet has sequence 0 and no epoch: its run's epoch is chosen by its
+	// first message, wherever that is published, so none can be promised
+	// before it.
 	Position Position
 	// Recovered, for a subscribe with Since, says whether every event after
 	// Since follows, in order.
@@ -147,9 +149,6 @@ func (h *Hub) Subscribe(ctx context.Context, out *Outbox, key string, mode Mode,
 		sub.snapshot = hist.Last
 	}
 	t.mu.Unlock()
-	if r.Position.Epoch == "" {
-		r.Position.Epoch = NewEpoch()
-	}
 	return sub, r, nil
 }
 
@@ -166,8 +165,9 @@ func (h *Hub) readStart(ctx context.Context, t *topic, since *uint64) (History, 
 	return h.broker.History(ctx, t.key, after, limit)
 }
 
-// recoverable decides a resume: every event after since must still be
-// held, in the run the client saw it in.
+// recoverable decides a resume: recovered only when the server can show
+// that every event after since is still held, in the run the client saw it
+// in.
 func recoverable(since uint64, epoch string, hist *History) bool {
 	head := hist.Head()
 	if since == 0 {
@@ -177,7 +177,12 @@ func recoverable(since uint64, epoch string, hist *History) bool {
 	switch {
 	case head.Seq == 0: // the run the client saw is gone
 		return false
-	case epoch != "" && epoch != head.Epoch:
+	case epoch == "":
+		// Without the run since was seen in, a new run that has passed
+		// since (after a restart, a sweep, a lost store) looks the same as
+		// the old one: nothing proves that no event is missing.
+		return false
+	case epoch != head.Epoch:
 		return false
 	case since > head.Seq: // the client saw more than this run has: a reset
 		return false

@@ -73,6 +73,10 @@ const (
 	// (interval_ms or conflate on a channel that does not take them, a
 	// value out of range, or both at once).
 	CodeInvalidRequest = "INVALID_REQUEST"
+	// CodeOutcomeUnknown (publish API, 504): the broker took the message
+	// but its answer was lost; it may be stored. Retry with the
+	// idempotency key the error names.
+	CodeOutcomeUnknown = "OUTCOME_UNKNOWN"
 )
 
 // Close codes.

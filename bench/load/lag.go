@@ -77,3 +77,21 @@ func (b LagBuckets) Quantile(before LagBuckets, q float64) float64 {
 	}
 	return uppers[len(uppers)-1] * 1000
 }
+
+// ScrapeCounter reads one counter (or gauge) without labels from a
+// /metrics URL; 0 when absent or unreachable.
+func ScrapeCounter(url, name string) float64 {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
+}

@@ -76,7 +76,8 @@ export interface SubscribeOptions {
 }
 
 export interface StreamPosition {
-  epoch: string;
+  /** Absent while the stream has no run (nothing published yet). */
+  epoch?: string;
   sequence: number;
   recovered?: boolean;
 }
@@ -88,7 +89,7 @@ export interface SubscribeResult {
   fields?: string[];
   user_id?: string;
   strategy_id?: string;
-  /** Reliable channels: the stream's epoch and last sequence when subscribed. */
+  /** Reliable channels: the stream's epoch (absent while it has no run) and last sequence when subscribed. */
   epoch?: string;
   sequence?: number;
   recovered?: boolean;
@@ -120,7 +121,7 @@ export interface ResumeEvent {
   since: number;
   epoch?: string;
   recovered: boolean;
-  current_epoch: string;
+  current_epoch?: string;
   sequence: number;
   /** resume_failed only: 'epoch' (a new run) or 'history' (no longer held). */
   reason?: 'epoch' | 'history';

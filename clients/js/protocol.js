@@ -78,6 +78,7 @@ export const ERROR = Object.freeze({
   UNAVAILABLE: 'UNAVAILABLE',
   INTERNAL: 'INTERNAL',
   INVALID_REQUEST: 'INVALID_REQUEST',
+  OUTCOME_UNKNOWN: 'OUTCOME_UNKNOWN',
 });
 
 /** Close codes. */

@@ -8,10 +8,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/marketcast/marketcast/configs"
 	"github.com/marketcast/marketcast/feed/natsfeed"
@@ -20,17 +19,34 @@ import (
 )
 
 // natsCmd runs a NATS server with JetStream, the same one the binary
-// embeds: a cluster's broker for a try-out or a test, with nothing else to
-// install (Debian's nats-server is too old for what marketcast uses).
+// embeds: a cluster's broker for a try-out or a small deployment, with
+// nothing else to install (Debian's nats-server is too old for what
+// marketcast uses). Users (node, collector, recorder) authenticate with
+// the passwords given; a listen address that is not loopback needs them.
 //
 //	marketcast nats [-listen 127.0.0.1:4222] [-store DIR] [-sync-always]
+//	                [-node-password P] [-collector-password P] [-recorder-password P] [-stream MC_PRIV]
 func natsCmd(args []string, stderr io.Writer) error {
 	fs := newFlags("nats", stderr)
 	listen := fs.String("listen", "127.0.0.1:4222", "client address")
 	store := fs.String("store", "", "JetStream store directory (default: a temporary one, removed at exit)")
 	sync := fs.Bool("sync-always", false, "fsync every write")
+	e := configs.EmbeddedNATS{}
+	fs.StringVar(&e.NodePassword, "node-password", os.Getenv("MARKETCAST_CLUSTER_EMBEDDED_NODE_PASSWORD"),
+		"password of user node: what a marketcast node needs (MARKETCAST_CLUSTER_EMBEDDED_NODE_PASSWORD)")
+	fs.StringVar(&e.CollectorPassword, "collector-password", os.Getenv("MARKETCAST_CLUSTER_EMBEDDED_COLLECTOR_PASSWORD"),
+		"password of user collector: publish md.> only (MARKETCAST_CLUSTER_EMBEDDED_COLLECTOR_PASSWORD)")
+	fs.StringVar(&e.RecorderPassword, "recorder-password", os.Getenv("MARKETCAST_CLUSTER_EMBEDDED_RECORDER_PASSWORD"),
+		"password of user recorder: subscribe md.> only (MARKETCAST_CLUSTER_EMBEDDED_RECORDER_PASSWORD)")
+	stream := fs.String("stream", "MC_PRIV", "the nodes' private stream (cluster.stream.name), for the node user's permissions")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	e.Listen, e.SyncAlways = *listen, *sync
+	cfg := configs.Default()
+	cfg.Cluster.Embedded, cfg.Cluster.Stream.Name = e, *stream
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("nats: %w", err)
 	}
 	if *store == "" {
 		// A store nobody named is nobody's to keep: it goes when the server
@@ -42,12 +58,16 @@ func natsCmd(args []string, stderr io.Writer) error {
 		defer os.RemoveAll(dir)
 		*store = dir
 	}
+	cfg.Cluster.Embedded.DataDir = *store
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	ns, err := startEmbeddedNATS(*store, *listen, *sync)
+	ns, err := startEmbeddedNATS(&cfg.Cluster.Embedded, cfg, "")
 	if err != nil {
 		return err
 	}
-	log.Info("nats server with jetstream ready", "listen", *listen, "store", *store)
+	if !e.HasUsers() {
+		log.Warn("no users: anyone who reaches " + *listen + " may read and write everything (loopback only)")
+	}
+	log.Info("nats server with jetstream ready", "listen", *listen, "store", *store, "authenticated", e.HasUsers())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	<-ctx.Done()
@@ -67,6 +87,8 @@ func feedCmd(args []string, stderr io.Writer) error {
 	file := fs.String("config", "", "config file (default: embedded)")
 	recording := fs.String("replay", "", "play this recording (one made by marketcast record) instead of running the simulator")
 	speed := fs.Float64("speed", 1, "replay pace: 1 as recorded, 10 ten times faster, 0 as fast as possible")
+	anySubject := fs.Bool("all-subjects", false, "replay every subject of the recording, not only market data (md.<channel>.<symbol>); "+
+		"JetStream and system subjects ($…, _INBOX.…) are never replayed")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -80,23 +102,29 @@ func feedCmd(args []string, stderr io.Writer) error {
 		return err
 	}
 	defer link.close()
-	js, err := jetstream.New(link.nc)
-	if err != nil {
-		return err
-	}
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = natsfeed.EnsureLastStream(sctx, js)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("feed: last-value stream: %w", err)
-	}
+	// The nodes keep the last-value stream (at start and after every
+	// reconnect): the feed needs no more than a collector's permissions,
+	// publish md.>.
 	if *recording != "" {
-		// The recording's bytes go out as they were published, bad input
-		// included: the nodes validate them as they did then.
-		log.Info("feed replaying to nats", "file", *recording, "speed", *speed, "nats", link.nc.ConnectedUrlRedacted())
+		// A market subject's bytes go out as they were published, bad input
+		// included: the nodes validate them as they did then. Anything else
+		// in the file (private subjects, JetStream requests) is skipped
+		// unless -all-subjects says otherwise.
+		log.Info("feed replaying to nats", "file", *recording, "speed", *speed, "nats", link.nc.ConnectedUrlRedacted(),
+			"all_subjects", *anySubject)
+		skipped := 0
 		n, err := replay.Play(ctx, *recording, *speed, func(e *replay.Entry) error {
+			if !replayable(e.Subject, *anySubject) {
+				if skipped++; skipped <= 10 {
+					log.Warn("recorded message not replayed: not market data (replay it with -all-subjects)", "subject", e.Subject)
+				}
+				return nil
+			}
 			return link.nc.Publish(e.Subject, e.Payload())
 		})
+		if skipped > 0 {
+			log.Warn("recorded messages not replayed: not market data", "count", skipped)
+		}
 		if err == nil {
 			err = link.nc.FlushTimeout(10 * time.Second)
 		}
@@ -133,11 +161,17 @@ func recordCmd(args []string, stderr io.Writer) error {
 	out := fs.String("out", "", "recording to write (gzip JSON lines; replaced if it exists)")
 	dur := fs.Duration("for", 0, "stop after this long (default: at SIGINT or SIGTERM)")
 	subjects := fs.String("subjects", protocol.MarketSubjectPrefix+".>", "NATS subjects to record")
+	private := fs.Bool("allow-private", false, "record subjects beyond market data (md.>): private messages, "+
+		"JetStream traffic; the file then holds users' data")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *out == "" {
 		return errors.New("record: -out FILE is required")
+	}
+	if !marketPattern(*subjects) && !*private {
+		return fmt.Errorf("record: -subjects %q reaches beyond market data (md.>): the recording would hold private "+
+			"messages and JetStream traffic; say -allow-private if that is what you want", *subjects)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -165,6 +199,23 @@ func recordCmd(args []string, stderr io.Writer) error {
 	}
 	log.Info("recording written", "out", *out, "messages", w.Count(), "skipped_too_large", w.Skipped())
 	return nil
+}
+
+// replayable reports whether feed -replay publishes a recorded subject:
+// market data, or with all anything but NATS's own subjects (JetStream
+// API, system, inboxes), which a recording must never drive.
+func replayable(subject string, all bool) bool {
+	if _, _, ok := protocol.ParseMarketSubject(subject); ok {
+		return true
+	}
+	return all && !strings.HasPrefix(subject, "$") && !strings.HasPrefix(subject, "_INBOX.")
+}
+
+// marketPattern reports whether a subject pattern matches market data
+// only: md.> or within it.
+func marketPattern(pattern string) bool {
+	tokens := strings.Split(pattern, ".")
+	return len(tokens) >= 2 && tokens[0] == protocol.MarketSubjectPrefix
 }
 
 // busClient loads the config of a subcommand that works on the cluster's

@@ -36,16 +36,12 @@ func newSource(cfg *configs.Config, n *node, log *slog.Logger) (feed.Source, err
 }
 
 // newCheckpoints keeps each symbol's forming bars in the node's NATS store,
-// unless feed.checkpoint_interval is 0.
-func newCheckpoints(ctx context.Context, cfg *configs.Config, link *natsLink) (market.Checkpoints, error) {
+// unless feed.checkpoint_interval is 0 (nil).
+func newCheckpoints(cfg *configs.Config, link *natsLink) *natsfeed.Checkpoints {
 	if cfg.Feed.CheckpointInterval.Duration == 0 {
-		return nil, nil
+		return nil
 	}
-	cp, err := natsfeed.NewCheckpoints(ctx, link.nc, cfg.Cluster.Stream.Replicas)
-	if err != nil {
-		return nil, err
-	}
-	return cp, nil
+	return natsfeed.NewCheckpoints(link.nc, cfg.Cluster.Stream.Replicas)
 }
 
 // restoreTimeout bounds reading the checkpoints at start.
@@ -144,9 +140,10 @@ func startFeed(ctx context.Context, src feed.Source, n *node, log *slog.Logger) 
 			retry = min(2*retry, feedRetryMax)
 		}
 	}()
-	if ns, ok := src.(*natsfeed.Source); ok {
+	if ns, ok := src.(*natsfeed.Source); ok && n.nats.nc.IsConnected() {
 		// Say nothing of being up before the subscription is in place:
-		// what a collector publishes after that is never missed.
+		// what a collector publishes after that is never missed. (With
+		// NATS away, there is nothing to wait for: the node is not ready.)
 		select {
 		case <-ns.Listening():
 		case <-time.After(5 * time.Second):

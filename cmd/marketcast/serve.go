@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/marketcast/marketcast/configs"
 	"github.com/marketcast/marketcast/engine"
@@ -39,6 +40,8 @@ type node struct {
 	cluster  *natsbroker.Broker   // the broker of a node on NATS
 	nats     *natsLink
 	market   *market.Market // where sources publish: this node's hub
+	bars     *natsfeed.BarStore
+	streams  *streamKeeper  // the market-data streams on NATS
 	api      gateway.Market // where the publish API sends market data
 	verifier *auth.Verifier
 	srv      *gateway.Server
@@ -59,7 +62,6 @@ func newNode(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*node,
 			link.close()
 			return nil, err
 		}
-		link.onReconnect = n.cluster.Reconnected
 		broker = n.cluster
 	} else {
 		n.memory = engine.NewMemoryBroker(cfg.HistoryLimits())
@@ -73,19 +75,33 @@ func newNode(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*node,
 	}
 	mcfg.Log = log
 	if n.nats != nil {
-		store, err := natsfeed.NewBarStore(ctx, n.nats.nc, cfg.Feed.BarHistory)
-		if err != nil {
-			n.close()
-			return nil, err
+		// A node that starts late serves bar history all the same; every
+		// node's history shows the bar stored first.
+		n.bars = natsfeed.NewBarStore(n.nats.nc, cfg.Feed.BarHistory, cfg.Cluster.Stream.Replicas)
+		n.bars.OnReplaced(func(p *protocol.Publication) {
+			msg := engine.FromPublication(p)
+			_ = n.hub.MergeFinals(p.Topic(), []*engine.Event{engine.NewEvent(&msg, 0, "", time.Now())})
+		})
+		mcfg.Store = n.bars
+		ensure := []func(context.Context) error{n.bars.Ensure}
+		if cp := newCheckpoints(cfg, n.nats); cp != nil {
+			mcfg.Checkpoints = cp
+			ensure = append(ensure, cp.Ensure)
 		}
-		mcfg.Store = store // a node that starts late serves history all the same
-		if mcfg.Checkpoints, err = newCheckpoints(ctx, cfg, n.nats); err != nil {
-			n.close()
-			return nil, err
-		}
+		js, _ := jetstream.New(n.nats.nc)
+		n.streams = newStreamKeeper(log, n.nats.nc, append(ensure, func(ctx context.Context) error {
+			return natsfeed.EnsureLastStream(ctx, js, cfg.Cluster.Stream.Replicas)
+		})...)
+		link := n.nats
+		link.onReconnect = func() { n.cluster.Reconnected(); n.streams.check() }
+		link.onDisconnect = n.cluster.Disconnected
 	}
 	n.market = market.New(n.hub, mcfg)
-	restoreMarket(ctx, n.market, log)
+	if n.nats == nil || n.nats.nc.IsConnected() {
+		restoreMarket(ctx, n.market, log)
+	} else {
+		log.Warn("forming bars not restored: NATS is away; they start again with the next ticks")
+	}
 	n.api = n.market
 	if cfg.FeedKind() == "nats" {
 		// Every node ingests md.>: market data published here goes there
@@ -97,6 +113,9 @@ func newNode(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*node,
 
 // close releases the broker and the NATS link.
 func (n *node) close() {
+	if n.bars != nil {
+		n.bars.Close()
+	}
 	if n.cluster != nil {
 		n.cluster.Close()
 	}
@@ -115,6 +134,9 @@ func (n *node) run(ctx context.Context) {
 	go n.market.Run(ctx)
 	if n.memory != nil {
 		go n.memory.RunSweeper(ctx, time.Minute)
+	}
+	if n.streams != nil {
+		go n.streams.run(ctx)
 	}
 }
 
@@ -154,6 +176,7 @@ func newGateway(cfg *configs.Config, n *node, log *slog.Logger) (*gateway.Server
 	srv.AddMetrics(n.market.Metrics())
 	if n.cluster != nil {
 		srv.AddMetrics(n.cluster.Metrics())
+		srv.AddReadyCheck(n.cluster.Ready) // not ready while this node cannot publish
 	}
 	return srv, nil
 }
@@ -223,8 +246,13 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 
 	announce(cfg, ln.Addr().String(), metricsURL, log)
 	if n.nats != nil {
-		log.Info("node joined the cluster", "node", n.name, "nats", n.nats.nc.ConnectedUrlRedacted(),
-			"stream", cfg.Cluster.Stream.Name, "feed", cfg.FeedKind())
+		if n.nats.nc.IsConnected() {
+			log.Info("node joined the cluster", "node", n.name, "nats", n.nats.nc.ConnectedUrlRedacted(),
+				"stream", cfg.Cluster.Stream.Name, "feed", cfg.FeedKind())
+		} else {
+			log.Warn("node started; it joins the cluster once NATS is reachable (not ready until then)", "node", n.name,
+				"nats", cfg.NATSServer())
+		}
 	}
 	if ready != nil {
 		ready <- ln.Addr().String()

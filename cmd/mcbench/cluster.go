@@ -18,7 +18,8 @@ import (
 // o.nodes nodes at equal load, in the same run: fan-out of one reliable
 // topic (through the cluster every delivery has crossed a JetStream store
 // and a RePublish), private order updates (one JetStream publish, store and
-// ack each), then the failover of a killed node's clients.
+// ack each), the cost of a publish through one node and spread over all
+// (publishCost), then the failover of a killed node's clients.
 func cluster(ctx context.Context, o options) error {
 	rates := o.rates
 	if len(rates) == 0 {
@@ -37,6 +38,9 @@ func cluster(ctx context.Context, o options) error {
 		if err := private(ctx, p); err != nil {
 			return fmt.Errorf("private on %s: %w", target, err)
 		}
+	}
+	if err := publishCost(ctx, o); err != nil {
+		return fmt.Errorf("publish cost: %w", err)
 	}
 	return failover(ctx, o)
 }
@@ -231,4 +235,108 @@ func failover(ctx context.Context, o options) error {
 		return fmt.Errorf("failover: %d of %d terminals resumed, %d orders lost, %d doubled", n, len(affected), lost, doubled)
 	}
 	return nil
+}
+
+// publishCost measures what a private publish costs the cluster, CPU of
+// NATS and every node together per acknowledged publish, when every publish
+// goes through one node and when publishes to the same topics are spread
+// over all nodes (a load balancer in front of the publish API): the price
+// of nodes racing for a topic's head. Same rate, same topics, same run, no
+// subscribers (as a back end publishing to users who are offline).
+func publishCost(ctx context.Context, o options) error {
+	const users, senders = 1000, 16
+	rate := o.privateRate
+	for _, spread := range []bool{false, true} {
+		b, err := start(ctx, options{target: "cluster", bin: o.bin, nodes: o.nodes, extraConfig: o.extraConfig}, load.BaseConfig(0, 0))
+		if err != nil {
+			return err
+		}
+		c := b.t.(*load.Cluster)
+		var acked, failed atomic.Int64
+		send := func(d time.Duration) error {
+			jobs := make(chan load.Outgoing, 4096)
+			var wg sync.WaitGroup
+			for w := range senders {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for k := 0; ; k++ {
+						m, ok := <-jobs
+						if !ok {
+							return
+						}
+						node := c.Node(0)
+						if spread {
+							node = c.Node((w + k) % o.nodes)
+						}
+						t0 := time.Now()
+						if err := node.Publish([]load.Outgoing{m}); err != nil {
+							failed.Add(1)
+							continue
+						}
+						acked.Add(1)
+						b.pubMu.Lock()
+						_ = b.pubRTT.RecordValue(time.Since(t0).Microseconds())
+						b.pubMu.Unlock()
+					}
+				}()
+			}
+			n := 0
+			err := onSchedule(ctx, rate, d, func(slot time.Time, due int) error {
+				for range due {
+					jobs <- load.Outgoing{Topic: load.Topic{Channel: "orders", ID: "u" + strconv.Itoa(n%users)}, Data: payload(slot, n, o.payload)}
+					n++
+				}
+				return nil
+			})
+			close(jobs)
+			wg.Wait()
+			return err
+		}
+		// Warm up first (every topic published through every node, the
+		// nodes' heads learned), so the figure is the steady state's.
+		// Twice the measurement: enough for every node to have published
+		// to every topic more than once.
+		progress("publish cost spread=%v: warming up for %v", spread, 2*o.duration)
+		err = send(2 * o.duration)
+		acked.Store(0)
+		failed.Store(0)
+		conflicts0 := clusterConflicts(c, o.nodes)
+		var s sample
+		nats0, _ := load.CPUTime(c.NATSPID())
+		if err == nil {
+			s, err = b.measure(fmt.Sprintf("[publish cost spread=%v rate=%d]", spread, rate), func() error { return send(o.duration) })
+		}
+		nats1, _ := load.CPUTime(c.NATSPID())
+		conflicts := clusterConflicts(c, o.nodes) - conflicts0
+		b.close()
+		if err != nil {
+			return err
+		}
+		perPublish := 0.0
+		if n := acked.Load(); n > 0 {
+			perPublish = float64(s.cpu.Microseconds()) / float64(n)
+		}
+		name := fmt.Sprintf("PublishCost/nodes=%d/spread=%v/users=%d/rate=%d", o.nodes, spread, users, rate)
+		if label != "" {
+			name += "/variant=" + label
+		}
+		natsPer := 0.0
+		if n := acked.Load(); n > 0 {
+			natsPer = float64((nats1 - nats0).Microseconds()) / float64(n)
+		}
+		fmt.Printf("Benchmark%s 1 %.0f acked/s %.1f cpu-us/publish %.1f nats-cpu-us/publish %.0f conflicts %d failed %.3f server-cpu-s %.3f publish-p50-ms %.3f publish-p99-ms\n",
+			name, float64(acked.Load())/s.elapsed.Seconds(), perPublish, natsPer, conflicts, failed.Load(), s.cpu.Seconds(), s.pubP50, s.pubP99)
+	}
+	return nil
+}
+
+// clusterConflicts is how many publish races the nodes lost so far.
+func clusterConflicts(c *load.Cluster, nodes int) float64 {
+	var n float64
+	for i := range nodes {
+		addr, _ := c.Node(i).Endpoint()
+		n += load.ScrapeCounter("http://"+addr+"/metrics", "marketcast_cluster_publish_conflicts_total")
+	}
+	return n
 }

@@ -11,7 +11,8 @@
 //	mcbench -scenario memory  -target marketcast|centrifugo   19,000 idle subscribed connections
 //	mcbench -scenario slow                                    1 of 1,000 subscribers stops reading
 //	mcbench -scenario private                                 order updates to 10,000 users
-//	mcbench -scenario cluster [-nodes 3]                      one node, then NATS + 3 nodes: fan-out, private publishes, failover
+//	mcbench -scenario cluster [-nodes 3]                      one node, then NATS + 3 nodes: fan-out, private publishes, publish cost, failover
+//	mcbench -scenario publish-cost [-private-rate 1000]       NATS + 3 nodes: CPU per private publish through one node and spread over all
 //	mcbench -scenario ingest  [-symbols 500 -subs 500]        ticks from a collector on NATS into one node: ticks per CPU-second, NATS → terminal latency
 //	mcbench -scenario storm   [-conns 10000 -concurrency 0]   every terminal reconnects at once: time until all are live, retransmits
 //	mcbench -scenario slowterm [-slow 100 -handler 10ms -flow] 1,000 terminals, 100 of them application-limited: the others' latency, their tick age
@@ -66,7 +67,7 @@ type options struct {
 func main() {
 	var o options
 	var rates string
-	flag.StringVar(&o.scenario, "scenario", "fanout", "fanout, fleet, memory, slow, private, cluster, ingest, storm or slowterm")
+	flag.StringVar(&o.scenario, "scenario", "fanout", "fanout, fleet, memory, slow, private, cluster, publish-cost, ingest, storm or slowterm")
 	flag.StringVar(&o.target, "target", "marketcast", "marketcast, centrifugo, centrifugo-tuned (its memory-saving options) or cluster (NATS + -nodes marketcast nodes)")
 	flag.IntVar(&o.nodes, "nodes", 3, "nodes of the cluster target")
 	flag.IntVar(&o.concurrency, "concurrency", 0, "storm: connections opening at a time (0: all at once)")
@@ -162,6 +163,8 @@ func run(ctx context.Context, o options) error {
 		return private(ctx, o)
 	case "cluster":
 		return cluster(ctx, o)
+	case "publish-cost":
+		return publishCost(ctx, o)
 	case "ingest":
 		return ingest(ctx, o)
 	case "storm":

@@ -55,7 +55,7 @@ type subscribeData struct {
 
 // streamData is where one reliable stream stood when a subscription began.
 type streamData struct {
-	Epoch     string `json:"epoch"`
+	Epoch     string `json:"epoch,omitempty"` // none while the stream has no run
 	Sequence  uint64 `json:"sequence"`
 	Recovered *bool  `json:"recovered,omitempty"`
 }

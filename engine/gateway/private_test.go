@@ -43,6 +43,17 @@ func (ts *testServer) post(token string, body string) (int, map[string]any) {
 
 func (ts *testServer) publisher() string { return ts.token("backend", "publish") }
 
+// epoch is the current run of a reliable topic, as a client that saw its
+// messages knows it.
+func (ts *testServer) epoch(topic string) string {
+	ts.t.Helper()
+	h, err := ts.broker.History(context.Background(), topic, 0, 0)
+	if err != nil || h.Last == nil {
+		ts.t.Fatalf("no run of %s: %v", topic, err)
+	}
+	return h.Last.Epoch()
+}
+
 // order publishes one order update for user through the API.
 func (ts *testServer) order(user string, n int) uint64 {
 	ts.t.Helper()
@@ -53,11 +64,16 @@ func (ts *testServer) order(user string, n int) uint64 {
 	return uint64(v["results"].([]any)[0].(map[string]any)["sequence"].(float64))
 }
 
-func subscribeOrders(t *testing.T, c *wsclient.Client, since *uint64) *wsclient.Message {
+// subscribeOrders subscribes to the user's orders, resuming after since
+// of epoch when since is set.
+func subscribeOrders(t *testing.T, c *wsclient.Client, since *uint64, epoch string) *wsclient.Message {
 	t.Helper()
 	req := map[string]any{"type": "subscribe", "channel": "orders"}
 	if since != nil {
 		req["since"] = *since
+	}
+	if epoch != "" {
+		req["epoch"] = epoch
 	}
 	mustSend(t, c, req)
 	return mustType(t, c, "subscribe_response")
@@ -113,7 +129,7 @@ func TestPrivateIsolationAndShapes(t *testing.T) {
 	ts := newTestServer(t, nil)
 	a1, a2, b := ts.login("A"), ts.login("A"), ts.login("B")
 	for _, c := range []*wsclient.Client{a1, a2, b} {
-		if r := subscribeOrders(t, c, nil); r.DataMap()["status"] != "success" {
+		if r := subscribeOrders(t, c, nil, ""); r.DataMap()["status"] != "success" {
 			t.Fatalf("got %s", r.Raw)
 		}
 	}
@@ -163,7 +179,7 @@ func TestSnapshotsOfStateChannels(t *testing.T) {
 		t.Fatalf("positions snapshot: %s", m.Raw)
 	}
 	// Orders are events: no snapshot without since.
-	subscribeOrders(t, c, nil)
+	subscribeOrders(t, c, nil, "")
 	mustSend(t, c, map[string]any{"type": "ping"})
 	if m := mustNext(t, c); m.Type != "pong" {
 		t.Fatalf("orders sent %s on subscribe", m.Raw)
@@ -194,8 +210,8 @@ func TestSignalsAndBroadcast(t *testing.T) {
 		mustSend(t, x, map[string]any{"type": "subscribe", "channel": "notifications"})
 		r := mustType(t, x, "subscribe_response")
 		b, _ := r.DataMap()["broadcast"].(map[string]any)
-		if b == nil || b["epoch"] == "" || b["sequence"] != 0.0 {
-			t.Fatalf("answer %s; want the broadcast stream's position", r.Raw)
+		if b == nil || b["epoch"] != nil || b["sequence"] != 0.0 {
+			t.Fatalf("answer %s; want the broadcast stream's position: no run yet, so sequence 0 and no epoch", r.Raw)
 		}
 	}
 	status, v := ts.post(ts.publisher(), `{"channel":"notifications","data":{"title":"maintenance at 16:00"}}`)
@@ -222,7 +238,7 @@ func TestResumeSince(t *testing.T) {
 	}
 	c := ts.login("1")
 	since := uint64(4)
-	r := subscribeOrders(t, c, &since)
+	r := subscribeOrders(t, c, &since, ts.epoch("orders:1"))
 	if r.DataMap()["recovered"] != true {
 		t.Fatalf("got %s; want recovered true", r.Raw)
 	}
@@ -238,7 +254,7 @@ func TestResumeSince(t *testing.T) {
 	// A sequence from the future (a server restart reset the topic): not recovered.
 	c2 := ts.login("1")
 	future := uint64(99)
-	if r := subscribeOrders(t, c2, &future); r.DataMap()["recovered"] != false {
+	if r := subscribeOrders(t, c2, &future, ts.epoch("orders:1")); r.DataMap()["recovered"] != false {
 		t.Fatalf("got %s; want recovered false", r.Raw)
 	}
 }
@@ -250,12 +266,12 @@ func TestResumeBeyondHistory(t *testing.T) {
 	}
 	c := ts.login("1")
 	since := uint64(2)
-	if r := subscribeOrders(t, c, &since); r.DataMap()["recovered"] != false {
+	if r := subscribeOrders(t, c, &since, ts.epoch("orders:1")); r.DataMap()["recovered"] != false {
 		t.Fatalf("got %s; want recovered false", r.Raw)
 	}
 	since = 5 // history holds 6..10: complete
 	c2 := ts.login("1")
-	if r := subscribeOrders(t, c2, &since); r.DataMap()["recovered"] != true {
+	if r := subscribeOrders(t, c2, &since, ts.epoch("orders:1")); r.DataMap()["recovered"] != true {
 		t.Fatalf("got %s; want recovered true", r.Raw)
 	}
 	if m := mustNext(t, c2); m.Sequence != 6 {
@@ -273,7 +289,7 @@ func TestResumeBeyondHistoryAge(t *testing.T) {
 	})
 	c := ts.login("1")
 	since := uint64(1)
-	if r := subscribeOrders(t, c, &since); r.DataMap()["recovered"] != false {
+	if r := subscribeOrders(t, c, &since, ts.epoch("orders:1")); r.DataMap()["recovered"] != false {
 		t.Fatalf("got %s; want recovered false once history aged out", r.Raw)
 	}
 }
@@ -284,7 +300,7 @@ func TestResumeBeyondHistoryAge(t *testing.T) {
 func TestSlowConsumerOverflowThenResume(t *testing.T) {
 	ts := newTestServer(t, func(c *configs.Config) { c.Delivery.MaxPendingBytes = 256 << 10 })
 	c := ts.login("1")
-	subscribeOrders(t, c, nil)
+	subscribeOrders(t, c, nil, "")
 	pad := strings.Repeat("x", 8000)
 	publish := func(n int) {
 		body := fmt.Sprintf(`{"channel":"orders","user_id":"1","data":{"n":%d,"pad":%q}}`, n, pad)
@@ -319,7 +335,7 @@ func TestSlowConsumerOverflowThenResume(t *testing.T) {
 	last := h.Last.Sequence()
 	r := ts.login("1")
 	since := first.Sequence
-	if resp := subscribeOrders(t, r, &since); resp.DataMap()["recovered"] != true {
+	if resp := subscribeOrders(t, r, &since, ts.epoch("orders:1")); resp.DataMap()["recovered"] != true {
 		t.Fatalf("got %s", resp.Raw)
 	}
 	for want := first.Sequence + 1; want <= last; want++ {
@@ -356,8 +372,11 @@ func TestSoakResumeExactlyOnce(t *testing.T) {
 	reconnects := 0
 	for last < total {
 		c := ts.login("u")
-		since := last // 0 the first time: everything from the start
-		if r := subscribeOrders(t, c, &since); r.DataMap()["recovered"] != true {
+		since, epoch := last, "" // 0 the first time: everything from the start
+		if last > 0 {
+			epoch = ts.epoch("orders:u")
+		}
+		if r := subscribeOrders(t, c, &since, epoch); r.DataMap()["recovered"] != true {
 			t.Fatalf("resume from %d: %s", last, r.Raw)
 		}
 		quota := 1 + rng.IntN(400)
@@ -390,7 +409,7 @@ func TestConcurrentIsolation(t *testing.T) {
 	clients := map[string]*wsclient.Client{}
 	for _, u := range users {
 		clients[u] = ts.login(u)
-		subscribeOrders(t, clients[u], nil)
+		subscribeOrders(t, clients[u], nil, "")
 	}
 	const per = 200
 	var wg sync.WaitGroup
@@ -431,7 +450,7 @@ func TestTokenExpiryAndReauth(t *testing.T) {
 
 	renewed := dialURL(t, ts.ws+"?token="+short, wsclient.Options{})
 	mustType(t, renewed, "auth_response")
-	subscribeOrders(t, renewed, nil)
+	subscribeOrders(t, renewed, nil, "")
 	mustSend(t, renewed, map[string]any{"type": "auth", "data": map[string]any{"token": ts.token("1", allPerms...)}})
 	if m := mustType(t, renewed, "auth_response"); m.DataMap()["status"] != "success" {
 		t.Fatalf("re-auth: %s", m.Raw)
@@ -460,7 +479,7 @@ func TestTokenExpiryAndReauth(t *testing.T) {
 func TestIdempotentPublish(t *testing.T) {
 	ts := newTestServer(t, nil)
 	c := ts.login("1")
-	subscribeOrders(t, c, nil)
+	subscribeOrders(t, c, nil, "")
 	body := `{"channel":"orders","user_id":"1","idempotency_key":"ORD-7/fill-1","data":{"order_id":"ORD-7"}}`
 	_, first := ts.post(ts.publisher(), body)
 	_, again := ts.post(ts.publisher(), body)

@@ -112,6 +112,9 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 			// resend only the rest.
 			msg := fmt.Sprintf("message %d not published (%d before it were): %v", i, i, err)
 			switch {
+			case errors.Is(err, engine.ErrOutcomeUnknown):
+				msg = fmt.Sprintf("message %d may or may not have been published (%d before it were): %v", i, i, err)
+				s.apiFail(w, http.StatusGatewayTimeout, protocol.CodeOutcomeUnknown, msg)
 			case errors.Is(err, engine.ErrUnavailable):
 				s.apiFail(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, msg)
 			case errors.Is(err, protocol.ErrRejected):

@@ -159,6 +159,8 @@ type Server struct {
 	draining  atomic.Bool
 	unready   atomic.Bool // shutting down: /readyz fails, all else still served
 	feedReady atomic.Bool
+	readyMu   sync.Mutex
+	ready     []func() error // more that /readyz requires (the cluster broker's)
 	stop      chan struct{}
 	stopOnce  sync.Once
 	wg        sync.WaitGroup
@@ -246,6 +248,27 @@ func (s *Server) SetUnready() { s.unready.Store(true) }
 
 // SetFeedReady marks whether the market feed runs; /readyz reports it.
 func (s *Server) SetFeedReady(ok bool) { s.feedReady.Store(ok) }
+
+// AddReadyCheck adds a condition of /readyz: while check returns an
+// error, the node is not ready, and /readyz says why.
+func (s *Server) AddReadyCheck(check func() error) {
+	s.readyMu.Lock()
+	s.ready = append(s.ready, check)
+	s.readyMu.Unlock()
+}
+
+// failedCheck is the error of the first ready check that fails, or nil.
+func (s *Server) failedCheck() error {
+	s.readyMu.Lock()
+	checks := s.ready
+	s.readyMu.Unlock()
+	for _, check := range checks {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // Handler returns the HTTP routes of PROTOCOL.md (the operations
 // endpoints too, unless they have a listener of their own).
@@ -349,12 +372,18 @@ func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 
 // notReady says why the server is not ready, or "".
 func (s *Server) notReady() string {
-	switch {
-	case s.draining.Load():
+	if s.draining.Load() {
 		return "draining"
-	case s.unready.Load():
+	}
+	if s.unready.Load() {
 		return "shutting down"
-	case !s.feedReady.Load():
+	}
+	// The node's own ability to publish first: when NATS is away the feed
+	// is too, and this says why.
+	if err := s.failedCheck(); err != nil {
+		return "cannot publish: " + err.Error()
+	}
+	if !s.feedReady.Load() {
 		return "feed not connected"
 	}
 	return ""

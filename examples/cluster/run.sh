@@ -23,8 +23,14 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# Each role connects to NATS with its own user and least privilege
+# (docs/CLUSTER.md): the nodes as "node", the feed as "collector" (it may
+# publish market data and nothing else).
+node_pw=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+collector_pw=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 url="nats://127.0.0.1:${nats_port}"
-bin/marketcast nats -listen "127.0.0.1:${nats_port}" -store "$dir/nats" 2>"$dir/nats.log" &
+bin/marketcast nats -listen "127.0.0.1:${nats_port}" -store "$dir/nats" \
+  -node-password "$node_pw" -collector-password "$collector_pw" 2>"$dir/nats.log" &
 pids+=($!)
 for _ in $(seq 50); do
   grep -q "ready" "$dir/nats.log" 2>/dev/null && break
@@ -35,11 +41,11 @@ grep -q "ready" "$dir/nats.log" || { cat "$dir/nats.log"; echo "nats did not sta
 # The feed's simulator trades around the clock (its demo hours): the nodes
 # build bars around the clock too (docs/FEED.md, trading sessions).
 for i in 1 2 3; do
-  MARKETCAST_NATS_URL="$url" MARKETCAST_SESSIONS=always MARKETCAST_LISTEN="127.0.0.1:$((base_port + i))" MARKETCAST_NODE_NAME="node$i" \
+  MARKETCAST_NATS_URL="$url" MARKETCAST_NATS_USER=node MARKETCAST_NATS_PASSWORD="$node_pw" MARKETCAST_SESSIONS=always MARKETCAST_LISTEN="127.0.0.1:$((base_port + i))" MARKETCAST_NODE_NAME="node$i" \
     bin/marketcast 2>"$dir/node$i.log" &
   pids+=($!)
 done
-MARKETCAST_NATS_URL="$url" bin/marketcast feed 2>"$dir/feed.log" &
+MARKETCAST_NATS_URL="$url" MARKETCAST_NATS_USER=collector MARKETCAST_NATS_PASSWORD="$collector_pw" bin/marketcast feed 2>"$dir/feed.log" &
 pids+=($!)
 
 for i in 1 2 3; do

@@ -30,49 +30,100 @@ const loadTimeout = 5 * time.Second
 // BarStore keeps closed bars in a JetStream stream, one subject per kline
 // topic (mc.bars.<interval>.<symbol>), at most the bar history of each.
 // Every node builds the same bars from the same ticks and stores each when
-// it closes; the stream's duplicate window keeps one.
+// it closes; the stream's duplicate window keeps the first. When nodes
+// disagree on a bar (they lost different ticks while NATS was away), the
+// node whose copy was refused takes the stored one (OnReplaced), so every
+// node's history shows the same bar.
 type BarStore struct {
-	nc *nats.Conn
-	js jetstream.JetStream
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	perTopic int
+	replicas int
+
+	saves      chan *protocol.Publication
+	onReplaced func(stored *protocol.Publication)
+	done       chan struct{}
+	stopped    chan struct{}
 }
 
-// NewBarStore creates (or updates) the stream.
-func NewBarStore(ctx context.Context, nc *nats.Conn, perTopic int) (*BarStore, error) {
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, err
-	}
-	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+// saveQueue bounds the bars waiting to be stored: a bar lost here is
+// stored by the other nodes, or only shortens a late node's history.
+const saveQueue = 4096
+
+// NewBarStore returns a store on nc keeping perTopic bars of each topic
+// with the given replicas (Ensure makes the stream); Close stops it.
+func NewBarStore(nc *nats.Conn, perTopic, replicas int) *BarStore {
+	js, _ := jetstream.New(nc) // fails only for invalid options
+	s := &BarStore{nc: nc, js: js, perTopic: max(perTopic, 1), replicas: max(replicas, 1),
+		saves: make(chan *protocol.Publication, saveQueue), onReplaced: func(*protocol.Publication) {},
+		done: make(chan struct{}), stopped: make(chan struct{})}
+	go s.run()
+	return s
+}
+
+// OnReplaced sets what is told of a bar this node closed whose stored copy
+// (another node's, stored first) differs: the stored one. Set it before
+// bars are saved.
+func (s *BarStore) OnReplaced(f func(stored *protocol.Publication)) { s.onReplaced = f }
+
+// Ensure creates (or updates) the stream, in files with the store's
+// replicas.
+func (s *BarStore) Ensure(ctx context.Context) error {
+	return ensureStream(ctx, s.js, jetstream.StreamConfig{
 		Name:              BarStream,
 		Description:       "marketcast: closed bars of every kline topic, for nodes that start late",
 		Subjects:          []string{"mc.bars.>"},
 		Storage:           jetstream.FileStorage,
-		MaxMsgsPerSubject: int64(max(perTopic, 1)),
+		Replicas:          s.replicas,
+		MaxMsgsPerSubject: int64(s.perTopic),
 		Discard:           jetstream.DiscardOld,
 		Duplicates:        10 * time.Minute, // every node stores each bar when its own clock closes it
 		AllowDirect:       true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("natsfeed: stream %s: %w", BarStream, err)
-	}
-	return &BarStore{nc: nc, js: js}, nil
+	}, false)
+}
+
+// Close stops storing; bars still queued are dropped.
+func (s *BarStore) Close() {
+	close(s.done)
+	<-s.stopped
 }
 
 func barSubject(ch *protocol.Channel, symbol string) string {
 	return "mc.bars." + ch.Push + "." + symbol
 }
 
-// Save stores a closed bar, without waiting for the store's ack: a bar lost
-// here is rebuilt by the other nodes, or only shortens a late node's history.
-// A partial bar (its node did not see all of it) is stored under an id of
-// its own, so it never takes the place of the complete one in the
-// duplicate window; Load prefers the complete one. A single node's partial
-// bar (after a restart, say) is then still kept: a gap in history would say
-// less than it does.
+// Save stores a closed bar, in the background: it never holds up the
+// caller (the bar builder).
 func (s *BarStore) Save(p *protocol.Publication) {
+	select {
+	case s.saves <- p:
+	default: // the store is far behind: the other nodes store this bar
+	}
+}
+
+func (s *BarStore) run() {
+	defer close(s.stopped)
+	for {
+		select {
+		case <-s.done:
+			return
+		case p := <-s.saves:
+			s.save(p)
+		}
+	}
+}
+
+// save stores one bar and, when the stream already had another node's copy
+// that differs, reports the stored one.
+func (s *BarStore) save(p *protocol.Publication) {
 	if p.Time.IsZero() {
 		return
 	}
+	// A partial bar (its node did not see all of it) is stored under an id
+	// of its own, so it never takes the place of the complete one in the
+	// duplicate window; Load prefers the complete one. A single node's
+	// partial bar (after a restart, say) is then still kept: a gap in
+	// history would say less than it does.
 	id := p.Channel.Push + "|" + p.ID + "|" + p.Time.UTC().Format(protocol.TimeLayout)
 	if bytes.Contains(p.Data, []byte(`"partial":true`)) {
 		id += "|partial"
@@ -80,7 +131,24 @@ func (s *BarStore) Save(p *protocol.Publication) {
 	msg := nats.NewMsg(barSubject(p.Channel, p.ID))
 	msg.Data = p.Data
 	msg.Header.Set(jetstream.MsgIDHeader, id)
-	_ = s.nc.PublishMsg(msg)
+	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	defer cancel()
+	ack, err := s.js.PublishMsg(ctx, msg)
+	if err != nil || !ack.Duplicate {
+		return
+	}
+	req, _ := json.Marshal(struct {
+		Seq uint64 `json:"seq"`
+	}{ack.Sequence})
+	stored, err := s.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+BarStream, req)
+	if err != nil || stored.Header.Get("Status") != "" || stored.Header.Get(jetstream.SubjectHeader) != msg.Subject ||
+		bytes.Equal(stored.Data, p.Data) {
+		return
+	}
+	sp, err := protocol.Validate(&protocol.Item{Channel: p.Channel.Push, Symbol: p.ID, Data: stored.Data}, maxStoredBar)
+	if err == nil && sp.Final {
+		s.onReplaced(sp)
+	}
 }
 
 // Load returns up to n of a kline topic's most recent closed bars, oldest

@@ -27,31 +27,35 @@ const maxCheckpoint = 16 << 10
 // cluster builds the same bars from the same ticks, so one key per symbol
 // serves them all: the last writer's state is as good as any.
 type Checkpoints struct {
-	js jetstream.JetStream
-	kv jetstream.KeyValue
+	js       jetstream.JetStream
+	replicas int
 }
 
-// NewCheckpoints creates (or updates) the bucket with replicas copies.
-func NewCheckpoints(ctx context.Context, nc *nats.Conn, replicas int) (*Checkpoints, error) {
+// NewCheckpoints returns checkpoints on nc kept with the given replicas
+// (Ensure makes the bucket, as the node's other streams: NATS may be away
+// when the node starts).
+func NewCheckpoints(nc *nats.Conn, replicas int) *Checkpoints {
 	// A checkpoint saves every symbol that traded: room for a full
 	// catalogue's acks in flight.
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1<<17))
-	if err != nil {
-		return nil, err
-	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1<<17)) // fails only for invalid options
+	return &Checkpoints{js: js, replicas: max(replicas, 1)}
+}
+
+// Ensure creates (or updates) the bucket.
+func (c *Checkpoints) Ensure(ctx context.Context) error {
+	_, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:       CheckpointBucket,
 		Description:  "marketcast: each symbol's forming bars, for a node that restarts",
 		History:      1,
 		TTL:          checkpointTTL,
 		MaxValueSize: maxCheckpoint,
 		Storage:      jetstream.FileStorage,
-		Replicas:     max(replicas, 1),
+		Replicas:     c.replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("natsfeed: bucket %s: %w", CheckpointBucket, err)
+		return fmt.Errorf("natsfeed: bucket %s: %w", CheckpointBucket, err)
 	}
-	return &Checkpoints{js: js, kv: kv}, nil
+	return nil
 }
 
 // Save keeps a symbol's state without waiting for the store's ack (Sync
@@ -77,7 +81,14 @@ func (c *Checkpoints) Sync(ctx context.Context) error {
 
 // Load calls f with every symbol's last state.
 func (c *Checkpoints) Load(ctx context.Context, f func(symbol string, state []byte)) error {
-	w, err := c.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	kv, err := c.js.KeyValue(ctx, CheckpointBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil // nothing was ever saved
+	}
+	if err != nil {
+		return fmt.Errorf("natsfeed: checkpoints: %w", err)
+	}
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		if errors.Is(err, jetstream.ErrNoKeysFound) {
 			return nil

@@ -126,15 +126,16 @@ func startNode(t *testing.T, url string, o nodeOptions) *node {
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	mcfg := market.Config{MaxSymbols: o.maxSymbols, Sessions: sessions, BarHistory: cfg.Feed.BarHistory, Now: now, Log: log, Shards: 2}
 	if o.store {
-		s, err := natsfeed.NewBarStore(context.Background(), nc, cfg.Feed.BarHistory)
-		if err != nil {
+		s := natsfeed.NewBarStore(nc, cfg.Feed.BarHistory, 1)
+		t.Cleanup(s.Close)
+		if err := s.Ensure(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		mcfg.Store = s
 	}
 	if o.checkpoints {
-		cp, err := natsfeed.NewCheckpoints(context.Background(), nc, 1)
-		if err != nil {
+		cp := natsfeed.NewCheckpoints(nc, 1)
+		if err := cp.Ensure(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		mcfg.Checkpoints, mcfg.CheckpointEvery = cp, time.Hour // written when a test says (Checkpoint)

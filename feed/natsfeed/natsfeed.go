@@ -376,12 +376,9 @@ func (s *Source) warmUp(ctx context.Context, out chan<- *nats.Msg) {
 	if err != nil {
 		return
 	}
-	if err := EnsureLastStream(ctx, js); err != nil {
-		s.log.Warn("no last-value stream: a late node waits for each symbol's next message", "err", err)
-		return
-	}
-	st, err := js.Stream(ctx, LastStream)
+	st, err := js.Stream(ctx, LastStream) // the node keeps it (EnsureLastStream)
 	if err != nil {
+		s.log.Warn("no last-value stream: a late node waits for each symbol's next message", "err", err)
 		return
 	}
 	if info, err := st.Info(ctx); err != nil || info.State.Msgs == 0 {
@@ -413,18 +410,51 @@ func (s *Source) warmUp(ctx context.Context, out chan<- *nats.Msg) {
 	}
 }
 
-// EnsureLastStream creates the memory stream that keeps each market
-// subject's last message.
-func EnsureLastStream(ctx context.Context, js jetstream.JetStream) error {
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+// EnsureLastStream creates the stream that keeps each market subject's
+// last message, in files (so a NATS restart keeps it: a node started
+// afterwards knows every symbol at once) with the given replicas, or brings
+// an existing one in line. The stream holds only copies of what collectors
+// publish, so one kept in memory (as marketcast once made it) is made
+// again in files.
+func EnsureLastStream(ctx context.Context, js jetstream.JetStream, replicas int) error {
+	return ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:              LastStream,
 		Description:       "marketcast: the last message of every market subject, for nodes that start late",
 		Subjects:          []string{protocol.MarketSubjectPrefix + ".>"},
-		Storage:           jetstream.MemoryStorage,
+		Storage:           jetstream.FileStorage,
+		Replicas:          max(replicas, 1),
 		MaxMsgsPerSubject: 1,
 		Discard:           jetstream.DiscardOld,
-	})
-	return err
+	}, true)
+}
+
+// ensureStream creates want, or updates an existing stream to it. A stream
+// stored otherwise (JetStream cannot change that in place) is removed and
+// made again when rebuildable says its content can be lost.
+func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, rebuildable bool) error {
+	st, err := js.Stream(ctx, want.Name)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		if _, err = js.CreateStream(ctx, want); errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return nil // another process made it first
+		}
+	case err != nil:
+	case st.CachedInfo().Config.Storage != want.Storage && rebuildable:
+		if err = js.DeleteStream(ctx, want.Name); err == nil || errors.Is(err, jetstream.ErrStreamNotFound) {
+			_, err = js.CreateStream(ctx, want)
+		}
+	default:
+		have := st.CachedInfo().Config
+		if have.Replicas == want.Replicas && have.Storage == want.Storage && have.MaxMsgsPerSubject == want.MaxMsgsPerSubject &&
+			have.Duplicates == want.Duplicates && have.AllowDirect == want.AllowDirect && have.MaxAge == want.MaxAge {
+			return nil
+		}
+		_, err = js.UpdateStream(ctx, want)
+	}
+	if err != nil {
+		return fmt.Errorf("natsfeed: stream %s: %w", want.Name, err)
+	}
+	return nil
 }
 
 // check validates one market message; bad input is counted by reason and

@@ -115,7 +115,7 @@ func TestLateNodeWarmsUp(t *testing.T) {
 	ns := natstest.Start(t, "")
 	pub := connect(t, ns.URL())
 	js, _ := jetstream.New(pub)
-	if err := natsfeed.EnsureLastStream(context.Background(), js); err != nil {
+	if err := natsfeed.EnsureLastStream(context.Background(), js, 1); err != nil {
 		t.Fatal(err)
 	}
 	for i, sym := range []string{"SHFE.rb2405", "SHFE.hc2405", "DCE.m2405"} {

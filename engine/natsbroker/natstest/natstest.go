@@ -43,6 +43,27 @@ func StartTuned(t testing.TB, dir string, tune func(*server.Options)) *Server {
 	return s
 }
 
+// New is a server on a free port that has not started yet: Start starts
+// it (a node that comes up before its NATS).
+func New(t testing.TB, dir string) *Server {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	s := &Server{t: t, port: freePort(t), dir: dir}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Start starts a server made by New.
+func (s *Server) Start() {
+	s.t.Helper()
+	s.start()
+}
+
+// Addr is the server's client address (host:port).
+func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
+
 // freePort is a port the server can listen on now and again after a
 // restart (see internal/freeport).
 func freePort(t testing.TB) int {

@@ -108,6 +108,7 @@ class ErrorCode:
     UNAVAILABLE: Final = "UNAVAILABLE"
     INTERNAL: Final = "INTERNAL"
     INVALID_REQUEST: Final = "INVALID_REQUEST"
+    OUTCOME_UNKNOWN: Final = "OUTCOME_UNKNOWN"
 
 
 class Close:

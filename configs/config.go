@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	_ "time/tzdata" // feed.time_zone loads on a machine without a zone database
 
 	"github.com/goccy/go-yaml"
 )
@@ -122,11 +123,24 @@ type Config struct {
 			Symbols     []string `yaml:"symbols"`
 			SymbolCount int      `yaml:"symbol_count"`
 			Backfill    Duration `yaml:"backfill"`
+			Seed        int64    `yaml:"seed"`
 		} `yaml:"sim"`
 		Replay struct {
 			File  string  `yaml:"file"`
 			Speed float64 `yaml:"speed"`
 		} `yaml:"replay"`
+		CalendarFile       string   `yaml:"calendar_file"`
+		DefaultSessions    string   `yaml:"default_sessions"`
+		TimeZone           string   `yaml:"time_zone"`
+		PublishTimeZone    string   `yaml:"publish_time_zone"`
+		MaxTimeAhead       Duration `yaml:"max_time_ahead"`
+		Shards             int      `yaml:"shards"`
+		CheckpointInterval Duration `yaml:"checkpoint_interval"`
+		BarUpdateInterval  Duration `yaml:"bar_update_interval"`
+		NATS               struct {
+			PendingMessages int `yaml:"pending_messages"`
+			PendingBytes    int `yaml:"pending_bytes"`
+		} `yaml:"nats"`
 	} `yaml:"feed"`
 	Shutdown struct {
 		UnreadyDelay Duration `yaml:"unready_delay"`
@@ -409,6 +423,8 @@ func (c *Config) Validate() error {
 		"cluster.head_check":     c.Cluster.HeadCheck, "cluster.timeout": c.Cluster.Timeout, "cluster.stream.max_age": c.Cluster.Stream.MaxAge,
 		"cluster.stream.duplicates": c.Cluster.Stream.Duplicates,
 		"http.read_header_timeout":  c.HTTP.ReadHeaderTimeout, "http.read_timeout": c.HTTP.ReadTimeout, "http.idle_timeout": c.HTTP.IdleTimeout,
+		"feed.max_time_ahead": c.Feed.MaxTimeAhead, "feed.checkpoint_interval": c.Feed.CheckpointInterval,
+		"feed.bar_update_interval": c.Feed.BarUpdateInterval,
 	} {
 		if d.bad != "" {
 			return bad(key, fmt.Sprintf("%q", d.bad), "want a duration such as 5s or 250ms")
@@ -549,6 +565,29 @@ func (c *Config) Validate() error {
 		return bad("shutdown.grace", c.Shutdown.Grace.Duration, "want > 0")
 	case c.Shutdown.UnreadyDelay.Duration < 0 || c.Shutdown.UnreadyDelay.Duration > 10*time.Minute:
 		return bad("shutdown.unready_delay", c.Shutdown.UnreadyDelay.Duration, "want in [0, 10m]")
+	case c.Feed.MaxTimeAhead.Duration < time.Second || c.Feed.MaxTimeAhead.Duration > 10*time.Minute:
+		return bad("feed.max_time_ahead", c.Feed.MaxTimeAhead.Duration, "want in [1s, 10m]")
+	case c.Feed.BarUpdateInterval.Duration < 0 || c.Feed.BarUpdateInterval.Duration > time.Second:
+		return bad("feed.bar_update_interval", c.Feed.BarUpdateInterval.Duration, "want in [0, 1s] (0: every tick)")
+	case c.Feed.Sim.Seed < 0:
+		return bad("feed.sim.seed", c.Feed.Sim.Seed, "want >= 0 (0: a new market at each start)")
+	case c.Feed.CheckpointInterval.Duration < 0:
+		return bad("feed.checkpoint_interval", c.Feed.CheckpointInterval.Duration, "want >= 0 (0: never)")
+	case c.Feed.Shards < 0 || c.Feed.Shards > 256:
+		return bad("feed.shards", c.Feed.Shards, "want in [0, 256] (0: one per CPU)")
+	case c.Feed.NATS.PendingMessages < 1024:
+		return bad("feed.nats.pending_messages", c.Feed.NATS.PendingMessages, "want >= 1024")
+	case c.Feed.NATS.PendingBytes < 1<<20:
+		return bad("feed.nats.pending_bytes", c.Feed.NATS.PendingBytes, "want >= 1048576")
+	}
+	if _, err := time.LoadLocation(c.Feed.TimeZone); err != nil || c.Feed.TimeZone == "" {
+		return bad("feed.time_zone", fmt.Sprintf("%q", c.Feed.TimeZone), "want an IANA zone such as Asia/Shanghai or UTC")
+	}
+	if _, err := time.LoadLocation(c.Feed.PublishTimeZone); err != nil || c.Feed.PublishTimeZone == "" {
+		return bad("feed.publish_time_zone", fmt.Sprintf("%q", c.Feed.PublishTimeZone), "want an IANA zone such as UTC or Asia/Shanghai")
+	}
+	if _, err := c.Calendar(); err != nil {
+		return fmt.Errorf("config: %w", err)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

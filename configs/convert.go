@@ -76,6 +76,7 @@ func (c *Config) Gateway() gateway.Config {
 		DisableDeflate:   !c.Delivery.Deflate,
 		MaxPublishBody:   c.Limits.MaxPublishBody,
 		MaxMessageBytes:  c.Limits.MaxMessageBytes,
+		MarketRules:      c.PublishRules(),
 		SubscribeTimeout: subscribeTimeout,
 
 		MaxConnections:      c.maxConnections(),

@@ -166,7 +166,8 @@ func (h *Hub) publish(ctx context.Context, m Message, batch *Batch) (*Event, err
 		return nil, ErrMissingTopic
 	}
 	if m.Mode == Reliable {
-		ev, err := h.broker.Publish(ctx, &m)
+		rm := m // only this copy escapes to the broker: a conflated publish allocates no Message
+		ev, err := h.broker.Publish(ctx, &rm)
 		if err != nil {
 			h.metrics.publishErrors.Inc()
 			return nil, err

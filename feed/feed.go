@@ -7,8 +7,6 @@ package feed
 
 import (
 	"context"
-	"encoding/json"
-	"time"
 
 	"github.com/bytedance/sonic"
 
@@ -96,60 +94,6 @@ type Depth struct {
 	UpdateTime string      `json:"update_time,omitempty"`
 }
 
-// Bar is one kline update; Closed marks the bar's final message.
-type Bar struct {
-	Symbol    string `json:"-"`
-	Channel   string `json:"-"` // kline_1m, kline_5m, ...
-	Open      string `json:"open"`
-	High      string `json:"high"`
-	Low       string `json:"low"`
-	Close     string `json:"close"`
-	Volume    string `json:"volume"`
-	Turnover  string `json:"turnover"`
-	StartTime string `json:"start_time"`
-	EndTime   string `json:"end_time"`
-	// Partial marks a bar this node did not see from its start (it began
-	// ingesting during the bar): its values cover only the ticks since.
-	Partial bool `json:"partial,omitempty"`
-	Closed  bool `json:"closed"`
-	// Start is StartTime as a time: the bar's place among its topic's.
-	Start time.Time `json:"-"`
-}
-
-// AppendJSON appends the bar's data object, keys in the wire order (the
-// struct's). Bars are the most frequent messages a node makes itself (six
-// per tick, one per interval), so they are encoded by hand.
-func (b *Bar) AppendJSON(dst []byte) []byte {
-	dst = appendField(dst, '{', "open", b.Open)
-	dst = appendField(dst, ',', "high", b.High)
-	dst = appendField(dst, ',', "low", b.Low)
-	dst = appendField(dst, ',', "close", b.Close)
-	dst = appendField(dst, ',', "volume", b.Volume)
-	dst = appendField(dst, ',', "turnover", b.Turnover)
-	dst = appendField(dst, ',', "start_time", b.StartTime)
-	dst = appendField(dst, ',', "end_time", b.EndTime)
-	if b.Partial {
-		dst = append(dst, `,"partial":true`...)
-	}
-	if b.Closed {
-		return append(dst, `,"closed":true}`...)
-	}
-	return append(dst, `,"closed":false}`...)
-}
-
-// appendField appends sep"key":"value"; a value with anything JSON must
-// escape goes through the encoder (a bar's values are decimals and times).
-func appendField(dst []byte, sep byte, key, value string) []byte {
-	dst = append(append(append(append(dst, sep, '"'), key...), '"', ':'), '"')
-	for i := 0; i < len(value); i++ {
-		if c := value[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
-			q, _ := json.Marshal(value)
-			return append(dst[:len(dst)-1], q...)
-		}
-	}
-	return append(append(dst, value...), '"')
-}
-
 func encode(v any) []byte {
 	b, err := sonic.Marshal(v)
 	if err != nil {
@@ -167,19 +111,4 @@ func TickPublication(t *Tick) *protocol.Publication {
 // DepthPublication is the publication of a book.
 func DepthPublication(d *Depth) *protocol.Publication {
 	return &protocol.Publication{Channel: protocol.Depth, ID: d.Symbol, Type: protocol.Depth.Type, Data: encode(d)}
-}
-
-// BarPublication is the publication of a bar. A closed bar is Final: no
-// later update may conflate it away.
-func BarPublication(b *Bar) *protocol.Publication {
-	ch, ok := protocol.Lookup(b.Channel)
-	if !ok || !ch.Kline() {
-		panic("feed: bar on channel " + b.Channel)
-	}
-	p := &protocol.Publication{Channel: ch, ID: b.Symbol, Type: ch.Type, Data: b.AppendJSON(make([]byte, 0, 256)),
-		Final: b.Closed, Time: b.Start}
-	if p.Time.IsZero() {
-		p.Time, _ = time.Parse(time.RFC3339Nano, b.StartTime)
-	}
-	return p
 }

@@ -38,17 +38,19 @@ func ValidSymbol(s string) bool {
 	if s == "" || len(s) > MaxSymbolBytes {
 		return false
 	}
-	for _, tok := range strings.Split(s, ".") {
-		if tok == "" {
-			return false
-		}
-		for i := 0; i < len(tok); i++ {
-			if !subjectSafe(tok[i]) {
+	tokenStart := 0
+	for i := 0; i < len(s); i++ { // without allocating: every tick's symbol is checked
+		switch c := s[i]; {
+		case c == '.':
+			if i == tokenStart {
 				return false
 			}
+			tokenStart = i + 1
+		case !subjectSafe(c):
+			return false
 		}
 	}
-	return true
+	return tokenStart < len(s)
 }
 
 func subjectSafe(c byte) bool {

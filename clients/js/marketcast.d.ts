@@ -29,6 +29,7 @@ export interface Tick {
 export interface Kline {
   open: string; high: string; low: string; close: string; volume: string; turnover: string;
   start_time: string; end_time: string; closed: boolean;
+  open_interest?: string; trading_day?: string; partial?: boolean;
 }
 
 export interface Depth { bids: [string, string][]; asks: [string, string][]; levels: number; }

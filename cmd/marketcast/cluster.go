@@ -138,7 +138,7 @@ func feedCmd(args []string, stderr io.Writer) error {
 		log.Info("replay finished", "messages", n)
 		return nil
 	}
-	src, err := newSim(cfg)
+	src, err := newSim(cfg, log)
 	if err != nil {
 		return err
 	}

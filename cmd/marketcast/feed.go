@@ -8,6 +8,8 @@ import (
 
 	"github.com/marketcast/marketcast/configs"
 	"github.com/marketcast/marketcast/feed"
+	"github.com/marketcast/marketcast/feed/kline"
+	"github.com/marketcast/marketcast/feed/market"
 	"github.com/marketcast/marketcast/feed/natsfeed"
 	"github.com/marketcast/marketcast/feed/replay"
 	"github.com/marketcast/marketcast/feed/sim"
@@ -19,26 +21,72 @@ import (
 func newSource(cfg *configs.Config, n *node, log *slog.Logger) (feed.Source, error) {
 	switch cfg.FeedKind() {
 	case "sim":
-		return newSim(cfg)
+		return newSim(cfg, log)
 	case "nats":
-		src := natsfeed.NewSource(n.nats.nc, cfg.Limits.MaxMessageBytes, log)
+		ncfg := cfg.NATSIngest()
+		ncfg.Log = log
+		src := natsfeed.NewSource(n.nats.nc, ncfg)
 		n.srv.AddMetrics(src.Metrics())
 		return src, nil
 	case "replay":
 		return &replay.Source{Path: cfg.Feed.Replay.File, Speed: cfg.Feed.Replay.Speed,
-			MaxBytes: cfg.Limits.MaxMessageBytes, Log: log}, nil
+			MaxBytes: cfg.Limits.MaxMessageBytes, Rules: cfg.IngestRules(), Log: log}, nil
 	}
 	return nil, nil
 }
 
+// newCheckpoints keeps each symbol's forming bars in the node's NATS store,
+// unless feed.checkpoint_interval is 0 (nil).
+func newCheckpoints(cfg *configs.Config, link *natsLink) *natsfeed.Checkpoints {
+	if cfg.Feed.CheckpointInterval.Duration == 0 {
+		return nil
+	}
+	return natsfeed.NewCheckpoints(link.nc, cfg.Cluster.Stream.Replicas)
+}
+
+// restoreTimeout bounds reading the checkpoints at start.
+const restoreTimeout = 10 * time.Second
+
+// restoreMarket takes the symbols and forming bars of before a restart
+// back from the checkpoints, before anything is served.
+func restoreMarket(ctx context.Context, m *market.Market, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, restoreTimeout)
+	defer cancel()
+	n, err := m.Restore(ctx)
+	switch {
+	case err != nil:
+		log.Warn("forming bars not restored: they start again with the next ticks", "err", err)
+	case n > 0:
+		log.Info("restored symbols and their forming bars", "symbols", n)
+	}
+}
+
+// checkpoint saves every symbol's forming bars as the node stops, and
+// waits for NATS to keep them.
+func (n *node) checkpoint(log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := n.market.Stop(ctx); err != nil {
+		log.Warn("forming bars not all saved: a restart goes on from the last checkpoint", "err", err)
+	}
+}
+
 // newSim builds the simulator as configured.
-func newSim(cfg *configs.Config) (*sim.Sim, error) {
+func newSim(cfg *configs.Config, log *slog.Logger) (*sim.Sim, error) {
 	symbols := cfg.Feed.Sim.Symbols
 	if cfg.Feed.Sim.SymbolCount > 0 {
 		symbols = sim.Universe(cfg.Feed.Sim.SymbolCount)
 	}
+	var sessions kline.Sessions = kline.AlwaysOpen
+	if cfg.Feed.Sim.Hours == "exchange" {
+		t, err := cfg.Calendar()
+		if err != nil {
+			return nil, err
+		}
+		sessions = t.Lookup
+	}
 	return sim.New(sim.Config{Symbols: symbols, Rate: cfg.Feed.Sim.Rate, Levels: cfg.Feed.Sim.Levels,
-		Exchange: cfg.Feed.Sim.Hours == "exchange", Backfill: cfg.Feed.Sim.Backfill.Duration})
+		Sessions: sessions, Backfill: cfg.Feed.Sim.Backfill.Duration, Seed: uint64(cfg.Feed.Sim.Seed), Log: log})
 }
 
 // Restart delays of a failed source.

@@ -23,7 +23,6 @@ import (
 	"github.com/marketcast/marketcast/engine/gateway"
 	"github.com/marketcast/marketcast/engine/metric"
 	"github.com/marketcast/marketcast/engine/natsbroker"
-	"github.com/marketcast/marketcast/feed/kline"
 	"github.com/marketcast/marketcast/feed/market"
 	"github.com/marketcast/marketcast/feed/natsfeed"
 	"github.com/marketcast/marketcast/internal/buildinfo"
@@ -69,7 +68,12 @@ func newNode(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*node,
 		broker = n.memory
 	}
 	n.hub = engine.NewHub(cfg.Engine(), broker)
-	mcfg := market.Config{MaxSymbols: cfg.Limits.MaxSymbols, Calendar: calendar(cfg), BarHistory: cfg.Feed.BarHistory}
+	mcfg, err := cfg.Market()
+	if err != nil {
+		n.close()
+		return nil, err
+	}
+	mcfg.Log = log
 	if n.nats != nil {
 		// A node that starts late serves bar history all the same; every
 		// node's history shows the bar stored first.
@@ -79,15 +83,25 @@ func newNode(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*node,
 			_ = n.hub.MergeFinals(p.Topic(), []*engine.Event{engine.NewEvent(&msg, 0, "", time.Now())})
 		})
 		mcfg.Store = n.bars
+		ensure := []func(context.Context) error{n.bars.Ensure}
+		if cp := newCheckpoints(cfg, n.nats); cp != nil {
+			mcfg.Checkpoints = cp
+			ensure = append(ensure, cp.Ensure)
+		}
 		js, _ := jetstream.New(n.nats.nc)
-		n.streams = newStreamKeeper(log, n.nats.nc, func(ctx context.Context) error {
+		n.streams = newStreamKeeper(log, n.nats.nc, append(ensure, func(ctx context.Context) error {
 			return natsfeed.EnsureLastStream(ctx, js, cfg.Cluster.Stream.Replicas)
-		}, n.bars.Ensure)
+		})...)
 		link := n.nats
 		link.onReconnect = func() { n.cluster.Reconnected(); n.streams.check() }
 		link.onDisconnect = n.cluster.Disconnected
 	}
 	n.market = market.New(n.hub, mcfg)
+	if n.nats == nil || n.nats.nc.IsConnected() {
+		restoreMarket(ctx, n.market, log)
+	} else {
+		log.Warn("forming bars not restored: NATS is away; they start again with the next ticks")
+	}
 	n.api = n.market
 	if cfg.FeedKind() == "nats" {
 		// Every node ingests md.>: market data published here goes there
@@ -126,15 +140,6 @@ func (n *node) run(ctx context.Context) {
 	}
 }
 
-// calendar is what bars are built by: every product's exchange sessions,
-// or around the clock (the simulator's demo hours).
-func calendar(cfg *configs.Config) func(string) *kline.Calendar {
-	if cfg.SessionsKind() == "always" {
-		return func(string) *kline.Calendar { return kline.Always }
-	}
-	return kline.CalendarOf
-}
-
 // busMarket sends the publish API's market data to the cluster bus, which
 // every node (this one included) ingests.
 type busMarket struct {
@@ -168,6 +173,7 @@ func newGateway(cfg *configs.Config, n *node, log *slog.Logger) (*gateway.Server
 	build, bi := metrics.NewSet(), buildinfo.Get()
 	metric.BuildInfo(build, map[string]string{"version": bi.Version, "commit": bi.Commit, "date": bi.Date, "goversion": bi.GoVersion})
 	srv.AddMetrics(build)
+	srv.AddMetrics(n.market.Metrics())
 	if n.cluster != nil {
 		srv.AddMetrics(n.cluster.Metrics())
 		srv.AddReadyCheck(n.cluster.Ready) // not ready while this node cannot publish
@@ -232,7 +238,9 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 		metricsURL = "http://" + hostPort(opsLn.Addr().String()) + "/metrics"
 	}
 
-	feedCtx, stopFeed := context.WithCancel(ctx)
+	// The feed outlives ctx: it runs on through the drain for load
+	// balancers (clients keep receiving) and stops with stopFeed below.
+	feedCtx, stopFeed := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopFeed()
 	feedDone := startFeed(feedCtx, src, n, log)
 
@@ -266,6 +274,7 @@ func Serve(ctx context.Context, cfg *configs.Config, log *slog.Logger, ready cha
 	log.Info("shutting down: draining clients", "grace", cfg.Shutdown.Grace.Duration)
 	stopFeed()
 	<-feedDone
+	n.checkpoint(log)
 	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown.Grace.Duration)
 	defer cancel()
 	_ = httpSrv.Shutdown(shutCtx) // stops accepting; upgraded connections are the gateway's

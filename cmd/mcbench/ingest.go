@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,7 +23,7 @@ import (
 // reported beside it).
 func ingest(ctx context.Context, o options) error {
 	if len(o.rates) == 0 {
-		o.rates = []int{2000, 5000, 10000, 20000}
+		o.rates = []int{20000, 50000, 100000}
 	}
 	o.target, o.nodes = "cluster", 1
 	cfg := strings.Replace(load.BaseConfig(0, 0), "kind: none", "kind: nats\n  sessions: always", 1)
@@ -52,6 +55,8 @@ func ingest(ctx context.Context, o options) error {
 	for _, rate := range o.rates {
 		var published, expected int64
 		var nodeCPU, natsCPU time.Duration
+		addr, _ := cl.Node(0).Endpoint()
+		before := nodeCounters(addr)
 		s, err := b.measure(fmt.Sprintf("[ingest rate=%d]", rate), func() error {
 			node0, _ := load.CPUTime(cl.PID())
 			nats0, _ := load.CPUTime(cl.NATSPID())
@@ -74,9 +79,14 @@ func ingest(ctx context.Context, o options) error {
 		if expected > 0 {
 			loss = 100 * float64(expected-s.delivered) / float64(expected)
 		}
-		fmt.Printf("BenchmarkIngest/symbols=%d/subs=%d/rate=%d 1 %.0f ticks/s %.0f ticks/node-cpu-s %.3f p50-ms %.3f p99-ms %.3f p99.9-ms %.3f max-ms %.3f node-cpu-s %.3f nats-cpu-s %.1f rss-MiB %.3f loss-%%\n",
+		// Where what a terminal did not get went: NATS dropped it (the node
+		// read too slowly), the node refused it (bad, stale, duplicate), or
+		// it was conflated (a newer tick replaced it before it was written).
+		after := nodeCounters(addr)
+		fmt.Printf("BenchmarkIngest/symbols=%d/subs=%d/rate=%d 1 %.0f ticks/s %.0f ticks/node-cpu-s %.3f p50-ms %.3f p99-ms %.3f p99.9-ms %.3f max-ms %.3f node-cpu-s %.3f nats-cpu-s %.1f rss-MiB %.3f loss-%% %d nats-dropped %d refused %d conflated\n",
 			len(symbols), o.subs, rate, float64(published)/s.elapsed.Seconds(), perCPU, s.q.P50, s.q.P99, s.q.P999, s.q.Max,
-			nodeCPU.Seconds(), natsCPU.Seconds(), float64(s.rss)/(1<<20), loss)
+			nodeCPU.Seconds(), natsCPU.Seconds(), float64(s.rss)/(1<<20), loss,
+			after.overflow-before.overflow, after.refused-before.refused, after.conflated-before.conflated)
 		if ctx.Err() != nil {
 			break
 		}
@@ -125,4 +135,38 @@ func publishTicks(ctx context.Context, nc *nats.Conn, rate int, d time.Duration,
 		return n, expected, err
 	}
 	return n, expected, nc.Flush()
+}
+
+// counters are the node's own account of what it did not deliver.
+type counters struct{ overflow, refused, conflated int64 }
+
+// nodeCounters reads them from the node's /metrics (zero when it cannot).
+func nodeCounters(addr string) counters {
+	var c counters
+	res, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return c
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		name, value, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			continue
+		}
+		switch family, _, _ := strings.Cut(name, "{"); family {
+		case "marketcast_feed_overflow_dropped_total":
+			c.overflow += int64(v)
+		case "marketcast_feed_dropped_total", "marketcast_feed_ignored_total":
+			c.refused += int64(v)
+		case "marketcast_conflated_total":
+			c.conflated += int64(v)
+		}
+	}
+	return c
 }

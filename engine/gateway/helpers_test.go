@@ -17,7 +17,6 @@ import (
 	"github.com/marketcast/marketcast/engine/auth"
 	"github.com/marketcast/marketcast/engine/gateway"
 	"github.com/marketcast/marketcast/feed"
-	"github.com/marketcast/marketcast/feed/kline"
 	"github.com/marketcast/marketcast/feed/market"
 	"github.com/marketcast/marketcast/protocol"
 )
@@ -63,11 +62,11 @@ func newTestServerWith(t testing.TB, tune func(*configs.Config), gtune func(*gat
 	broker := engine.NewMemoryBroker(cfg.HistoryLimits())
 	hub := engine.NewHub(cfg.Engine(), broker)
 	// As the server builds it: bars from ticks by the configured sessions.
-	cal := kline.CalendarOf
-	if cfg.SessionsKind() == "always" {
-		cal = func(string) *kline.Calendar { return kline.Always }
+	mcfg, err := cfg.Market()
+	if err != nil {
+		t.Fatal(err)
 	}
-	mkt := market.New(hub, market.Config{MaxSymbols: cfg.Limits.MaxSymbols, Calendar: cal, BarHistory: cfg.Feed.BarHistory})
+	mkt := market.New(hub, mcfg)
 	if err := mkt.AddSymbols(testSymbols); err != nil {
 		t.Fatal(err)
 	}

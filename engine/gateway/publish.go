@@ -90,7 +90,7 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 	// Everything is validated before anything is published.
 	pubs := make([]*protocol.Publication, len(items))
 	for i := range items {
-		p, err := protocol.Validate(&items[i], s.cfg.MaxMessageBytes)
+		p, err := protocol.ValidateWith(&items[i], s.cfg.MaxMessageBytes, s.cfg.MarketRules)
 		if err != nil {
 			prefix := ""
 			if len(items) > 1 {

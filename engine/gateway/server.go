@@ -72,6 +72,10 @@ type Config struct {
 	MaxPublishBody int
 	// MaxMessageBytes bounds one published message's data.
 	MaxMessageBytes int
+	// MarketRules check published market data's exchange times (the zone
+	// of a time written without one, how far ahead it may be); nil: UTC
+	// and the protocol's default.
+	MarketRules *protocol.Rules
 	// SubscribeTimeout bounds the broker reads of one subscribe.
 	SubscribeTimeout time.Duration
 	// MaxConnections bounds the TCP connections the listener holds (a small

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -115,15 +116,21 @@ func (s *BarStore) run() {
 // save stores one bar and, when the stream already had another node's copy
 // that differs, reports the stored one.
 func (s *BarStore) save(p *protocol.Publication) {
-	var b struct {
-		Start string `json:"start_time"`
-	}
-	if json.Unmarshal(p.Data, &b) != nil {
+	if p.Time.IsZero() {
 		return
+	}
+	// A partial bar (its node did not see all of it) is stored under an id
+	// of its own, so it never takes the place of the complete one in the
+	// duplicate window; Load prefers the complete one. A single node's
+	// partial bar (after a restart, say) is then still kept: a gap in
+	// history would say less than it does.
+	id := p.Channel.Push + "|" + p.ID + "|" + p.Time.UTC().Format(protocol.TimeLayout)
+	if bytes.Contains(p.Data, []byte(`"partial":true`)) {
+		id += "|partial"
 	}
 	msg := nats.NewMsg(barSubject(p.Channel, p.ID))
 	msg.Data = p.Data
-	msg.Header.Set(jetstream.MsgIDHeader, p.Channel.Push+"|"+p.ID+"|"+b.Start)
+	msg.Header.Set(jetstream.MsgIDHeader, id)
 	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
 	defer cancel()
 	ack, err := s.js.PublishMsg(ctx, msg)
@@ -175,6 +182,7 @@ func (s *BarStore) Load(ctx context.Context, ch *protocol.Channel, symbol string
 		switch st := m.Header.Get("Status"); st {
 		case "":
 		case "204", "404": // the end of the batch; no bars at all
+			out = preferComplete(out)
 			if len(out) > n {
 				out = out[len(out)-n:]
 			}
@@ -190,4 +198,22 @@ func (s *BarStore) Load(ctx context.Context, ch *protocol.Channel, symbol string
 		}
 		out = append(out, p)
 	}
+}
+
+// preferComplete keeps one bar per start time, in order: the complete one
+// where a partial one was stored too.
+func preferComplete(bars []*protocol.Publication) []*protocol.Publication {
+	partial := func(p *protocol.Publication) bool { return bytes.Contains(p.Data, []byte(`"partial":true`)) }
+	slices.SortStableFunc(bars, func(a, b *protocol.Publication) int { return a.Time.Compare(b.Time) })
+	out := bars[:0]
+	for _, p := range bars {
+		if n := len(out); n > 0 && out[n-1].Time.Equal(p.Time) {
+			if partial(out[n-1]) && !partial(p) {
+				out[n-1] = p
+			}
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
 }

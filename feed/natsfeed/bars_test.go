@@ -11,7 +11,6 @@ import (
 	"github.com/marketcast/marketcast/configs"
 	"github.com/marketcast/marketcast/engine"
 	"github.com/marketcast/marketcast/engine/natsbroker/natstest"
-	"github.com/marketcast/marketcast/feed/kline"
 	"github.com/marketcast/marketcast/feed/market"
 	"github.com/marketcast/marketcast/feed/natsfeed"
 	"github.com/marketcast/marketcast/internal/testwait"
@@ -33,7 +32,7 @@ func barNode(t *testing.T, url string) (*engine.Hub, *market.Market) {
 		msg := engine.FromPublication(p)
 		_ = hub.MergeFinals(p.Topic(), []*engine.Event{engine.NewEvent(&msg, 0, "", time.Now())})
 	})
-	return hub, market.New(hub, market.Config{MaxSymbols: 10, Calendar: kline.CalendarOf, BarHistory: cfg.Feed.BarHistory, Store: store})
+	return hub, market.New(hub, market.Config{MaxSymbols: 10, Sessions: table.Lookup, BarHistory: cfg.Feed.BarHistory, Store: store})
 }
 
 func tickAt(t *testing.T, m *market.Market, sym string, at time.Time, price, volume int) {

@@ -3,7 +3,8 @@
 // md.depth.…, md.kline_1m.…), and a Bus that publishes there, so one feed
 // process serves every node of a cluster. A stream keeps the last message
 // of each subject, so a node that starts late has every symbol's latest
-// tick, book and bar at once.
+// tick, book and bar at once; another keeps each symbol's forming bars
+// (checkpoints.go) and the closed ones (bars.go).
 package natsfeed
 
 import (
@@ -15,14 +16,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/marketcast/marketcast/engine/metric"
-	"github.com/marketcast/marketcast/engine/throttle"
-
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/marketcast/marketcast/engine"
+	"github.com/marketcast/marketcast/engine/metric"
+	"github.com/marketcast/marketcast/engine/throttle"
 	"github.com/marketcast/marketcast/feed"
 	"github.com/marketcast/marketcast/protocol"
 )
@@ -31,11 +31,42 @@ import (
 // subject.
 const LastStream = "MC_MD_LAST"
 
+// Config tunes a Source.
+type Config struct {
+	// MaxBytes bounds a message; larger ones are dropped
+	// (limits.max_message_bytes).
+	MaxBytes int
+	// PendingMessages and PendingBytes bound what NATS holds for this node
+	// while it catches up (a burst, a stall): beyond either, NATS drops
+	// and the node counts (feed.nats.pending_messages, pending_bytes).
+	PendingMessages int
+	PendingBytes    int
+	// Rules check each message's exchange time (feed.time_zone,
+	// feed.max_time_ahead).
+	Rules *protocol.Rules
+	// Log receives the drop log; nil: discarded.
+	Log *slog.Logger
+}
+
+// Default pending limits, when Config leaves them 0.
+const (
+	DefaultPendingMessages = 1 << 20
+	DefaultPendingBytes    = 256 << 20
+)
+
+// workerQueue is how many messages wait for one worker before the
+// subscription's own pending list (bounded by the configured limits)
+// holds the rest.
+const workerQueue = 4096
+
+// maxBatch bounds the messages published as one batch.
+const maxBatch = 256
+
 // Source ingests market data from NATS. It implements feed.Source.
 type Source struct {
-	nc       *nats.Conn
-	maxBytes int
-	log      *slog.Logger
+	nc  *nats.Conn
+	cfg Config
+	log *slog.Logger
 
 	set     *metrics.Set
 	ingest  *metrics.Counter
@@ -50,18 +81,31 @@ type Source struct {
 	listenOnce sync.Once
 }
 
-// NewSource returns a source on nc; messages larger than maxBytes are
-// dropped. Its metrics (marketcast_feed_*) are in Metrics.
-func NewSource(nc *nats.Conn, maxBytes int, log *slog.Logger) *Source {
+// NewSource returns a source on nc. Its metrics (marketcast_feed_*) are in
+// Metrics.
+func NewSource(nc *nats.Conn, cfg Config) *Source {
+	if cfg.PendingMessages <= 0 {
+		cfg.PendingMessages = DefaultPendingMessages
+	}
+	if cfg.PendingBytes <= 0 {
+		cfg.PendingBytes = DefaultPendingBytes
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	set := metrics.NewSet()
-	s := &Source{nc: nc, maxBytes: maxBytes, log: log, set: set, listening: make(chan struct{}),
-		ingest:  metric.Counter(set, "marketcast_feed_messages_total", "Market messages ingested from NATS"),
-		warmed:  metric.Counter(set, "marketcast_feed_warmup_messages_total", "Market messages taken from the last-value stream at start"),
-		dropLog: &dropLog{log: throttle.New(log, time.Second, 1), set: set}}
+	s := &Source{nc: nc, cfg: cfg, log: log, set: set, listening: make(chan struct{}),
+		ingest: metric.Counter(set, "marketcast_feed_messages_total", "Market messages ingested from NATS"),
+		warmed: metric.Counter(set, "marketcast_feed_warmup_messages_total", "Market messages taken from the last-value stream at start"),
+		dropLog: &dropLog{log: throttle.New(log, time.Second, 1), reasons: metric.NewCounterVec(set, "marketcast_feed_dropped_total", "reason",
+			"Market messages from NATS dropped as bad input, by reason (docs/FEED.md)",
+			"subject", "too_large", "json", "type", "negative", "missing", "unknown_field", "order", "time", "ahead", "rejected", "invalid")}}
 	metric.CounterFunc(set, "marketcast_feed_overflow_dropped_total",
-		"Market messages NATS dropped because this node read too slowly (beyond its ingest capacity)", func() uint64 { return uint64(s.Overflowed()) })
-	metric.NewCounterVec(set, "marketcast_feed_dropped_total", "reason", "Market messages from NATS dropped as bad input, by reason (docs/FEED.md)",
-		"subject", "too_large", "json", "type", "negative", "missing", "unknown_field", "order", "time", "rejected", "invalid")
+		"Market messages NATS dropped because this node read too slowly (beyond its ingest capacity or feed.nats.pending_*)",
+		func() uint64 { return uint64(s.Overflowed()) })
+	metric.Gauge(set, "marketcast_feed_pending_messages", "Market messages NATS holds for this node, not yet taken by its ingest workers",
+		func() float64 { return float64(s.Pending()) })
 	return s
 }
 
@@ -81,75 +125,245 @@ func (s *Source) Overflowed() int64 {
 	return n
 }
 
+// Pending is how many messages NATS holds for this node, not yet taken by
+// its workers.
+func (s *Source) Pending() int {
+	if sub := s.sub.Load(); sub != nil {
+		if n, _, err := sub.Pending(); err == nil {
+			return n
+		}
+	}
+	return 0
+}
+
+// PendingLimits are the limits the subscription runs with (the
+// configured ones), for tests and operators to check.
+func (s *Source) PendingLimits() (msgs, bytes int) {
+	if sub := s.sub.Load(); sub != nil {
+		if m, b, err := sub.PendingLimits(); err == nil {
+			return m, b
+		}
+	}
+	return 0, 0
+}
+
 // Metrics is the source's metric set.
 func (s *Source) Metrics() *metrics.Set { return s.set }
 
 // Symbols implements feed.Source: the universe is learned from messages.
 func (s *Source) Symbols() []string { return nil }
 
+// Sharded is a sink that handles symbols in shards (the market): the
+// source validates each shard's messages on a goroutine of its own, and
+// publishes them to it as one batch.
+type Sharded interface {
+	feed.BatchSink
+	Shards() int
+	ShardOf(symbol string) int
+}
+
+// item is a message for a worker.
+type item struct {
+	subject string
+	symbol  string
+	channel *protocol.Channel
+	data    []byte
+	warm    bool // from the last-value stream at start
+}
+
 // Run implements feed.Source: it subscribes md.>, warms up from the last
 // value stream (skipping subjects already seen live), and ingests until
 // ctx ends. NATS going away does not end it: the connection reconnects and
 // the subscription resumes by itself.
+//
+// Messages are taken from NATS by one goroutine and handed by symbol to
+// one worker per shard of the sink, which validates them and publishes
+// them in batches: a symbol's messages stay in order, and validation and
+// bars use every core.
 func (s *Source) Run(ctx context.Context, sink feed.Sink) error {
-	msgs := make(chan *nats.Msg, 8192)
-	sub, err := s.nc.ChanSubscribe(protocol.MarketSubjectPrefix+".>", msgs)
+	n, shardOf := 1, func(string) int { return 0 }
+	if sh, ok := sink.(Sharded); ok && sh.Shards() > 1 {
+		n, shardOf = sh.Shards(), sh.ShardOf
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	queues := make([]chan item, n)
+	var wg sync.WaitGroup
+	for i := range queues {
+		queues[i] = make(chan item, workerQueue)
+		w := &worker{s: s, sink: sink, in: queues[i], seen: make(map[string]struct{}), inBatch: make(map[string]struct{})}
+		wg.Add(1)
+		go func() { defer wg.Done(); w.run(ctx) }()
+	}
+	defer wg.Wait()
+	dispatch := func(it item) {
+		select {
+		case queues[shardOf(it.symbol)] <- it:
+		case <-ctx.Done():
+		}
+	}
+	// The handler runs on the subscription's own goroutine, in the order
+	// NATS delivers; a full worker queue makes it wait, and NATS holds what
+	// arrives meanwhile, up to the configured limits.
+	sub, err := s.nc.Subscribe(protocol.MarketSubjectPrefix+".>", func(m *nats.Msg) {
+		ch, symbol, ok := protocol.ParseMarketSubject(m.Subject)
+		if !ok {
+			s.dropLog.drop("subject", m.Subject, errors.New("not md.<market channel>.<symbol>"))
+			return
+		}
+		dispatch(item{subject: m.Subject, symbol: symbol, channel: ch, data: m.Data})
+	})
 	if err != nil {
 		return fmt.Errorf("natsfeed: subscribe: %w", err)
 	}
-	// A node that cannot keep up makes NATS drop messages for this
-	// subscription: bound what waits, and count what is dropped.
-	_ = sub.SetPendingLimits(1<<20, 256<<20)
+	if err := sub.SetPendingLimits(s.cfg.PendingMessages, s.cfg.PendingBytes); err != nil {
+		_ = sub.Unsubscribe()
+		return fmt.Errorf("natsfeed: pending limits: %w", err)
+	}
 	s.sub.Store(sub)
 	if s.nc.Flush() == nil { // the server has the subscription
 		s.listenOnce.Do(func() { close(s.listening) })
 	}
 	defer func() {
+		_ = sub.Unsubscribe()
 		if d, err := sub.Dropped(); err == nil {
 			s.lostBefore.Add(int64(d))
 		}
 		s.sub.Store(nil)
-		_ = sub.Unsubscribe()
 	}()
 
-	seen := &sync.Map{} // subjects received live before the warm-up reached them
-	var batch []*protocol.Publication
 	warm := make(chan *nats.Msg, 1024)
 	go s.warmUp(ctx, warm)
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case m := <-msgs:
-			// With it, whatever else NATS has delivered: one batch, so
-			// each terminal gets the lot in one write.
-			batch = batch[:0]
-			for {
-				seen.Store(m.Subject, true)
-				if p := s.check(m.Subject, m.Data); p != nil {
-					batch = append(batch, p)
-				}
-				if len(batch) == maxBatch {
-					break
-				}
-				select {
-				case m = <-msgs:
-					continue
-				default:
-				}
-				break
-			}
-			s.publish(ctx, sink, batch)
 		case m, ok := <-warm:
 			if !ok {
-				warm = nil // done
+				// The warm-up is over: workers stop noting what they see.
+				for i := range queues {
+					select {
+					case queues[i] <- item{warm: true}: // an empty warm item ends the warm-up
+					case <-ctx.Done():
+					}
+				}
+				warm = nil
 				continue
 			}
-			if _, live := seen.Load(m.Subject); !live {
-				s.handle(ctx, sink, m.Subject, m.Data)
+			ch, symbol, ok := protocol.ParseMarketSubject(m.Subject)
+			if !ok {
+				continue
 			}
+			dispatch(item{subject: m.Subject, symbol: symbol, channel: ch, data: m.Data, warm: true})
 		}
 	}
+}
+
+// worker validates and publishes one shard's messages.
+type worker struct {
+	s    *Source
+	sink feed.Sink
+	in   chan item
+	// seen holds the subjects received live while the warm-up runs: the
+	// last-value stream's older copy of one must not overwrite it (nor a
+	// bad message be counted twice). It is bounded (maxSeen) and dropped
+	// when the warm-up ends.
+	seen    map[string]struct{}
+	inBatch map[string]struct{}
+	batch   []*protocol.Publication
+	// pubs are the batch's publications, reused from batch to batch: the
+	// sink keeps none of them (only their data, fresh for each).
+	pubs [maxBatch]protocol.Publication
+}
+
+func (w *worker) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case it := <-w.in:
+			w.take(ctx, it)
+		}
+	}
+}
+
+// take handles it and whatever else is queued, as one batch: each
+// terminal gets the lot in one write. A batch holds at most one message
+// of a topic: a fast reader gets every tick, none conflated within it.
+func (w *worker) take(ctx context.Context, it item) {
+	w.batch = w.batch[:0]
+	clear(w.inBatch)
+	for {
+		if it.warm {
+			w.warmItem(ctx, it)
+		} else {
+			if w.seen != nil && len(w.seen) < maxSeen {
+				w.seen[it.subject] = struct{}{} // bad input too: its stored copy is no better
+			}
+			if p := &w.pubs[len(w.batch)]; w.s.checkInto(p, it) {
+				w.batch = append(w.batch, p)
+				w.inBatch[it.subject] = struct{}{}
+			}
+		}
+		if len(w.batch) == maxBatch {
+			break
+		}
+		select {
+		case next := <-w.in:
+			if _, dup := w.inBatch[next.subject]; dup && !next.warm {
+				w.publish(ctx)
+				w.batch = w.batch[:0]
+				clear(w.inBatch)
+			}
+			it = next
+			continue
+		default:
+		}
+		break
+	}
+	w.publish(ctx)
+}
+
+// maxSeen bounds the warm-up's set of subjects seen live, per worker.
+const maxSeen = 1 << 16
+
+// warmItem publishes a message of the last-value stream, unless its
+// subject was seen live; an empty one ends the warm-up.
+func (w *worker) warmItem(ctx context.Context, it item) {
+	if it.subject == "" {
+		w.seen = nil
+		return
+	}
+	if w.seen == nil {
+		return // the warm-up ended: a straggler from it is stale
+	}
+	if _, live := w.seen[it.subject]; live {
+		return
+	}
+	p := w.s.check(it)
+	if p == nil {
+		return
+	}
+	if _, err := w.sink.Publish(ctx, p); err != nil {
+		w.s.dropLog.drop("rejected", it.subject, err)
+		return
+	}
+	w.s.warmed.Inc()
+}
+
+// publish hands the batch's publications to the sink, as one batch.
+func (w *worker) publish(ctx context.Context) {
+	ps := w.batch
+	if len(ps) == 0 {
+		return
+	}
+	n, err := feed.PublishAll(ctx, w.sink, ps)
+	w.s.ingest.Add(n)
+	for range len(ps) - n { // refused: a full catalogue, say (the error is the first's)
+		w.s.dropLog.drop("rejected", "md.>", err)
+	}
+	clear(ps)
+	clear(w.pubs[:len(ps)]) // let their data go
 }
 
 // warmUp reads the last message of every market subject, ensuring the
@@ -243,53 +457,27 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 	return nil
 }
 
-// maxBatch bounds the messages published as one batch.
-const maxBatch = 256
-
-// check validates one market message from its subject and payload; bad
-// input is counted by reason and dropped (nil).
-func (s *Source) check(subject string, data []byte) *protocol.Publication {
-	ch, symbol, ok := protocol.ParseMarketSubject(subject)
-	if !ok {
-		s.dropLog.drop("subject", subject, errors.New("not md.<market channel>.<symbol>"))
-		return nil
-	}
-	if len(data) > s.maxBytes {
-		s.dropLog.drop("too_large", subject, fmt.Errorf("%d bytes; at most %d", len(data), s.maxBytes))
-		return nil
-	}
-	p, err := protocol.Validate(&protocol.Item{Channel: ch.Push, Symbol: symbol, Data: data}, s.maxBytes)
-	if err != nil {
-		s.dropLog.drop(reasonOf(err), subject, err)
+// check validates one market message; bad input is counted by reason and
+// dropped (nil).
+func (s *Source) check(it item) *protocol.Publication {
+	p := new(protocol.Publication)
+	if !s.checkInto(p, it) {
 		return nil
 	}
 	return p
 }
 
-// publish hands checked publications to the sink, as one batch.
-func (s *Source) publish(ctx context.Context, sink feed.Sink, ps []*protocol.Publication) {
-	if len(ps) == 0 {
-		return
+// checkInto is check into p; it reports whether p is valid.
+func (s *Source) checkInto(p *protocol.Publication, it item) bool {
+	if len(it.data) > s.cfg.MaxBytes {
+		s.dropLog.drop("too_large", it.subject, fmt.Errorf("%d bytes; at most %d", len(it.data), s.cfg.MaxBytes))
+		return false
 	}
-	n, err := feed.PublishAll(ctx, sink, ps)
-	s.ingest.Add(n)
-	for range len(ps) - n { // refused: a full catalogue, say (the error is the first's)
-		s.dropLog.drop("rejected", "md.>", err)
+	if err := protocol.ValidateInto(p, &protocol.Item{Channel: it.channel.Push, Symbol: it.symbol, Data: it.data}, s.cfg.MaxBytes, s.cfg.Rules); err != nil {
+		s.dropLog.drop(reasonOf(err), it.subject, err)
+		return false
 	}
-}
-
-// handle validates and publishes one message taken from the last-value
-// stream at start.
-func (s *Source) handle(ctx context.Context, sink feed.Sink, subject string, data []byte) {
-	p := s.check(subject, data)
-	if p == nil {
-		return
-	}
-	if _, err := sink.Publish(ctx, p); err != nil {
-		s.dropLog.drop("rejected", subject, err)
-		return
-	}
-	s.warmed.Inc()
+	return true
 }
 
 // reasonOf names the reason a validation failed, for the metric's label.
@@ -304,12 +492,12 @@ func reasonOf(err error) string {
 // dropLog counts dropped messages by reason and logs at most one line a
 // second, with the subject: a broken collector must not fill the log.
 type dropLog struct {
-	log *throttle.Log
-	set *metrics.Set
+	log     *throttle.Log
+	reasons *metric.CounterVec
 }
 
 func (d *dropLog) drop(reason, subject string, err error) {
-	d.set.GetOrCreateCounter(`marketcast_feed_dropped_total{reason="` + reason + `"}`).Inc()
+	d.reasons.Inc(reason)
 	d.log.Warn("market message dropped", "reason", reason, "subject", subject, "err", err)
 }
 

@@ -280,7 +280,10 @@ type Source struct {
 	// MaxBytes bounds one message, as limits.max_message_bytes does for
 	// every other source.
 	MaxBytes int
-	Log      *slog.Logger
+	// Rules check what the recording holds as the NATS ingest does (a time
+	// without a zone is feed.time_zone's); nil: the protocol's defaults.
+	Rules *protocol.Rules
+	Log   *slog.Logger
 }
 
 // Symbols implements feed.Source: the universe is learned from messages.
@@ -291,7 +294,7 @@ func (s *Source) Symbols() []string { return nil }
 func (s *Source) Run(ctx context.Context, sink feed.Sink) error {
 	skipped := 0
 	n, err := Play(ctx, s.Path, s.Speed, func(e *Entry) error {
-		p, err := Publication(e, s.MaxBytes)
+		p, err := Publication(e, s.MaxBytes, s.Rules)
 		if err == nil {
 			_, err = sink.Publish(ctx, p)
 		}
@@ -308,12 +311,12 @@ func (s *Source) Run(ctx context.Context, sink feed.Sink) error {
 }
 
 // Publication validates a recorded message as the NATS ingest does.
-func Publication(e *Entry, maxBytes int) (*protocol.Publication, error) {
+func Publication(e *Entry, maxBytes int, r *protocol.Rules) (*protocol.Publication, error) {
 	ch, symbol, ok := protocol.ParseMarketSubject(e.Subject)
 	if !ok {
 		return nil, fmt.Errorf("subject %q is not md.<market channel>.<symbol>", e.Subject)
 	}
-	return protocol.Validate(&protocol.Item{Channel: ch.Push, Symbol: symbol, Data: e.Payload()}, maxBytes)
+	return protocol.ValidateWith(&protocol.Item{Channel: ch.Push, Symbol: symbol, Data: e.Payload()}, maxBytes, r)
 }
 
 var _ feed.Source = (*Source)(nil)

@@ -90,7 +90,7 @@ func newNode(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*node,
 		}
 		js, _ := jetstream.New(n.nats.nc)
 		n.streams = newStreamKeeper(log, n.nats.nc, append(ensure, func(ctx context.Context) error {
-			return natsfeed.EnsureLastStream(ctx, js, cfg.Cluster.Stream.Replicas)
+			return natsfeed.EnsureLastStream(ctx, js, cfg.Cluster.Stream.Replicas, cfg.Limits.MaxSymbols, cfg.Limits.MaxMessageBytes)
 		})...)
 		link := n.nats
 		link.onReconnect = func() { n.cluster.Reconnected(); n.streams.check() }

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -415,8 +416,11 @@ func (s *Source) warmUp(ctx context.Context, out chan<- *nats.Msg) {
 // afterwards knows every symbol at once) with the given replicas, or brings
 // an existing one in line. The stream holds only copies of what collectors
 // publish, so one kept in memory (as marketcast once made it) is made
-// again in files.
-func EnsureLastStream(ctx context.Context, js jetstream.JetStream, replicas int) error {
+// again in files. It is bounded as a node's catalogue is: maxSymbols
+// symbols' subjects (a tick, a book and a bar per interval each) of at most
+// maxMessageBytes; past that the least recently updated subjects go first.
+func EnsureLastStream(ctx context.Context, js jetstream.JetStream, replicas, maxSymbols, maxMessageBytes int) error {
+	subjects := int64(max(maxSymbols, 1)) * lastSubjectsPerSymbol
 	return ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:              LastStream,
 		Description:       "marketcast: the last message of every market subject, for nodes that start late",
@@ -424,9 +428,16 @@ func EnsureLastStream(ctx context.Context, js jetstream.JetStream, replicas int)
 		Storage:           jetstream.FileStorage,
 		Replicas:          max(replicas, 1),
 		MaxMsgsPerSubject: 1,
+		MaxMsgs:           subjects,
+		MaxMsgSize:        int32(min(max(maxMessageBytes, 1), math.MaxInt32)),
+		MaxBytes:          subjects * int64(max(maxMessageBytes, 1)),
 		Discard:           jetstream.DiscardOld,
 	}, true)
 }
+
+// lastSubjectsPerSymbol is how many market subjects one symbol has: its
+// ticks, its book and its bars of each interval.
+var lastSubjectsPerSymbol = int64(2 + len(protocol.Klines))
 
 // ensureStream creates want, or updates an existing stream to it. A stream
 // stored otherwise (JetStream cannot change that in place) is removed and
@@ -446,7 +457,8 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 	default:
 		have := st.CachedInfo().Config
 		if have.Replicas == want.Replicas && have.Storage == want.Storage && have.MaxMsgsPerSubject == want.MaxMsgsPerSubject &&
-			have.Duplicates == want.Duplicates && have.AllowDirect == want.AllowDirect && have.MaxAge == want.MaxAge {
+			have.Duplicates == want.Duplicates && have.AllowDirect == want.AllowDirect && have.MaxAge == want.MaxAge &&
+			have.MaxMsgs == want.MaxMsgs && have.MaxBytes == want.MaxBytes && have.MaxMsgSize == want.MaxMsgSize {
 			return nil
 		}
 		_, err = js.UpdateStream(ctx, want)

@@ -115,7 +115,7 @@ func TestLateNodeWarmsUp(t *testing.T) {
 	ns := natstest.Start(t, "")
 	pub := connect(t, ns.URL())
 	js, _ := jetstream.New(pub)
-	if err := natsfeed.EnsureLastStream(context.Background(), js, 1); err != nil {
+	if err := natsfeed.EnsureLastStream(context.Background(), js, 1, 100, 4096); err != nil {
 		t.Fatal(err)
 	}
 	for i, sym := range []string{"SHFE.rb2405", "SHFE.hc2405", "DCE.m2405"} {
@@ -228,5 +228,56 @@ func TestNodesBuildIdenticalBars(t *testing.T) {
 		if dataOf(fa[i]) != dataOf(fc[i]) {
 			t.Fatalf("bar %d from the store:\n%s\nwant %s", i, dataOf(fc[i]), dataOf(fa[i]))
 		}
+	}
+}
+
+// TestLastStreamIsBounded: the last-value stream keeps at most the
+// subjects of limits.max_symbols symbols (a collector publishing ever new
+// symbols cannot grow it without bound), dropping the least recently
+// updated first, and refuses a message larger than a node takes.
+func TestLastStreamIsBounded(t *testing.T) {
+	ns := natstest.Start(t, "")
+	pub := connect(t, ns.URL())
+	js, _ := jetstream.New(pub)
+	const maxSymbols = 2
+	if err := natsfeed.EnsureLastStream(context.Background(), js, 1, maxSymbols, 256); err != nil {
+		t.Fatal(err)
+	}
+	perSymbol := 2 + len(protocol.Klines)
+	for i := range 3 * perSymbol {
+		publish(t, pub, fmt.Sprintf("md.tick.SHFE.rb%04d", i), `{"last_price":"1.0"}`)
+	}
+	publish(t, pub, "md.tick.SHFE.newest", `{"last_price":"2.0"}`)
+	publish(t, pub, "md.tick.SHFE.big", `{"last_price":"1.0","pad":"`+strings.Repeat("x", 300)+`"}`)
+	if err := pub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(context.Background(), natsfeed.LastStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, "the stream's last message", func() bool {
+		info, err := st.Info(context.Background())
+		return err == nil && info.State.LastSeq == uint64(3*perSymbol+1)
+	})
+	info, err := st.Info(context.Background(), jetstream.WithSubjectFilter("md.>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != uint64(maxSymbols*perSymbol) {
+		t.Fatalf("the stream keeps %d messages; want %d (max_symbols × subjects per symbol)", info.State.Msgs, maxSymbols*perSymbol)
+	}
+	if _, ok := info.State.Subjects["md.tick.SHFE.newest"]; !ok {
+		t.Fatal("the newest subject was dropped rather than the oldest")
+	}
+	if _, ok := info.State.Subjects["md.tick.SHFE.big"]; ok {
+		t.Fatal("a message larger than limits.max_message_bytes was kept")
+	}
+	// Brought in line when the limits change.
+	if err := natsfeed.EnsureLastStream(context.Background(), js, 1, 1, 256); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := st.Info(context.Background()); err != nil || info.Config.MaxMsgs != int64(perSymbol) {
+		t.Fatalf("after a change of max_symbols: %v %+v", err, info)
 	}
 }

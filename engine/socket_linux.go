@@ -161,6 +161,11 @@ func (s *socket) step(fd uintptr) bool {
 				// The peer's window is wide open (a reader that keeps
 				// up): one write per batch, up to maxWrite.
 				max = maxWrite
+			case s.nowait && s.room < s.left:
+				// A writer's attempt on a socket that cannot take the whole
+				// batch: its flusher writes it once the socket drains,
+				// in larger writes than a piece now and the rest later.
+				return s.block()
 			case s.room > 0:
 				max, window = min(s.room, s.limit), false
 			default:

@@ -73,7 +73,7 @@ func (d *delayedFlushes) fire() {
 		o.held = false
 		o.mu.Unlock()
 		if release { // else an urgent frame released it already
-			go o.flush()
+			o.hub.writers.add(o)
 		}
 	}
 }

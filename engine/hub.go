@@ -81,6 +81,7 @@ type Hub struct {
 	metrics   *hubMetrics
 	now       func() time.Time
 	delayed   delayedFlushes
+	writers   writers
 	intervals intervalTimers
 }
 
@@ -101,6 +102,7 @@ func NewHub(cfg Config, broker Broker) *Hub {
 		now:     time.Now,
 	}
 	h.delayed.delay = cfg.FlushDelay
+	h.writers.init()
 	h.intervals.init(func() time.Time { return h.now() })
 	for i := range h.shards {
 		h.shards[i].topics = make(map[string]*topic)

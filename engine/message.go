@@ -13,11 +13,14 @@
 //
 //	memoryStream.mu → shard.mu → topic.mu → Outbox.mu → delayedFlushes.mu
 //	                                                   → intervalShard.mu
+//	                                                   → writers.mu
 //
 // Outbox.mu guards the queue and the delivery state each subscription keeps
 // there (Subscription.pendGen/pendIdx, and the fields of Subscription.ivl:
 // when an interval's next update is due, and the update held back); the interval timers and the delay timer take their own
-// lock with an outbox's held, and drop theirs before locking an outbox.
+// lock with an outbox's held, and drop theirs before locking an outbox; so
+// does the writers' ready list (an outbox joins it under its own lock, and a
+// writer takes outboxes from it before locking any).
 //
 // MemoryBroker delivers an event (Hub.Apply: shard.mu, then topic.mu) with
 // its stream locked, which is what keeps a topic's events in order. Hub

@@ -33,8 +33,8 @@ type hubMetrics struct {
 	resets        *metrics.Counter
 	topics        *metrics.Gauge
 	subscriptions *metrics.Gauge
-	batchSize     *metrics.PrometheusHistogram
-	lag           *metrics.PrometheusHistogram
+	batchSize     *metric.FastHistogram
+	lag           *metric.FastHistogram
 
 	// Slow terminals (docs/OPERATIONS.md, "Slow terminals").
 	writeTimeouts   *metrics.Counter
@@ -76,8 +76,8 @@ func newHubMetrics() *hubMetrics {
 		resets:        metric.Counter(s, "marketcast_stream_resets_total", "Reliable streams that started a new run while subscribed (subscribers got 4009)"),
 		topics:        metric.Gauge(s, "marketcast_topics", "Topics in the registry", nil),
 		subscriptions: metric.Gauge(s, "marketcast_subscriptions", "Live subscriptions", nil),
-		batchSize:     metric.Histogram(s, "marketcast_flush_batch_frames", "Frames per connection write (writev): batching at work", metric.CountBuckets),
-		lag: metric.Histogram(s, "marketcast_publish_to_flush_seconds",
+		batchSize:     metric.NewFastHistogram(s, "marketcast_flush_batch_frames", "Frames per connection write (writev): batching at work", metric.CountBuckets),
+		lag: metric.NewFastHistogram(s, "marketcast_publish_to_flush_seconds",
 			"From the engine accepting an event to its write to a connection, one sample per delivery", metric.LatencyBuckets),
 
 		writeTimeouts: metric.Counter(s, "marketcast_write_timeouts_total",

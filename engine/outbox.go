@@ -76,7 +76,9 @@ type Outbox struct {
 	// is due.
 	intervals int
 
-	// Owned by the running flusher.
+	// Owned by whoever holds flushing: a writer (writers), then the
+	// flusher it may hand the outbox to.
+	out      outgoing
 	iov      net.Buffers
 	chunk    net.Buffers
 	deadline bool         // a write deadline is set on conn
@@ -493,8 +495,8 @@ func (o *Outbox) writableLocked() bool {
 	return o.pushed > 0 || len(o.catchup) > 0
 }
 
-// kickLocked starts a flusher if none runs and something may be written.
-// It writes at once unless frames are arriving faster than the flush delay
+// kickLocked hands the outbox to the hub's writers (writers) unless one
+// has it already and something may be written. It writes at once unless frames are arriving faster than the flush delay
 // (this connection was written to less than the delay ago) and this one is
 // a live event: then it holds the flush until the hub's delay timer, so the
 // frames that follow share its write, as TCP autocorking does. A connection
@@ -508,7 +510,7 @@ func (o *Outbox) kickLocked(urgent bool) {
 	if o.flushing {
 		if o.held && urgent {
 			o.held = false // the delay timer will find it released
-			go o.flush()
+			o.hub.writers.add(o)
 		}
 		return
 	}
@@ -520,7 +522,7 @@ func (o *Outbox) kickLocked(urgent bool) {
 			return
 		}
 	}
-	go o.flush()
+	o.hub.writers.add(o)
 }
 
 // takeLocked hands the flusher what it may write now, in queue order. In
@@ -609,88 +611,174 @@ func (o *Outbox) refillCatchup() {
 	}
 }
 
-// flush writes batches until nothing more may be written, then exits.
+// outgoing is a batch taken from the queue and being written: what is left
+// of its frames, and what its write records once done.
+type outgoing struct {
+	batch      []entry     // nil: none
+	rest       net.Buffers // what is left to write, in o.iov's backing array
+	partial    bool        // rest[0] is the remainder of a frame begun
+	closeNow   bool        // the batch ends with the close frame
+	deliveries int         // pushed messages in it
+	size       int
+	conflated  int
+	started    time.Time
+}
+
+// writeReady writes what the outbox holds, for a writer (writers): one
+// batch, without waiting. A connection that needs waiting — its socket is
+// full, it has no socket of its own (TLS), or a resume's replay is read from
+// the broker — is handed to a flusher goroutine of its own (flush). One that
+// got more while being written goes to the back of the ready list.
+func (o *Outbox) writeReady() {
+	took, handoff := o.take(true)
+	switch {
+	case handoff:
+		go o.flush()
+		return
+	case !took:
+		return
+	}
+	blocked, ended := o.send(true)
+	switch {
+	case ended:
+		return
+	case blocked:
+		go o.flush() // it finishes the batch, waiting for the socket
+		return
+	}
+	o.mu.Lock()
+	if o.state != stateClosed && (o.writableLocked() || len(o.catchup) > 0) {
+		o.hub.writers.add(o)
+	} else {
+		o.flushing = false
+	}
+	o.mu.Unlock()
+}
+
+// flush writes batches until nothing more may be written, waiting for the
+// socket as long as the peer makes progress, then exits: the outbox's own
+// goroutine, for what a writer cannot do without waiting. It first finishes
+// a batch a writer began.
 func (o *Outbox) flush() {
-	m := o.hub.metrics
 	for {
+		if o.out.batch != nil {
+			if _, ended := o.send(false); ended {
+				return
+			}
+		}
 		o.refillCatchup()
-		o.mu.Lock()
-		if o.state == stateClosed || !o.writableLocked() {
-			o.flushing = false
-			o.mu.Unlock()
+		if took, _ := o.take(false); !took {
 			return
 		}
-		batch := o.takeLocked()
-		conflated := o.conflated
-		o.conflated = 0
-		o.mu.Unlock()
+	}
+}
 
-		iov := o.iov[:0]
-		var (
-			n, size  int
-			closeNow bool
-			oldest   int64
-		)
-		for i := range batch {
-			e := &batch[i]
-			iov = append(iov, e.b)
-			size += len(e.b)
-			if e.sub != nil {
-				n++
-			}
-			if !e.at.IsZero() && (oldest == 0 || e.at.UnixNano() < oldest) {
-				oldest = e.at.UnixNano()
-			}
-			if e.close {
-				closeNow = true
-				break // nothing goes after a close frame
-			}
+// take takes what may be written now into o.out, or releases the outbox
+// (flushing is cleared) when nothing may; it reports whether it took. For a
+// writer (writer set), an outbox that must be written by a flusher of its
+// own (no socket, or a replay to read) is not taken: handoff is set.
+func (o *Outbox) take(writer bool) (took, handoff bool) {
+	o.mu.Lock()
+	if o.state == stateClosed || !o.writableLocked() {
+		if len(o.catchup) > 0 && o.state == stateOpen && writer {
+			o.mu.Unlock()
+			return false, true
 		}
-		// The write consumes iov (it advances the slice as it writes), so
-		// keep our own header of the backing array first.
-		o.iov = iov[:0]
-		o.inflight.Store(oldest)
-		now := time.Now()
-		rest, partial, err := o.write(iov)
-		o.inflight.Store(0)
-		o.recordFlush(batch, n, size, conflated)
+		o.flushing = false
+		o.mu.Unlock()
+		return false, false
+	}
+	if writer && (o.sock == nil || len(o.catchup) > 0) {
+		o.mu.Unlock()
+		return false, true
+	}
+	batch := o.takeLocked()
+	conflated := o.conflated
+	o.conflated = 0
+	o.mu.Unlock()
 
-		if err != nil || closeNow {
-			switch {
-			case err == nil:
+	out := &o.out
+	*out = outgoing{batch: batch, conflated: conflated, started: time.Now()}
+	iov := o.iov[:0]
+	var oldest int64
+	for i := range batch {
+		e := &batch[i]
+		iov = append(iov, e.b)
+		out.size += len(e.b)
+		if e.sub != nil {
+			out.deliveries++
+		}
+		if !e.at.IsZero() && (oldest == 0 || e.at.UnixNano() < oldest) {
+			oldest = e.at.UnixNano()
+		}
+		if e.close {
+			out.closeNow = true
+			break // nothing goes after a close frame
+		}
+	}
+	// The write consumes rest (it advances the slice as it writes), so
+	// keep our own header of the backing array.
+	o.iov = iov[:0]
+	out.rest = iov
+	o.inflight.Store(oldest)
+	return true, false
+}
+
+// send writes what is left of o.out: with nowait only what the socket
+// takes now (blocked: the rest waits in o.out), otherwise waiting for the
+// socket as long as the peer makes progress. Once the batch is written it
+// records the write; on an error, a write timeout or the close frame it
+// ends the connection (ended).
+func (o *Outbox) send(nowait bool) (blocked, ended bool) {
+	m := o.hub.metrics
+	out := &o.out
+	rest, partial, blocked, err := o.write(out.rest, out.partial, nowait)
+	if blocked && err == nil {
+		out.rest, out.partial = rest, partial
+		return true, false
+	}
+	o.inflight.Store(0)
+	o.recordFlush(out.batch, out.deliveries, out.size, out.conflated)
+	batch := out.batch
+	if err != nil || out.closeNow {
+		switch {
+		case err == nil:
+			o.closeAfterFrame()
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// The peer took nothing for the write timeout: a slow
+			// consumer. Say so with a close frame if one still fits.
+			m.writeTimeouts.Inc()
+			m.slowConsumers.Inc()
+			if o.giveUp(rest, partial, out.closeNow) {
 				o.closeAfterFrame()
-			case errors.Is(err, os.ErrDeadlineExceeded):
-				// The peer took nothing for the write timeout: a slow
-				// consumer. Say so with a close frame if one still fits.
-				m.writeTimeouts.Inc()
-				m.slowConsumers.Inc()
-				if o.giveUp(rest, partial, closeNow) {
-					o.closeAfterFrame()
-				} else {
-					_ = o.conn.Close()
-				}
-			default:
-				m.writeErrors.Inc()
+			} else {
 				_ = o.conn.Close()
 			}
-			clear(batch)
-			clear(o.iov[:cap(o.iov)])
-			o.mu.Lock()
-			o.state = stateClosed
-			o.flushing = false
-			clear(o.queue)
-			o.queue = o.queue[:0]
-			o.catchup = nil
-			o.mu.Unlock()
-			return
+		default:
+			m.writeErrors.Inc()
+			_ = o.conn.Close()
 		}
 		clear(batch)
 		clear(o.iov[:cap(o.iov)])
+		o.out = outgoing{}
 		o.mu.Lock()
-		o.spare = batch[:0]
-		o.lastWrite = now
+		o.state = stateClosed
+		o.flushing = false
+		clear(o.queue)
+		o.queue = o.queue[:0]
+		o.catchup = nil
 		o.mu.Unlock()
+		return false, true
 	}
+	clear(batch)
+	clear(o.iov[:cap(o.iov)])
+	started := out.started
+	o.out = outgoing{}
+	o.mu.Lock()
+	o.spare = batch[:0]
+	o.lastWrite = started
+	o.mu.Unlock()
+	return false, false
 }
 
 // giveUp ends a connection whose peer took nothing for the write timeout

@@ -30,6 +30,8 @@ type socket struct {
 	left       int // bytes of iov
 	partial    bool
 	progressed bool
+	nowait     bool // a writer's attempt: report blocked rather than wait
+	blocked    bool
 	werr       error
 	stepFn     func(fd uintptr) bool
 	// What the flusher may write without asking the kernel again (see
@@ -99,19 +101,24 @@ func setUnsentLimit(raw syscall.RawConn, limit int) error {
 	return serr
 }
 
-// write writes iov without letting what the kernel holds unsent pass the
+// write writes iov (whose first buffer is the rest of a frame begun
+// earlier when partial is set) without letting what the kernel holds unsent pass the
 // limit by more than one frame, in chunks of whole frames: of at most the
 // limit, or up to maxWrite into a window wide open for them (see measure).
 // It waits (in the runtime's poller) only when the kernel holds the limit
 // or its buffer is full; the write deadline is set then, to the write
 // timeout from the last byte the kernel accepted, and cleared before
 // returning, so a reader that keeps up costs no timer.
-func (s *socket) write(o *Outbox, iov net.Buffers) (net.Buffers, bool, error) {
+//
+// With nowait (a writer's attempt, see writers) it never waits: it writes
+// what the socket takes now and reports blocked with the rest.
+func (s *socket) write(o *Outbox, iov net.Buffers, partial, nowait bool) (net.Buffers, bool, bool, error) {
 	if s.sys == nil {
 		s.sys = new(sockScratch)
 	}
 	// The clock starts when the flusher first has to wait.
-	s.o, s.iov, s.partial, s.progressed, s.werr = o, iov, false, true, nil
+	s.o, s.iov, s.partial, s.progressed, s.werr = o, iov, partial, true, nil
+	s.nowait, s.blocked = nowait, false
 	s.left = 0
 	for _, b := range iov {
 		s.left += len(b)
@@ -124,12 +131,12 @@ func (s *socket) write(o *Outbox, iov net.Buffers) (net.Buffers, bool, error) {
 	if err == nil {
 		err = s.werr
 	}
-	iov, partial := s.iov, s.partial
+	iov, partial, blocked := s.iov, s.partial, s.blocked
 	s.o, s.iov, s.werr = nil, nil, nil
-	if err != nil {
-		return iov, partial, err
+	if err != nil || blocked {
+		return iov, partial, blocked, err
 	}
-	return nil, false, nil
+	return nil, false, false, nil
 }
 
 // step writes what it may of s.iov; it reports false when the flusher must
@@ -154,6 +161,11 @@ func (s *socket) step(fd uintptr) bool {
 				// The peer's window is wide open (a reader that keeps
 				// up): one write per batch, up to maxWrite.
 				max = maxWrite
+			case s.nowait && s.room < s.left:
+				// A writer's attempt on a socket that cannot take the whole
+				// batch: its flusher writes it once the socket drains,
+				// in larger writes than a piece now and the rest later.
+				return s.block()
 			case s.room > 0:
 				max, window = min(s.room, s.limit), false
 			default:
@@ -162,7 +174,7 @@ func (s *socket) step(fd uintptr) bool {
 				}
 				if s.sendable <= 0 && s.room <= 0 {
 					if !s.writable(fd) {
-						return s.wait()
+						return s.block()
 					}
 					// Writable although the limit is held: the kernel does
 					// not keep the bound; do not spin on it.
@@ -177,12 +189,12 @@ func (s *socket) step(fd uintptr) bool {
 		switch errno {
 		case 0:
 			if written == 0 {
-				return s.wait()
+				return s.block()
 			}
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			return s.wait()
+			return s.block()
 		default:
 			s.werr = errno
 			return true
@@ -230,6 +242,16 @@ func (s *socket) measure(fd uintptr) error {
 		s.sendable = max(0, min(int(i.Snd_wnd)-inflight*mss, (int(i.Snd_cwnd)-inflight)*mss))
 	}
 	return nil
+}
+
+// block reports that the socket takes nothing more now: the write waits
+// for it (wait), or with nowait ends, reporting blocked.
+func (s *socket) block() bool {
+	if s.nowait {
+		s.blocked = true
+		return true
+	}
+	return s.wait()
 }
 
 // wait sets the write deadline, the write timeout from now, when bytes were

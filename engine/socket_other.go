@@ -10,7 +10,7 @@ type socket struct{}
 
 func newSocket(net.Conn, int) *socket { return nil }
 
-func (*socket) write(*Outbox, net.Buffers) (net.Buffers, bool, error) {
+func (*socket) write(*Outbox, net.Buffers, bool, bool) (net.Buffers, bool, bool, error) {
 	panic("engine: no socket writer on this system")
 }
 

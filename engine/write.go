@@ -27,25 +27,28 @@ import (
 // defaultChunk is the chunk size without an unsent limit.
 const defaultChunk = 256 << 10
 
-// write writes iov to the connection. It returns what is left unwritten
-// when it fails: rest, whose first buffer is the remainder of a frame the
-// write had begun when partial is set.
-func (o *Outbox) write(iov net.Buffers) (rest net.Buffers, partial bool, err error) {
+// write writes iov to the connection: the rest of a batch, whose first
+// buffer is the remainder of a frame begun earlier when partial is set.
+// With nowait (a writer's attempt; only on a socket) it writes what the
+// socket takes now and reports blocked with the rest rather than wait. It
+// returns what is left unwritten when it fails or blocks: rest, with
+// partial as for its argument.
+func (o *Outbox) write(iov net.Buffers, partial, nowait bool) (rest net.Buffers, restPartial, blocked bool, err error) {
 	if o.sock != nil {
-		return o.sock.write(o, iov)
+		return o.sock.write(o, iov, partial, nowait)
 	}
-	return o.writeConn(iov)
+	rest, restPartial, err = o.writeConn(iov, partial)
+	return rest, restPartial, false, err
 }
 
 // writeConn writes iov through net.Conn (TLS, pipes, non-Linux systems):
 // chunk by chunk, each with the write timeout from its start, so a peer
 // that takes every chunk in time is never cut.
-func (o *Outbox) writeConn(iov net.Buffers) (net.Buffers, bool, error) {
+func (o *Outbox) writeConn(iov net.Buffers, partial bool) (net.Buffers, bool, error) {
 	limit := o.hub.cfg.MaxUnsentBytes
 	if limit <= 0 {
 		limit = defaultChunk
 	}
-	partial := false
 	for len(iov) > 0 {
 		chunk := o.chunkOf(iov, limit)
 		_ = o.conn.SetWriteDeadline(time.Now().Add(o.hub.cfg.WriteTimeout))

@@ -370,6 +370,7 @@ func (b *bench) publish(ctx context.Context, rate int, d time.Duration, topics [
 type sample struct {
 	elapsed time.Duration
 	cpu     time.Duration
+	userCPU time.Duration // the part of cpu spent in the server's own code
 	loadCPU time.Duration // the load generator's own CPU time
 	// The server's own publish→flush lag (marketcast only), in ms.
 	serverP50, serverP99 float64
@@ -389,14 +390,15 @@ func (b *bench) serverPIDs() []int {
 	return []int{b.t.PID()}
 }
 
-// serverCPU is the CPU time of every process under test.
-func (b *bench) serverCPU() time.Duration {
-	var total time.Duration
+// serverCPU is the CPU time of every process under test, and its user
+// part (the rest is the kernel's, on the processes' behalf).
+func (b *bench) serverCPU() (total, user time.Duration) {
 	for _, pid := range b.serverPIDs() {
-		t, _ := load.CPUTime(pid)
-		total += t
+		u, s, _ := load.CPUTimes(pid)
+		total += u + s
+		user += u
 	}
-	return total
+	return total, user
 }
 
 func (b *bench) measure(label string, fn func() error) (sample, error) {
@@ -410,7 +412,7 @@ func (b *bench) measure(label string, fn func() error) (sample, error) {
 	b.pubMu.Lock()
 	b.pubRTT.Reset()
 	b.pubMu.Unlock()
-	cpu0 := b.serverCPU()
+	cpu0, user0 := b.serverCPU()
 	self0, _ := load.CPUTime(os.Getpid())
 	begin := time.Now()
 	done := make(chan error, 1)
@@ -429,7 +431,7 @@ loop:
 		}
 	}
 	time.Sleep(300 * time.Millisecond) // let the last deliveries land
-	cpu1 := b.serverCPU()
+	cpu1, user1 := b.serverCPU()
 	self1, _ := load.CPUTime(os.Getpid())
 	var rss int64
 	for _, pid := range b.serverPIDs() {
@@ -438,7 +440,7 @@ loop:
 	}
 	hist := b.rec.Snapshot(false)
 	remote := b.collect(hist) // workers' share, if any
-	s := sample{elapsed: time.Since(begin), cpu: cpu1 - cpu0, loadCPU: self1 - self0, rss: rss,
+	s := sample{elapsed: time.Since(begin), cpu: cpu1 - cpu0, userCPU: user1 - user0, loadCPU: self1 - self0, rss: rss,
 		delivered: b.rec.Delivered() - d0 + remote, q: load.Summarise(hist)}
 	b.pubMu.Lock()
 	s.pubP50, s.pubP99 = float64(b.pubRTT.ValueAtQuantile(50))/1000, float64(b.pubRTT.ValueAtQuantile(99))/1000
@@ -473,6 +475,12 @@ func report(name string, s sample, expected int64, extra ...string) {
 	if expected > 0 {
 		loss = 100 * float64(expected-s.delivered) / float64(expected)
 	}
+	userPer, sysPer := 0.0, 0.0
+	if s.delivered > 0 {
+		userPer = float64(s.userCPU.Microseconds()) / float64(s.delivered)
+		sysPer = float64((s.cpu - s.userCPU).Microseconds()) / float64(s.delivered)
+	}
+	extra = append([]string{fmt.Sprintf("%.3f user-us/delivery %.3f sys-us/delivery", userPer, sysPer)}, extra...)
 	fmt.Printf("Benchmark%s 1 %.0f deliveries/s %.0f deliveries/cpu-s %.3f p50-ms %.3f p99-ms %.3f p99.9-ms %.3f max-ms %.3f server-lag-p50-ms %.3f server-lag-p99-ms %.3f server-cpu-s %.3f loadgen-cpu-s %.1f rss-MiB %.3f loss-%% %.3f publish-p50-ms %.3f publish-p99-ms %s\n",
 		name, float64(s.delivered)/s.elapsed.Seconds(), perCPU, s.q.P50, s.q.P99, s.q.P999, s.q.Max,
 		s.serverP50, s.serverP99, s.cpu.Seconds(), s.loadCPU.Seconds(), float64(s.rss)/(1<<20), loss, s.pubP50, s.pubP99, strings.Join(extra, " "))

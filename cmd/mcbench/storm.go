@@ -39,7 +39,7 @@ func storm(ctx context.Context, o options) error {
 	defer b.close()
 	b.clients = make([]*load.RawConn, n)
 	tcp0, ext0 := netCounters()
-	cpu0 := b.serverCPU()
+	cpu0, _ := b.serverCPU()
 	begin := time.Now()
 	var (
 		wg      sync.WaitGroup
@@ -91,7 +91,8 @@ func storm(ctx context.Context, o options) error {
 		time.Sleep(time.Millisecond)
 	}
 	elapsed := time.Since(begin)
-	cpu := b.serverCPU() - cpu0
+	cpu1, _ := b.serverCPU()
+	cpu := cpu1 - cpu0
 	tcp1, ext1 := netCounters()
 	rss, _ := load.RSS(b.t.PID())
 	fmt.Printf("BenchmarkStorm/target=%s/conns=%d/concurrency=%d 1 %.3f s-to-all-live %.0f conns/s %d redials %.3f server-cpu-s %d retransmits %d syn-retransmits %d listen-overflows %d syn-cookies %.1f rss-MiB\n",

@@ -18,9 +18,12 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
 )
@@ -159,4 +162,61 @@ func Help(family string) string {
 	text, _ := help.Load(family)
 	s, _ := text.(string)
 	return s
+}
+
+// FastHistogram is a Prometheus histogram that records without a lock:
+// one atomic add per bucket, count and sum. It is for what is observed on
+// every delivery (the library's histogram takes a mutex per observation,
+// which every writer goroutine would share).
+type FastHistogram struct {
+	name    string
+	bounds  []float64
+	buckets []atomic.Uint64 // per bound, then +Inf; not cumulative
+	sum     atomic.Uint64   // float64 bits
+}
+
+// NewFastHistogram declares a FastHistogram with these bucket upper bounds
+// (in the unit the name ends with).
+func NewFastHistogram(s *metrics.Set, name, help string, bounds []float64) *FastHistogram {
+	describe(name, help)
+	h := &FastHistogram{name: name, bounds: slices.Clone(bounds), buckets: make([]atomic.Uint64, len(bounds)+1)}
+	s.RegisterMetricsWriter(h.write)
+	return h
+}
+
+// Update records one observation.
+func (h *FastHistogram) Update(v float64) {
+	i := 0
+	for i < len(h.bounds) && v > h.bounds[i] {
+		i++
+	}
+	h.buckets[i].Add(1)
+	for {
+		old := h.sum.Load()
+		if h.sum.CompareAndSwap(old, math.Float64bits(math.Float64frombits(old)+v)) {
+			return
+		}
+	}
+}
+
+// Count is the number of observations.
+func (h *FastHistogram) Count() uint64 {
+	var n uint64
+	for i := range h.buckets {
+		n += h.buckets[i].Load()
+	}
+	return n
+}
+
+func (h *FastHistogram) write(w io.Writer) {
+	fmt.Fprintf(w, "# HELP %s\n# TYPE %s histogram\n", h.name, h.name)
+	var n uint64
+	for i, b := range h.bounds {
+		n += h.buckets[i].Load()
+		fmt.Fprintf(w, "%s_bucket{le=\"%s\"} %d\n", h.name, strconv.FormatFloat(b, 'g', -1, 64), n)
+	}
+	n += h.buckets[len(h.bounds)].Load()
+	fmt.Fprintf(w, "%s_bucket{le=\"+Inf\"} %d\n", h.name, n)
+	fmt.Fprintf(w, "%s_sum %s\n", h.name, strconv.FormatFloat(math.Float64frombits(h.sum.Load()), 'g', -1, 64))
+	fmt.Fprintf(w, "%s_count %d\n", h.name, n)
 }

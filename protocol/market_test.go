@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -223,6 +224,20 @@ func BenchmarkValidateDepth(b *testing.B) {
 	for b.Loop() {
 		if _, err := ValidateWith(it, 1<<16, r); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestNumberGrammar: a number anywhere in a tick is read by the JSON
+// grammar, as encoding/json reads it: no leading zeros, digits after a point
+// and an exponent.
+func TestNumberGrammar(t *testing.T) {
+	for _, num := range []string{"0", "-0", "12", "-12", "1.5", "0.25", "1e9", "1E+9", "2.5e-3", "01", "-", "1.", ".5",
+		"1e", "1e+", "-a", "1.e3", "00", "1.5.5"} {
+		data := `{"last_price":"1.0","other":` + num + `}`
+		_, err := Validate(&Item{Channel: "tick", Symbol: "SHFE.rb2405", Data: []byte(data)}, 4096)
+		if want := json.Valid([]byte(data)); (err == nil) != want {
+			t.Errorf("%s: accepted %v, encoding/json says valid %v (%v)", num, err == nil, want, err)
 		}
 	}
 }

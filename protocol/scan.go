@@ -160,6 +160,15 @@ func (s *scanner) str() (content []byte, escaped bool) {
 	return nil, false
 }
 
+// digits skips the digits at b[i:]; ok is false when there are none.
+func digits(b []byte, i int) (end int, ok bool) {
+	end = i
+	for end < len(b) && b[end] >= '0' && b[end] <= '9' {
+		end++
+	}
+	return end, end > i
+}
+
 func hex4(b []byte) bool {
 	for _, c := range b {
 		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
@@ -177,39 +186,25 @@ func (s *scanner) number() []byte {
 	if i < len(b) && b[i] == '-' {
 		i++
 	}
-	switch {
-	case i < len(b) && b[i] == '0':
-		i++
-	case i < len(b) && b[i] >= '1' && b[i] <= '9':
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-	default:
-		s.fail("json", "data is not valid JSON: a bad number")
-		return nil
+	ok := true
+	if i < len(b) && b[i] == '0' {
+		i++ // no leading zeros
+	} else {
+		i, ok = digits(b, i)
 	}
-	if i < len(b) && b[i] == '.' {
-		i++
-		if i >= len(b) || b[i] < '0' || b[i] > '9' {
-			s.fail("json", "data is not valid JSON: a bad number")
-			return nil
-		}
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
+	if ok && i < len(b) && b[i] == '.' {
+		i, ok = digits(b, i+1)
 	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+	if ok && i < len(b) && (b[i] == 'e' || b[i] == 'E') {
 		i++
 		if i < len(b) && (b[i] == '+' || b[i] == '-') {
 			i++
 		}
-		if i >= len(b) || b[i] < '0' || b[i] > '9' {
-			s.fail("json", "data is not valid JSON: a bad number")
-			return nil
-		}
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
+		i, ok = digits(b, i)
+	}
+	if !ok {
+		s.fail("json", "data is not valid JSON: a bad number")
+		return nil
 	}
 	s.i = i
 	return b[start:i]

@@ -21,6 +21,7 @@ import (
 
 	"github.com/marketcast/marketcast/bench/wsclient"
 	"github.com/marketcast/marketcast/configs"
+	"github.com/marketcast/marketcast/internal/lockedbuf"
 	"github.com/marketcast/marketcast/internal/testwait"
 )
 
@@ -213,7 +214,7 @@ func TestSIGHUPReloadsCertificate(t *testing.T) {
 	cmd := exec.Command(binary)
 	cmd.Env = append(os.Environ(), "MARKETCAST_LISTEN="+addr, "MARKETCAST_OPS_LISTEN="+ops, "MARKETCAST_TLS_CERT="+certFile,
 		"MARKETCAST_TLS_KEY="+keyFile, "MARKETCAST_DEV_MODE=false", "MARKETCAST_JWT_SECRET=sighup-test-secret-0123456789", "MARKETCAST_FEED=none")
-	p := &binaryProc{cmd: cmd, logs: &syncBuffer{}, addr: addr}
+	p := &binaryProc{cmd: cmd, logs: &lockedbuf.Buffer{}, addr: addr}
 	cmd.Stderr = p.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"github.com/marketcast/marketcast/bench/wsclient"
 	"github.com/marketcast/marketcast/engine/natsbroker/natstest"
 	"github.com/marketcast/marketcast/feed/replay"
+	"github.com/marketcast/marketcast/internal/lockedbuf"
 	"github.com/marketcast/marketcast/internal/testlane"
 	"github.com/marketcast/marketcast/internal/testwait"
 	"github.com/marketcast/marketcast/protocol"
@@ -28,14 +29,14 @@ import (
 // environment; its logs are kept for failures.
 type subcommand struct {
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *lockedbuf.Buffer
 }
 
 func runSubcommand(t *testing.T, natsURL string, args ...string) *subcommand {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), "MARKETCAST_NATS_URL="+natsURL, "MARKETCAST_DEV_MODE=false", "MARKETCAST_JWT_SECRET="+clusterSecret)
-	logs := &syncBuffer{}
+	logs := &lockedbuf.Buffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -22,6 +22,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/marketcast/marketcast/bench/wsclient"
+	"github.com/marketcast/marketcast/internal/lockedbuf"
 	"github.com/marketcast/marketcast/internal/testwait"
 )
 
@@ -82,7 +83,7 @@ func TestIdentityProviderAudienceAtStart(t *testing.T) {
 	defer idp.Close()
 	cfg := prodConfig()
 	cfg.Auth.JWTSecret, cfg.Auth.JWKSURL = "", idp.URL
-	var log syncBuffer
+	var log lockedbuf.Buffer
 	serveConfigLog(t, cfg, &log)
 	for _, want := range []string{"auth.audience is empty", "auth.issuer is empty"} {
 		if !strings.Contains(log.String(), want) {

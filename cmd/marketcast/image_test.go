@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/marketcast/marketcast/configs"
+	"github.com/marketcast/marketcast/internal/lockedbuf"
 	"github.com/marketcast/marketcast/internal/testlane"
 	"github.com/marketcast/marketcast/internal/testwait"
 )
@@ -128,7 +129,7 @@ func TestImageTree(t *testing.T) {
 		`"$1" -t proc proc "$2/proc" && exec "$3" --userspec=65532:65532 "$2" /usr/local/bin/marketcast serve`, "sh", mount, root, chroot)
 	srv.Env = environ
 	stderr, _ := srv.StderrPipe()
-	logs := &syncBuffer{}
+	logs := &lockedbuf.Buffer{}
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +19,7 @@ import (
 	"github.com/marketcast/marketcast/engine/auth"
 	"github.com/marketcast/marketcast/feed/kline"
 	"github.com/marketcast/marketcast/internal/freeport"
+	"github.com/marketcast/marketcast/internal/lockedbuf"
 	"github.com/marketcast/marketcast/internal/testwait"
 	"github.com/marketcast/marketcast/protocol"
 )
@@ -153,26 +152,6 @@ func TestSimulatorEndToEnd(t *testing.T) {
 
 var binary string
 
-// syncBuffer collects a child's log while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) WriteString(p string) { _, _ = s.Write([]byte(p)) }
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "marketcast-bin")
 	if err != nil {
@@ -295,7 +274,7 @@ func TestTokenCommand(t *testing.T) {
 // binaryProc is the real server binary running on addr.
 type binaryProc struct {
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *lockedbuf.Buffer
 	addr string
 }
 
@@ -327,7 +306,7 @@ func launchBinaryArgs(t *testing.T, addr string, args []string, env ...string) *
 	t.Helper()
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), append([]string{"MARKETCAST_LISTEN=" + addr}, env...)...)
-	logs := &syncBuffer{}
+	logs := &lockedbuf.Buffer{}
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

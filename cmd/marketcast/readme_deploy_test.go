@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/marketcast/marketcast/internal/lockedbuf"
 	"github.com/marketcast/marketcast/internal/testwait"
 )
 
@@ -65,7 +66,7 @@ func TestReadmeProductionCommandRuns(t *testing.T) {
 	block = strings.ReplaceAll(strings.ReplaceAll(block, "./bin/marketcast", binary), "MARKETCAST_LISTEN=:8000", "MARKETCAST_LISTEN="+addr)
 	cmd := exec.Command("bash", "-euo", "pipefail", "-c", block)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	logs := &syncBuffer{}
+	logs := &lockedbuf.Buffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

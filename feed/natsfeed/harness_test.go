@@ -19,6 +19,7 @@ import (
 	"github.com/marketcast/marketcast/feed/kline"
 	"github.com/marketcast/marketcast/feed/market"
 	"github.com/marketcast/marketcast/feed/natsfeed"
+	"github.com/marketcast/marketcast/internal/lockedbuf"
 	"github.com/marketcast/marketcast/internal/testwait"
 	"github.com/marketcast/marketcast/protocol"
 )
@@ -73,26 +74,9 @@ type node struct {
 	hub    *engine.Hub
 	market *market.Market
 	src    *natsfeed.Source
-	logs   *syncBuffer
+	logs   *lockedbuf.Buffer
 	nc     *nats.Conn
 	stop   func()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func connect(t *testing.T, url string) *nats.Conn {
@@ -122,7 +106,7 @@ func startNode(t *testing.T, url string, o nodeOptions) *node {
 	if o.maxSymbols == 0 {
 		o.maxSymbols = 100
 	}
-	logs := &syncBuffer{}
+	logs := &lockedbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	mcfg := market.Config{MaxSymbols: o.maxSymbols, Sessions: sessions, BarHistory: cfg.Feed.BarHistory, Now: now, Log: log, Shards: 2}
 	if o.store {

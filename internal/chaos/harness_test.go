@@ -1,7 +1,6 @@
 package chaos
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -25,6 +24,7 @@ import (
 	"github.com/marketcast/marketcast/engine/auth"
 	"github.com/marketcast/marketcast/engine/natsbroker/natstest"
 	"github.com/marketcast/marketcast/internal/freeport"
+	"github.com/marketcast/marketcast/internal/lockedbuf"
 	"github.com/marketcast/marketcast/internal/natsperm"
 	"github.com/marketcast/marketcast/internal/testwait"
 	"github.com/marketcast/marketcast/protocol"
@@ -67,24 +67,6 @@ func freePort(t testing.TB) string {
 	return addr
 }
 
-// lockedBuffer keeps a process's log while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // node is one marketcast binary of the run.
 type node struct {
 	t       testing.TB
@@ -92,7 +74,7 @@ type node struct {
 	addr    string
 	env     []string
 	cmd     *exec.Cmd
-	logs    *lockedBuffer
+	logs    *lockedbuf.Buffer
 	mu      sync.Mutex
 	up      bool // running (stopped or not)
 	stopped bool
@@ -100,7 +82,7 @@ type node struct {
 
 func startNode(t testing.TB, name, natsURLs string, replicas int) *node {
 	t.Helper()
-	n := &node{t: t, name: name, addr: freePort(t), logs: &lockedBuffer{}}
+	n := &node{t: t, name: name, addr: freePort(t), logs: &lockedbuf.Buffer{}}
 	n.env = append(os.Environ(), "MARKETCAST_LISTEN="+n.addr, "MARKETCAST_NATS_URL="+natsURLs,
 		"MARKETCAST_NATS_USER="+natsperm.Node, "MARKETCAST_NATS_PASSWORD="+nodePassword,
 		"MARKETCAST_DEV_MODE=false", "MARKETCAST_JWT_SECRET="+secret, "MARKETCAST_NODE_NAME="+name,

@@ -1,7 +1,6 @@
 package natstest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/marketcast/marketcast/internal/lockedbuf"
 	"github.com/marketcast/marketcast/internal/testwait"
 )
 
@@ -62,24 +62,6 @@ func RemoveBinaries() {
 	}
 }
 
-// lockedBuffer collects a process's output while a test may read it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // Proc is one nats-server process.
 type Proc struct {
 	Name        string
@@ -87,7 +69,7 @@ type Proc struct {
 	ClusterPort int
 	dir         string
 	conf        string
-	logs        *lockedBuffer
+	logs        *lockedbuf.Buffer
 	cmd         *exec.Cmd
 	stopped     bool
 	t           testing.TB
@@ -124,7 +106,7 @@ func StartProcs(t testing.TB, n int, opts ProcOptions) *Procs {
 	ps := &Procs{t: t, opts: opts}
 	for i := range n {
 		ps.List = append(ps.List, &Proc{Name: fmt.Sprintf("n%d", i+1), Port: freePort(t), ClusterPort: freePort(t),
-			dir: t.TempDir(), logs: &lockedBuffer{}, t: t, bin: bin})
+			dir: t.TempDir(), logs: &lockedbuf.Buffer{}, t: t, bin: bin})
 	}
 	if opts.RoutedThrough && n > 1 {
 		ps.toLast = NewProxy(t, "127.0.0.1:"+strconv.Itoa(ps.List[n-1].ClusterPort))

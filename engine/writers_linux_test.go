@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/marketcast/marketcast/engine"
 )
@@ -18,7 +19,12 @@ import (
 // writer hands it to a flusher of its own, and the others go on. Every
 // peer, the stalled one included, gets every message once and in order.
 func TestWritersDeliverEveryFrameInOrder(t *testing.T) {
-	h, _ := newHub(t, func(c *engine.Config, _ *engine.HistoryLimits) { c.MaxUnsentBytes = 4096 })
+	h, _ := newHub(t, func(c *engine.Config, _ *engine.HistoryLimits) {
+		c.MaxUnsentBytes = 4096
+		// The stalled peer waits for all the others, however long a busy
+		// machine takes: it must not be closed as a slow consumer first.
+		c.WriteTimeout = time.Hour
+	})
 	const conns, messages = 50, 2000 // 2,000 × 230 bytes: more than a loopback receive buffer
 	peers := make([]*peer, conns)
 	for i := range peers {

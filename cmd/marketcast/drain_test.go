@@ -68,7 +68,7 @@ func TestDrainForLoadBalancers(t *testing.T) {
 	if code := status("/healthz"); code != http.StatusOK {
 		t.Fatalf("/healthz %d while not ready", code)
 	}
-	go func() { exited <- p.cmd.Wait() }()
+	go func() { exited <- p.wait() }()
 
 	// 3. The second signal ends the wait: clients get 1001, then the
 	// process exits 0.

@@ -201,7 +201,7 @@ func TestBinarySIGTERM(t *testing.T) {
 		t.Fatalf("close %d %v; want 1001", code, err)
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- cmd.Wait() }()
+	go func() { errc <- p.wait() }()
 	select {
 	case err := <-errc:
 		if err != nil {
@@ -273,9 +273,19 @@ func TestTokenCommand(t *testing.T) {
 
 // binaryProc is the real server binary running on addr.
 type binaryProc struct {
-	cmd  *exec.Cmd
-	logs *lockedbuf.Buffer
-	addr string
+	cmd    *exec.Cmd
+	logs   *lockedbuf.Buffer
+	addr   string
+	copied chan struct{} // closed once the log is read to its end (launchBinary)
+}
+
+// wait waits for the process to exit, its log read to the last line
+// first: cmd.Wait closes the log's pipe, losing what was not yet read.
+func (p *binaryProc) wait() error {
+	if p.copied != nil { // nil: cmd.Stderr is the log itself, which Wait waits for
+		<-p.copied
+	}
+	return p.cmd.Wait()
 }
 
 // startBinary runs the binary on addr with extra environment and waits
@@ -311,8 +321,8 @@ func launchBinaryArgs(t *testing.T, addr string, args []string, env ...string) *
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &binaryProc{cmd: cmd, logs: logs, addr: addr}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	p := &binaryProc{cmd: cmd, logs: logs, addr: addr, copied: make(chan struct{})}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = p.wait() })
 	sc := bufio.NewScanner(stderr)
 	for sc.Scan() {
 		logs.WriteString(sc.Text() + "\n")
@@ -321,6 +331,7 @@ func launchBinaryArgs(t *testing.T, addr string, args []string, env ...string) *
 		}
 	}
 	go func() { // the scanner may hold lines already read: keep using it
+		defer close(p.copied)
 		for sc.Scan() {
 			logs.WriteString(sc.Text() + "\n")
 		}
@@ -344,7 +355,7 @@ func waitReady(t *testing.T, addr string) {
 func (p *binaryProc) stop(t *testing.T) {
 	t.Helper()
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	if err := p.cmd.Wait(); err != nil {
+	if err := p.wait(); err != nil {
 		t.Fatalf("exit: %v\n%s", err, p.logs.String())
 	}
 }

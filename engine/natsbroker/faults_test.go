@@ -24,34 +24,13 @@ import (
 	"github.com/marketcast/marketcast/internal/testwait"
 )
 
-// storedData reads every message of topic's subject straight from the
-// stream (a connection of its own, not the node's), oldest first.
+// storedData reads the data of every message of topic's subject straight
+// from the stream (a connection of its own, not the node's), oldest first.
 func storedData(t *testing.T, url, topic string) []string {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), testwait.Deadline)
-	defer cancel()
-	cons, err := js.OrderedConsumer(ctx, "MC_PRIV", jetstream.OrderedConsumerConfig{FilterSubjects: []string{natsbroker.Subject(topic)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, _ := js.Stream(ctx, "MC_PRIV")
-	info, _ := st.Info(ctx, jetstream.WithSubjectFilter(natsbroker.Subject(topic)))
-	want := int(info.State.Subjects[natsbroker.Subject(topic)])
 	var out []string
-	for len(out) < want {
-		batch, err := cons.Fetch(want-len(out), jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for m := range batch.Messages() {
-			out = append(out, string(m.Data()))
-		}
+	for _, m := range readStream(t, url, topic) {
+		out = append(out, m.data)
 	}
 	return out
 }

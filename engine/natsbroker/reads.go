@@ -116,12 +116,18 @@ func (b *Broker) get(ctx context.Context, req getRequest, fresh bool) (*stored, 
 	default:
 		return nil, fmt.Errorf("direct get: %s %s", st, msg.Header.Get("Description"))
 	}
+	return b.decodeMsg(msg), nil
+}
+
+// decodeMsg decodes a direct get's answer; one that is not a valid
+// marketcast message is reported (rejected) and has no event.
+func (b *Broker) decodeMsg(msg *nats.Msg) *stored {
 	subj := msg.Header.Get(jetstream.SubjectHeader)
 	sm, err := b.decode(subj, msg.Header, msg.Data)
 	if err != nil {
 		b.rejected(subj, err)
 	}
-	return sm, nil
+	return sm
 }
 
 // getFromLeader reads one message through the stream leader's message get
@@ -215,12 +221,7 @@ func (b *Broker) getMany(ctx context.Context, req getRequest) ([]*stored, error)
 		default:
 			return nil, fmt.Errorf("direct get: %s %s", st, msg.Header.Get("Description"))
 		}
-		subj := msg.Header.Get(jetstream.SubjectHeader)
-		sm, err := b.decode(subj, msg.Header, msg.Data)
-		if err != nil {
-			b.rejected(subj, err)
-		}
-		out = append(out, sm)
+		out = append(out, b.decodeMsg(msg))
 	}
 }
 

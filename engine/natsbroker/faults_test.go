@@ -305,6 +305,11 @@ func TestRecreatedStreamIsANewRun(t *testing.T) {
 	if a3.Sequence() != 1 || a3.Epoch() == old.Epoch() {
 		t.Fatalf("first publish into the new stream: %v; want 1 of a new epoch", a3.Position())
 	}
+	// The new stream holds the new run alone: one made again too soon opens
+	// the old one's files while NATS still removes them.
+	if got := readStream(t, srv.URL(), "orders:alice"); len(got) != 1 || got[0].seq != 1 || got[0].epoch != a3.Epoch() {
+		t.Fatalf("the new stream holds %+v; want only 1 of %s", got, a3.Epoch())
+	}
 	leftWindow(t, a3, ttl)
 	a4, err := b.hub.Publish(context.Background(), order("alice", 4))
 	if err != nil || a4.Position() != (engine.Position{Seq: 2, Epoch: a3.Epoch()}) {

@@ -22,6 +22,16 @@ const (
 	probeRetry = 100 * time.Millisecond
 )
 
+// remakeAfter is how long a node waits before it makes again a stream that
+// was deleted. NATS announces a deletion (and stops answering for the
+// stream) before it has removed the old stream's files; a stream of the
+// same name made in that window opens the old files, comes up with the old
+// stream's state, and then loses its files when the removal ends: acked
+// messages vanish and publishes time out (seen here under load, within
+// milliseconds of the advisory; nats-server PR 3039 puts the window under
+// two seconds).
+const remakeAfter = 2 * time.Second
+
 // health is whether the broker can publish, and what it knows of the
 // stream's identity.
 type health struct {
@@ -29,6 +39,9 @@ type health struct {
 	reason  string    // why the broker cannot publish; "" when it can
 	created time.Time // the stream's creation time
 	lastSeq uint64    // the highest stream sequence seen in it
+	// missing is when the stream was first seen gone (deleted, or not
+	// found after it was once there); zero while it is there.
+	missing time.Time
 	kickc   chan struct{}
 	log     *throttle.Log
 }
@@ -44,6 +57,31 @@ func (h *health) kick() {
 	case h.kickc <- struct{}{}:
 	default:
 	}
+}
+
+// gone notes that the stream was deleted (or not found) at now, unless
+// that was already noted.
+func (h *health) gone(now time.Time) {
+	h.mu.Lock()
+	if h.missing.IsZero() {
+		h.missing = now
+	}
+	h.mu.Unlock()
+}
+
+// remakeWait is how long to wait before making the stream, found missing
+// at now: nothing for a stream this node never saw (a new deployment),
+// else what is left of remakeAfter since it went.
+func (h *health) remakeWait(now time.Time) time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.created.IsZero() && h.missing.IsZero() {
+		return 0
+	}
+	if h.missing.IsZero() {
+		h.missing = now
+	}
+	return h.missing.Add(remakeAfter).Sub(now)
 }
 
 // Ready is nil while the broker can publish, else why it cannot: NATS is
@@ -163,6 +201,9 @@ func (b *Broker) probeOnce(ctx context.Context, ensure bool) bool {
 		return false
 	}
 	info := st.CachedInfo()
+	b.health.mu.Lock()
+	b.health.missing = time.Time{}
+	b.health.mu.Unlock()
 	if info.Cluster != nil && info.Cluster.Leader == "" {
 		b.down(fmt.Errorf("stream %s has no leader", b.cfg.Stream))
 		return false
@@ -230,6 +271,10 @@ func (b *Broker) ensureStream(ctx context.Context) error {
 	want := b.streamConfig()
 	st, err := b.js.Stream(ctx, want.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if wait := b.health.remakeWait(time.Now()); wait > 0 {
+			return fmt.Errorf("natsbroker: stream %s was deleted: made again in %v, once NATS has removed the old one",
+				want.Name, wait.Round(time.Millisecond))
+		}
 		want.FirstSeq = 1<<32 + rand.Uint64N(1<<44)
 		_, err = b.js.CreateStream(ctx, want)
 		switch {
@@ -273,8 +318,12 @@ func sameStream(a, b jetstream.StreamConfig) bool {
 // second). Without permission for advisories, the prober alone does.
 func (b *Broker) watchAdvisories() {
 	for _, kind := range []string{"CREATED", "DELETED", "RESTORE_COMPLETE"} {
+		deleted := kind == "DELETED"
 		sub, err := b.nc.Subscribe("$JS.EVENT.ADVISORY.STREAM."+kind+"."+b.cfg.Stream, func(*nats.Msg) {
 			b.heads.clear()
+			if deleted {
+				b.health.gone(time.Now())
+			}
 			b.health.kick()
 		})
 		if err != nil {

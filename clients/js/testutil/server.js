@@ -80,8 +80,16 @@ export async function startServer({ port, config = '', dev = false, backfill = '
     proc.once('exit', (code) => resolve(code));
     proc.kill('SIGTERM');
   });
+  // dump asks the Go runtime for every goroutine's stack (SIGQUIT makes it
+  // print them and exit) and resolves with the server's whole log: what a
+  // test that found the server stuck reports.
+  const dump = () => new Promise((resolve) => {
+    if (proc.exitCode !== null) return resolve(log);
+    proc.once('exit', () => resolve(log));
+    proc.kill('SIGQUIT');
+  });
   return {
-    port, base, url: `ws://127.0.0.1:${port}/ws`, proc, stop, log: () => log,
+    port, base, url: `ws://127.0.0.1:${port}/ws`, proc, stop, dump, log: () => log,
     token: (user, opts = {}) => token(user, { ...opts, dev }),
     publish: (body) => publish(base, body, { dev }),
   };

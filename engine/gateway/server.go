@@ -439,12 +439,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		subs:   make(map[string]*engine.Subscription),
 		bucket: newBucket(float64(s.cfg.RatePerMinute)/60, s.cfg.RateBurst),
 		frames: newBucket(0, min(preAuthFrames, s.cfg.FrameBurst)),
-
-		closeSent: make(chan struct{}),
 	}
 	sess.out.OnCloseSent(func() {
 		socket.CloseSent()
-		sess.closeSentOnce.Do(func() { close(sess.closeSent) })
+		sess.closeWritten()
 	})
 	socket.Session().Store("", sess)
 	// The handler returns so net/http can free the request; the read loop
@@ -525,7 +523,9 @@ func (s *Server) keepalive() {
 		case now := <-lag.C:
 			lags = lags[:0]
 			s.sessions.Range(func(k, _ any) bool {
-				lags = append(lags, k.(*session).out.Lag(now))
+				out := k.(*session).out
+				lags = append(lags, out.Lag(now))
+				out.TrimIdle(now)
 				return true
 			})
 			s.hub.ObserveLag(lags)

@@ -39,15 +39,41 @@ type session struct {
 	fragments int       // frames of the fragmented message being read; 0: none
 	fragStart time.Time // when its first frame arrived (Config.Now)
 	fragEnd   time.Time // the wall-clock read deadline it must end by
-	// closeSent is closed once the outbox has written the close frame.
-	closeSent     chan struct{}
-	closeSentOnce sync.Once
 
 	mu          sync.Mutex
 	ident       *auth.Identity
 	authTimer   *time.Timer
 	expiryTimer *time.Timer
 	gone        bool
+	// closeSent is closed once the outbox has written the close frame;
+	// made only for a read loop that waits for it (stopReading), as few do.
+	closeSent chan struct{}
+	closeDone bool // the close frame is written
+}
+
+// closeWritten notes that the outbox wrote the close frame.
+func (ss *session) closeWritten() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if !ss.closeDone {
+		ss.closeDone = true
+		if ss.closeSent != nil {
+			close(ss.closeSent)
+		}
+	}
+}
+
+// closeFrameSent returns a channel closed once the close frame is written.
+func (ss *session) closeFrameSent() <-chan struct{} {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.closeSent == nil {
+		ss.closeSent = make(chan struct{})
+		if ss.closeDone {
+			close(ss.closeSent)
+		}
+	}
+	return ss.closeSent
 }
 
 func (ss *session) identity() *auth.Identity {
@@ -231,7 +257,7 @@ func (ss *session) stopReading() error {
 	t := time.NewTimer(refuseWait)
 	defer t.Stop()
 	select {
-	case <-ss.closeSent:
+	case <-ss.closeFrameSent():
 		t.Reset(closeGrace)
 		select {
 		case <-t.C:

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -30,7 +31,7 @@ import (
 // Identity is what a verified token says about its bearer.
 type Identity struct {
 	UserID      string
-	Permissions []string
+	Permissions []string // shared with other identities: read-only
 	ExpiresAt   time.Time
 }
 
@@ -77,6 +78,44 @@ type Verifier struct {
 	jwks     *jwks
 	parser   *jwt.Parser
 	now      func() time.Time
+	perms    permSets
+}
+
+// permSets shares permission lists among the identities that carry the
+// same one (most users of a deployment carry one of a few), so that an
+// identity, which lives as long as its connection, keeps neither a list of
+// its own nor the decoded token its strings would otherwise point into.
+// Bounded: past maxPermSets distinct lists, a list is copied, not shared.
+type permSets struct {
+	mu   sync.Mutex
+	sets map[string][]string
+}
+
+const maxPermSets = 1024
+
+// share returns a list equal to perms, read-only, that holds no memory of
+// perms'.
+func (p *permSets) share(perms []string) []string {
+	if len(perms) == 0 {
+		return nil
+	}
+	key := strings.Join(perms, "\x00")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if set, ok := p.sets[key]; ok {
+		return set
+	}
+	set := make([]string, len(perms))
+	for i, s := range perms {
+		set[i] = strings.Clone(s)
+	}
+	if p.sets == nil {
+		p.sets = make(map[string][]string)
+	}
+	if len(p.sets) < maxPermSets {
+		p.sets[key] = set
+	}
+	return set
 }
 
 // NewVerifier returns a verifier for HS256 tokens signed with secret.
@@ -295,7 +334,8 @@ func (v *Verifier) Verify(token string) (*Identity, error) {
 	if len(perms) == 0 {
 		perms = v.defaults
 	}
-	return &Identity{UserID: c.Subject, Permissions: perms, ExpiresAt: c.ExpiresAt.Time}, nil
+	// Copies: the claims' strings may point into the decoded token.
+	return &Identity{UserID: strings.Clone(c.Subject), Permissions: v.perms.share(perms), ExpiresAt: c.ExpiresAt.Time}, nil
 }
 
 // Issue signs an HS256 token for user with permissions, valid for ttl. It

@@ -36,3 +36,10 @@ func (sub *Subscription) Deferred() []byte {
 	defer sub.out.mu.Unlock()
 	return sub.ivl.deferred
 }
+
+// Buffers is how many queue entries and iovecs the outbox keeps room for.
+func (o *Outbox) Buffers() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return cap(o.queue) + cap(o.spare) + cap(o.iov) + cap(o.chunk)
+}

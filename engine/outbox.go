@@ -482,6 +482,24 @@ func (o *Outbox) Lag(now time.Time) time.Duration {
 	return now.Sub(oldest)
 }
 
+// idleAfter is how long an outbox goes without writing before TrimIdle
+// lets its buffers go.
+const idleAfter = time.Second
+
+// TrimIdle lets an idle outbox's buffers go: the arrays of its queue, of
+// its last batch and of its iovecs, which a connection that wrote one
+// burst (its subscribe answers and snapshots) would otherwise keep for its
+// whole life — 300-odd bytes of every idle terminal. One that wrote within
+// idleAfter keeps them, so a busy connection allocates nothing per write.
+func (o *Outbox) TrimIdle(now time.Time) {
+	o.mu.Lock()
+	if !o.flushing && len(o.queue) == 0 && now.Sub(o.lastWrite) >= idleAfter {
+		// Not flushing: no writer owns iov and chunk now.
+		o.queue, o.spare, o.iov, o.chunk = nil, nil, nil, nil
+	}
+	o.mu.Unlock()
+}
+
 // writableLocked reports whether the queue holds anything the flusher may
 // write now: anything but a pushed message, or a pushed message while flow
 // control is off or there is credit. o.mu is held on entry.

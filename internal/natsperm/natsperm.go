@@ -46,11 +46,12 @@ func For(role, privStream string) Permissions {
 	pub = append(pub, "$JS.API.STREAM.DELETE."+last, "$JS.API.CONSUMER.CREATE."+last+".>", "$JS.API.CONSUMER.DELETE."+last+".>",
 		"$JS.API.CONSUMER.INFO."+last+".>", "$JS.API.CONSUMER.MSG.NEXT."+last+".>")
 	// Each symbol's forming bars live in a key-value bucket (a stream
-	// underneath), read back with an ordered consumer at start.
+	// underneath), read back with an ordered consumer at start, and key by
+	// key for what that missed.
 	kv := "KV_" + natsfeed.CheckpointBucket
 	pub = append(pub, "$KV."+natsfeed.CheckpointBucket+".>", "$JS.API.STREAM.INFO."+kv, "$JS.API.STREAM.CREATE."+kv,
 		"$JS.API.STREAM.UPDATE."+kv, "$JS.API.CONSUMER.CREATE."+kv+".>", "$JS.API.CONSUMER.DELETE."+kv+".>",
-		"$JS.API.CONSUMER.INFO."+kv+".>")
+		"$JS.API.CONSUMER.INFO."+kv+".>", "$JS.API.STREAM.MSG.GET."+kv, "$JS.API.DIRECT.GET."+kv+".>")
 	return Permissions{
 		Publish:   pub,
 		Subscribe: []string{"_INBOX.>", "mc.live.>", "md.>", "$JS.EVENT.ADVISORY.STREAM.*." + privStream},

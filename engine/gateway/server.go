@@ -436,7 +436,6 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		slot:   wrapped,
 		remote: r.RemoteAddr,
 		token:  tokenFromRequest(r),
-		subs:   make(map[string]*engine.Subscription),
 		bucket: newBucket(float64(s.cfg.RatePerMinute)/60, s.cfg.RateBurst),
 		frames: newBucket(0, min(preAuthFrames, s.cfg.FrameBurst)),
 	}

@@ -28,8 +28,8 @@ type session struct {
 	token  string // offered in the handshake, verified in OnOpen
 
 	// Owned by the read loop.
-	subs    map[string]*engine.Subscription // topic key → subscription
-	bucket  bucket                          // request work (rate_per_minute, rate_burst)
+	subs    subSet
+	bucket  bucket // request work (rate_per_minute, rate_burst)
 	strikes int
 	closing bool // closed for rate limiting: ignore what still arrives
 	// frames is the frame budget: every frame the peer sends, data,
@@ -153,10 +153,10 @@ func (ss *session) finish(err error) {
 	}
 	ss.mu.Unlock()
 	ss.out.Detach()
-	for k, sub := range ss.subs {
+	for _, sub := range ss.subs.subs {
 		s.hub.Unsubscribe(sub)
-		delete(ss.subs, k)
 	}
+	ss.subs = subSet{}
 	_ = ss.conn.NetConn().Close()
 	_ = ss.slot.Close() // frees the connection limiter's slot
 	s.sessions.Delete(ss)
@@ -475,7 +475,7 @@ func (ss *session) authenticate(id []byte, token string) {
 // not only on new subscribes. The client is told which topics ended.
 func (ss *session) recheck(ident *auth.Identity) {
 	var ended []string
-	for key := range ss.subs {
+	for _, key := range ss.subs.keys() {
 		push, _, _ := strings.Cut(key, ":")
 		ch, ok := protocol.Lookup(push)
 		if ok && ch.Permission != "" && !ident.Has(ch.Permission) {

@@ -144,7 +144,7 @@ func (ss *session) subscribeMarket(req *Request, ch *protocol.Channel) {
 			ss.srv.storeLog.Error("subscribe failed", "topic", key, "err", err)
 			continue
 		}
-		ss.subs[key] = sub
+		ss.subs.put(sub)
 		started = append(started, sub)
 	}
 	data := subscribeData{Status: "success", Channel: req.Channel, Symbols: symbols, Fields: fields,
@@ -198,9 +198,8 @@ func (ss *session) delivery(req *Request, ch *protocol.Channel) (interval time.D
 
 // drop ends the connection's subscription to key, if it has one.
 func (ss *session) drop(key string) {
-	if old := ss.subs[key]; old != nil {
+	if old := ss.subs.remove(key); old != nil {
 		ss.srv.hub.Unsubscribe(old)
-		delete(ss.subs, key)
 	}
 }
 
@@ -209,13 +208,13 @@ func (ss *session) drop(key string) {
 func (ss *session) roomFor(req *Request, keys []string) bool {
 	added := 0
 	for _, key := range keys {
-		if ss.subs[key] == nil {
+		if ss.subs.get(key) == nil {
 			added++
 		}
 	}
-	if limit := ss.srv.cfg.MaxSubscriptions; len(ss.subs)+added > limit {
+	if limit := ss.srv.cfg.MaxSubscriptions; ss.subs.len()+added > limit {
 		ss.sendError(req.ID, protocol.CodeTooManySubscriptions,
-			fmt.Sprintf("at most %d topics per connection; this request would make %d", limit, len(ss.subs)+added))
+			fmt.Sprintf("at most %d topics per connection; this request would make %d", limit, ss.subs.len()+added))
 		return false
 	}
 	// The request's first unit was charged when it arrived; each further
@@ -304,9 +303,9 @@ func (ss *session) subscribeStream(req *Request, ch *protocol.Channel) {
 		if req.BroadcastSince != nil {
 			data.Broadcast.Recovered = &br.Recovered
 		}
-		ss.subs[protocol.BroadcastTopic] = bsub
+		ss.subs.put(bsub)
 	}
-	ss.subs[key] = sub
+	ss.subs.put(sub)
 	ss.send(encodeAnswer(&answer{Type: protocol.AnswerSubscribe, ID: req.ID, Channel: req.Channel, Data: data}))
 	ss.srv.hub.Start(sub)
 	if bsub != nil {
@@ -327,7 +326,7 @@ func (ss *session) unsubscribe(req *Request) {
 	}
 	prefix := ch.Push + ":"
 	var removed []string
-	for key := range ss.subs {
+	for _, key := range ss.subs.keys() {
 		id, ok := strings.CutPrefix(key, prefix)
 		if !ok {
 			continue

@@ -42,8 +42,13 @@ type health struct {
 	// missing is when the stream was first seen gone (deleted, or not
 	// found after it was once there); zero while it is there.
 	missing time.Time
-	kickc   chan struct{}
-	log     *throttle.Log
+	// reconnected says the node reconnected since it last saw the stream:
+	// NATS restarted (without its store, if the stream is gone), and no
+	// removal of old files can be under way, so a missing stream is made at
+	// once. A deletion seen afterwards clears it.
+	reconnected bool
+	kickc       chan struct{}
+	log         *throttle.Log
 }
 
 func (h *health) init(reason string) {
@@ -66,16 +71,24 @@ func (h *health) gone(now time.Time) {
 	if h.missing.IsZero() {
 		h.missing = now
 	}
+	h.reconnected = false
+	h.mu.Unlock()
+}
+
+// reconnect notes that the node reconnected to NATS.
+func (h *health) reconnect() {
+	h.mu.Lock()
+	h.missing, h.reconnected = time.Time{}, true
 	h.mu.Unlock()
 }
 
 // remakeWait is how long to wait before making the stream, found missing
-// at now: nothing for a stream this node never saw (a new deployment),
-// else what is left of remakeAfter since it went.
+// at now: nothing for a stream this node never saw (a new deployment) or
+// not since it reconnected, else what is left of remakeAfter since it went.
 func (h *health) remakeWait(now time.Time) time.Duration {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.created.IsZero() && h.missing.IsZero() {
+	if (h.created.IsZero() && h.missing.IsZero()) || h.reconnected {
 		return 0
 	}
 	if h.missing.IsZero() {
@@ -202,7 +215,7 @@ func (b *Broker) probeOnce(ctx context.Context, ensure bool) bool {
 	}
 	info := st.CachedInfo()
 	b.health.mu.Lock()
-	b.health.missing = time.Time{}
+	b.health.missing, b.health.reconnected = time.Time{}, false
 	b.health.mu.Unlock()
 	if info.Cluster != nil && info.Cluster.Leader == "" {
 		b.down(fmt.Errorf("stream %s has no leader", b.cfg.Stream))

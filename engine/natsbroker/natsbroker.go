@@ -372,6 +372,7 @@ func (b *Broker) watching(topic string) bool {
 // is checked so events published while this node was away are read back
 // in order.
 func (b *Broker) Reconnected() {
+	b.health.reconnect()
 	b.heads.clear()
 	b.health.kick()
 	b.wg.Add(1)

@@ -264,9 +264,13 @@ func TestConnectionCaps(t *testing.T) {
 	}
 	// Below its cap, and its listener knows it: a fresh connection is
 	// served (a busy machine frees a slot after the count drops).
-	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	// Asked from an address of its own: a request from 127.0.0.1 before
+	// the server has let the held ones go is refused and counted (make
+	// test-busy once saw 2 per-address refusals).
+	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true,
+		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.6")}}).DialContext}}
 	testwait.For(t, "the server below its cap", func() bool {
-		if ts.srv.ActiveConnections() >= 30 {
+		if ts.srv.ActiveConnections() > 20 { // the held ones let go, slots freed
 			return false
 		}
 		resp, err := fresh.Get(ts.http.URL + "/metrics")

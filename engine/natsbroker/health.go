@@ -64,7 +64,7 @@ func (h *health) kick() {
 	}
 }
 
-// gone notes that the stream was deleted (or not found) at now, unless
+// gone notes that the stream was deleted at now (its advisory), unless
 // that was already noted.
 func (h *health) gone(now time.Time) {
 	h.mu.Lock()
@@ -72,6 +72,13 @@ func (h *health) gone(now time.Time) {
 		h.missing = now
 	}
 	h.reconnected = false
+	h.mu.Unlock()
+}
+
+// present notes that the stream is there.
+func (h *health) present() {
+	h.mu.Lock()
+	h.missing, h.reconnected = time.Time{}, false
 	h.mu.Unlock()
 }
 
@@ -214,9 +221,7 @@ func (b *Broker) probeOnce(ctx context.Context, ensure bool) bool {
 		return false
 	}
 	info := st.CachedInfo()
-	b.health.mu.Lock()
-	b.health.missing, b.health.reconnected = time.Time{}, false
-	b.health.mu.Unlock()
+	b.health.present()
 	if info.Cluster != nil && info.Cluster.Leader == "" {
 		b.down(fmt.Errorf("stream %s has no leader", b.cfg.Stream))
 		return false

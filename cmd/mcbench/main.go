@@ -6,7 +6,7 @@
 // shows up as latency instead of hiding as a slower send rate), and records
 // every delivery's latency in an HDR histogram.
 //
-//	mcbench -scenario fanout  -target marketcast|centrifugo   1,000 subscribers of one symbol, rate stepped up
+//	mcbench -scenario fanout  -target marketcast|centrifugo|floor   1,000 subscribers of one symbol, rate stepped up
 //	mcbench -scenario fleet   [-deflate]                      10,000 terminals × 10 of 500 simulated symbols
 //	mcbench -scenario memory  -target marketcast|centrifugo   19,000 idle subscribed connections
 //	mcbench -scenario slow                                    1 of 1,000 subscribers stops reading
@@ -68,7 +68,7 @@ func main() {
 	var o options
 	var rates string
 	flag.StringVar(&o.scenario, "scenario", "fanout", "fanout, fleet, memory, slow, private, cluster, publish-cost, ingest, storm or slowterm")
-	flag.StringVar(&o.target, "target", "marketcast", "marketcast, centrifugo, centrifugo-tuned (its memory-saving options) or cluster (NATS + -nodes marketcast nodes)")
+	flag.StringVar(&o.target, "target", "marketcast", "marketcast, centrifugo, centrifugo-tuned (its memory-saving options), cluster (NATS + -nodes marketcast nodes) or floor (fanout: one write per delivery and nothing else, the kernel's floor)")
 	flag.IntVar(&o.nodes, "nodes", 3, "nodes of the cluster target")
 	flag.IntVar(&o.concurrency, "concurrency", 0, "storm: connections opening at a time (0: all at once)")
 	flag.IntVar(&o.privateRate, "private-rate", 1000, "cluster: private order updates per second")
@@ -99,11 +99,16 @@ func main() {
 	cpus := flag.Int("cpus", 1, "with -pin: CPUs for the server (0 to N-1, GOMAXPROCS=N); the load generator gets the others")
 	// A worker is a child process holding a share of the connections.
 	isWorker := flag.Bool("worker", false, "internal: run as a worker process of another mcbench")
+	floorServer := flag.Bool("floor-server", false, "internal: run as the floor target's server on -addr")
 	addr := flag.String("addr", "", "internal (worker): server address")
 	secret := flag.String("secret", "", "internal (worker): JWT secret")
 	first := flag.Int("first", 0, "internal (worker): first connection index")
 	count := flag.Int("count", 0, "internal (worker): connections to hold")
 	flag.Parse()
+	if *floorServer {
+		load.FloorMain(*addr)
+		return
+	}
 	if *isWorker {
 		if err := runWorker(o, *addr, *secret, *first, *count); err != nil {
 			fmt.Fprintln(os.Stderr, "mcbench worker:", err)
@@ -143,6 +148,12 @@ func newTarget(o options, cfg string) (load.Target, error) {
 		return &load.Centrifugo{Bin: o.centrifugo}, nil
 	case "centrifugo-tuned":
 		return &load.Centrifugo{Bin: o.centrifugo, Tuned: true}, nil
+	case "floor":
+		self, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		return &load.Floor{Bin: self}, nil
 	case "cluster":
 		return &load.Cluster{Bin: o.bin, Nodes: o.nodes, Config: cfg + o.extraConfig + "\n"}, nil
 	}

@@ -43,3 +43,21 @@ func (o *Outbox) Buffers() int {
 	defer o.mu.Unlock()
 	return cap(o.queue) + cap(o.spare) + cap(o.iov) + cap(o.chunk)
 }
+
+// SetWriters makes the hub run at most n writer goroutines, and fan-outs
+// hand their writes to them as they would with GOMAXPROCS n.
+func (h *Hub) SetWriters(n int) {
+	h.writers.mu.Lock()
+	defer h.writers.mu.Unlock()
+	h.writers.max = n
+}
+
+// WritersStarted is how many writer goroutines the hub ever started.
+func (h *Hub) WritersStarted() uint64 {
+	h.writers.mu.Lock()
+	defer h.writers.mu.Unlock()
+	return h.writers.started
+}
+
+// InlineWrites is how many outboxes a fan-out writes itself, at most.
+const InlineWrites = inlineWrites

@@ -126,12 +126,14 @@ func (h *Hub) NewOutbox(conn net.Conn, deflate bool) *Outbox {
 		shard: h.intervals.shardFor()}
 }
 
-// enqueue queues one live event frame for sub.
-func (o *Outbox) enqueue(sub *Subscription, b []byte, mode Mode, ev *Event, batch *Batch) {
+// enqueue queues one live event frame for sub, at now (the fan-out's
+// clock). It reports whether the outbox is now ready to write: then it is
+// the caller's, to write itself (writeReady) or hand to the writers.
+func (o *Outbox) enqueue(sub *Subscription, b []byte, mode Mode, ev *Event, batch *Batch, now time.Time) (ready bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.state != stateOpen {
-		return
+		return false
 	}
 	conflate := mode == Conflated && !sub.lossless
 	if conflate {
@@ -145,28 +147,28 @@ func (o *Outbox) enqueue(sub *Subscription, b []byte, mode Mode, ev *Event, batc
 				// e.at keeps the older time: lag is measured from the first
 				// event the subscriber was owed.
 				o.conflated++
-				return
+				return false
 			}
 		}
 		if sub.ivl != nil && o.deferLocked(sub.ivl, sub, b, ev) {
-			return
+			return false
 		}
 	}
 	replaceable := conflate && !ev.final
 	e := entry{b: b, sub: sub, at: ev.env.Timestamp, replaceable: replaceable, counted: !replaceable, live: true}
-	if batch == nil {
-		o.appendLocked(e)
-		return
-	}
-	// Part of a batch: queued now, written when the batch ends, with the
-	// rest of what the batch brings this connection.
 	o.deferKick = true
 	o.appendLocked(e)
 	o.deferKick = false
+	if batch == nil {
+		return o.kickLiveLocked(now)
+	}
+	// Part of a batch: queued now, written when the batch ends, with the
+	// rest of what the batch brings this connection.
 	if !o.batched && o.state == stateOpen {
 		o.batched = true
 		batch.held = append(batch.held, o)
 	}
+	return false
 }
 
 // deferLocked keeps an update of an interval subscription out of the queue
@@ -543,6 +545,24 @@ func (o *Outbox) kickLocked(urgent bool) {
 	o.hub.writers.add(o)
 }
 
+// kickLiveLocked is kickLocked for a live event a fan-out queued at now,
+// except that an outbox ready to write is not handed to the writers but
+// reported (ready): the fan-out writes it itself, while what it just
+// touched is still in the CPU's cache, or hands it on. o.mu is held on
+// entry.
+func (o *Outbox) kickLiveLocked(now time.Time) (ready bool) {
+	if o.flushing || !o.writableLocked() {
+		return false // what was queued joins the batch of the write to come
+	}
+	o.flushing = true
+	if d := o.hub.delayed.delay; d > 0 && now.Sub(o.lastWrite) < d {
+		o.held = true
+		o.hub.delayed.add(o, now)
+		return false
+	}
+	return true
+}
+
 // takeLocked hands the flusher what it may write now, in queue order. In
 // the common case that is the whole queue, swapped out in one step; with
 // flow control short of credit, or subscriptions with an interval, the
@@ -656,21 +676,9 @@ func (o *Outbox) writeReady() {
 	case !took:
 		return
 	}
-	blocked, ended := o.send(true)
-	switch {
-	case ended:
-		return
-	case blocked:
+	if blocked, _ := o.send(true); blocked {
 		go o.flush() // it finishes the batch, waiting for the socket
-		return
 	}
-	o.mu.Lock()
-	if o.state != stateClosed && (o.writableLocked() || len(o.catchup) > 0) {
-		o.hub.writers.add(o)
-	} else {
-		o.flushing = false
-	}
-	o.mu.Unlock()
 }
 
 // flush writes batches until nothing more may be written, waiting for the
@@ -745,8 +753,9 @@ func (o *Outbox) take(writer bool) (took, handoff bool) {
 // send writes what is left of o.out: with nowait only what the socket
 // takes now (blocked: the rest waits in o.out), otherwise waiting for the
 // socket as long as the peer makes progress. Once the batch is written it
-// records the write; on an error, a write timeout or the close frame it
-// ends the connection (ended).
+// records the write, and with nowait (a writer's write) releases the
+// outbox or puts it back in the ready list; on an error, a write timeout
+// or the close frame it ends the connection (ended).
 func (o *Outbox) send(nowait bool) (blocked, ended bool) {
 	m := o.hub.metrics
 	out := &o.out
@@ -756,7 +765,14 @@ func (o *Outbox) send(nowait bool) (blocked, ended bool) {
 		return true, false
 	}
 	o.inflight.Store(0)
-	o.recordFlush(out.batch, out.deliveries, out.size, out.conflated)
+	// A batch written at once (a writer's attempt that did not block)
+	// was written when it was taken, to the lag's resolution; only one
+	// that waited for the socket reads the clock again.
+	done := out.started
+	if !nowait {
+		done = time.Now()
+	}
+	o.recordFlush(out.batch, out.deliveries, out.size, out.conflated, done)
 	batch := out.batch
 	if err != nil || out.closeNow {
 		switch {
@@ -795,6 +811,15 @@ func (o *Outbox) send(nowait bool) (blocked, ended bool) {
 	o.mu.Lock()
 	o.spare = batch[:0]
 	o.lastWrite = started
+	if nowait {
+		// A writer's write: the outbox goes to the back of the ready list
+		// if more came meanwhile, else it is released.
+		if o.state != stateClosed && (o.writableLocked() || len(o.catchup) > 0) {
+			o.hub.writers.add(o)
+		} else {
+			o.flushing = false
+		}
+	}
 	o.mu.Unlock()
 	return false, false
 }
@@ -857,7 +882,7 @@ func (o *Outbox) closeAfterFrame() {
 // recordFlush updates the metrics of one write: counters per flush, and
 // the publish-to-write lag of every live delivery in it (each frame's own,
 // so the histogram weighs deliveries, not writes).
-func (o *Outbox) recordFlush(batch []entry, deliveries, size, conflated int) {
+func (o *Outbox) recordFlush(batch []entry, deliveries, size, conflated int, done time.Time) {
 	m := o.hub.metrics
 	m.framesOut.Add(len(batch))
 	m.delivered.Add(deliveries)
@@ -866,12 +891,8 @@ func (o *Outbox) recordFlush(batch []entry, deliveries, size, conflated int) {
 	if conflated > 0 {
 		m.conflated.Add(conflated)
 	}
-	var done time.Time
 	for i := range batch {
 		if at := batch[i].at; !at.IsZero() {
-			if done.IsZero() {
-				done = time.Now()
-			}
 			m.lag.Update(done.Sub(at).Seconds())
 		}
 	}

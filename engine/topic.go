@@ -33,6 +33,9 @@ type topic struct {
 	held    []*Event   // events that arrived past a gap, waiting for the backfill
 }
 
+// inlineWrites is how many outboxes a fan-out writes itself, at most.
+const inlineWrites = 64
+
 // deliverLocked records ev as the topic's latest and queues it to every live
 // subscription. Subscribers that share a frame variant share its bytes; the
 // last variant used is remembered, so the common case (everyone wants the
@@ -41,8 +44,13 @@ func (h *Hub) deliverLocked(t *topic, ev *Event, batch *Batch) {
 	var (
 		lastKey uint64 = ^uint64(0)
 		lastB   []byte
+		now     = time.Now()
+		ready   int
+		// The outboxes of the first handOff subscribers go to the writers
+		// (on the other cores); this goroutine writes the rest itself.
+		handOff = len(t.subs) * (h.writers.max - 1) / h.writers.max
 	)
-	for _, sub := range t.subs {
+	for i, sub := range t.subs {
 		if ev.env.Sequence < sub.next {
 			continue // already sent by this subscription's catch-up
 		}
@@ -59,7 +67,17 @@ func (h *Hub) deliverLocked(t *topic, ev *Event, batch *Batch) {
 		if key != lastKey {
 			lastKey, lastB = key, ev.frame(h.metrics, h.cfg.DeflateThreshold, sub.proj, sub.out.deflate, false)
 		}
-		sub.out.enqueue(sub, lastB, t.mode, ev, batch)
+		if !sub.out.enqueue(sub, lastB, t.mode, ev, batch, now) {
+			continue
+		}
+		if i < handOff || ready == inlineWrites {
+			h.writers.add(sub.out)
+			continue
+		}
+		sub.out.writeReady()
+		if ready++; ready%8 == 0 {
+			now = time.Now() // the writes take time; a stale clock would hold what is due
+		}
 	}
 }
 

@@ -8,7 +8,16 @@ import (
 // writers write what the outboxes hold, for the whole hub. An outbox with
 // something to write joins one ready list, and a few writer goroutines (at
 // most GOMAXPROCS) take outboxes from it and write each one's batch with a
-// non-blocking writev, in the order they became ready. An outbox whose
+// non-blocking writev, in the order they became ready.
+//
+// A fan-out (Hub.deliverLocked) writes the first outboxes it makes ready
+// itself, up to inlineWrites, as it queues to them, while what it just
+// touched of each connection is still in the CPU's cache: a private
+// message (one subscriber) costs no wake-up of another goroutine at all,
+// and a publish to a topic of a thousand subscribers answers after a few
+// dozen writes, not a thousand. With GOMAXPROCS > 1 it hands the first
+// share of a large fan-out to the writers first, so the other cores write
+// while it writes its own. An outbox whose
 // socket would block is handed to a flusher goroutine of its own, which
 // waits for the socket (Outbox.flush); everything else costs no goroutine
 // start and no wake-up per connection: a fan-out to a thousand connections
@@ -31,8 +40,9 @@ type writers struct {
 	mu      sync.Mutex
 	ready   []*Outbox // ready[head:] wait, oldest first
 	head    int
-	running int // writer goroutines
-	max     int
+	running int    // writer goroutines
+	max     int    // GOMAXPROCS at the start
+	started uint64 // writer goroutines ever started (for tests)
 }
 
 // writerTake is how many outboxes a writer takes from the list at a time:
@@ -54,6 +64,7 @@ func (w *writers) add(o *Outbox) {
 	start := w.running == 0 || (w.running < w.max && len(w.ready)-w.head > writerSpawn*w.running)
 	if start {
 		w.running++
+		w.started++
 	}
 	w.mu.Unlock()
 	if start {

@@ -8,8 +8,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/marketcast/marketcast/bench/load"
 	"github.com/marketcast/marketcast/internal/testlane"
 )
+
+// TestMain lets the test binary serve as the floor target's server, as
+// mcbench itself does (the floor target starts os.Executable()).
+func TestMain(m *testing.M) {
+	if len(os.Args) == 4 && os.Args[1] == "-floor-server" && os.Args[2] == "-addr" {
+		load.FloorMain(os.Args[3])
+		return
+	}
+	os.Exit(m.Run())
+}
 
 // TestScenariosSmoke runs small versions of the scenarios against the real
 // marketcast binary, so the load generator cannot rot between benchmark
@@ -32,6 +43,7 @@ func TestScenariosSmoke(t *testing.T) {
 		tune func(*options)
 	}{
 		{"fanout", func(o *options) { o.subs, o.rates = 20, []int{50} }},
+		{"fanout-floor", func(o *options) { o.scenario, o.target, o.subs, o.rates = "fanout", "floor", 20, []int{50} }},
 		{"private", func(o *options) { o.users, o.rates = 50, []int{200} }},
 		{"memory", func(o *options) { o.conns = 100 }},
 		{"slow", func(o *options) { o.subs, o.rates = 10, []int{50} }},

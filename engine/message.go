@@ -22,6 +22,13 @@
 // does the writers' ready list (an outbox joins it under its own lock, and a
 // writer takes outboxes from it before locking any).
 //
+// A fan-out writes its first connections itself (see writers) with the
+// topic locked, and with a MemoryBroker's stream too; such a write never
+// waits (a socket that would block goes to a flusher goroutine), and the
+// one call it may make out of the engine — OnCloseSent's callback, when the
+// write ends with a close frame — takes only the gateway session's own
+// lock, which is never held while a hub lock is taken.
+//
 // MemoryBroker delivers an event (Hub.Apply: shard.mu, then topic.mu) with
 // its stream locked, which is what keeps a topic's events in order. Hub
 // methods that read a Broker (Subscribe, a catch-up refill, a gap backfill)

@@ -89,7 +89,8 @@ type Outbox struct {
 
 // OnCloseSent registers f, called once this outbox has written its close
 // frame: the WebSocket library must then read the peer's answering close
-// frame as the end of the handshake, not answer it. Set before use.
+// frame as the end of the handshake, not answer it. Set before use. f may
+// run with hub locks held (a fan-out's own write): it must take none.
 func (o *Outbox) OnCloseSent(f func()) { o.closeSent = f }
 
 type outboxState uint8

@@ -102,8 +102,10 @@ const (
 func startFeed(ctx context.Context, src feed.Source, n *node, log *slog.Logger) <-chan struct{} {
 	done := make(chan struct{})
 	if src == nil {
-		n.srv.SetFeedReady(true) // nothing to wait for
+		// Said before /readyz passes: whoever sees the node ready can read
+		// what it runs.
 		log.Info("no built-in feed: market data comes from the publish API")
+		n.srv.SetFeedReady(true) // nothing to wait for
 		close(done)
 		return done
 	}

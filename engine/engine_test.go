@@ -612,3 +612,56 @@ func TestBatchWritesOnceAtEnd(t *testing.T) {
 		}
 	}
 }
+
+// lateBroker holds every event back from the hub until release: what a
+// node sees when the stream has stored an event that its watch has not
+// brought yet (a cluster's history read is ahead of its delivery).
+type lateBroker struct {
+	*engine.MemoryBroker
+	h    engine.EventHandler
+	held []*engine.Event
+}
+
+func (b *lateBroker) SetHandler(h engine.EventHandler) {
+	b.h = h
+	b.MemoryBroker.SetHandler(handlerFunc(func(ev *engine.Event) { b.held = append(b.held, ev) }))
+}
+
+func (b *lateBroker) release() {
+	for _, ev := range b.held {
+		b.h.Apply(ev)
+	}
+	b.held = nil
+}
+
+// TestLateSubscriberDoesNotSkipALiveOnesEvents: a subscriber that found
+// the stream empty is live, waiting for event 1; a second one subscribes
+// once event 1 is stored but before it reached this node. The second
+// subscribe must not make the node take event 1 as already applied: the
+// first subscriber would never get it (the chaos test saw "first message
+// 2 after position 0").
+func TestLateSubscriberDoesNotSkipALiveOnesEvents(t *testing.T) {
+	def := configs.Default()
+	b := &lateBroker{MemoryBroker: engine.NewMemoryBroker(def.HistoryLimits())}
+	h := engine.NewHub(def.Engine(), b)
+	first, p := newPair(t, h, false)
+	if _, r := subscribe(t, h, first, "orders:u", engine.Reliable, engine.SubscribeOptions{}); r.Position.Seq != 0 {
+		t.Fatalf("an empty stream stands at %d", r.Position.Seq)
+	}
+	publish(t, h, order("u", 1)) // stored; not yet here
+	second, q := newPair(t, h, false)
+	if _, r := subscribe(t, h, second, "orders:u", engine.Reliable, engine.SubscribeOptions{}); r.Position.Seq != 1 {
+		t.Fatalf("the stream stands at %d, want 1", r.Position.Seq)
+	}
+	b.release() // event 1 arrives
+	publish(t, h, order("u", 2))
+	b.release()
+	for want := uint64(1); want <= 2; want++ {
+		if e := p.env(); e.Sequence != want {
+			t.Fatalf("the first subscriber got %d; want %d", e.Sequence, want)
+		}
+	}
+	if e := q.env(); e.Sequence != 2 {
+		t.Fatalf("the second subscriber got %d; want 2 (it stood at 1)", e.Sequence)
+	}
+}

@@ -138,8 +138,12 @@ func (h *Hub) Subscribe(ctx context.Context, out *Outbox, key string, mode Mode,
 	}
 
 	t.mu.Lock()
-	if t.epoch == "" && hist.Last != nil {
-		// The topic is new here: it stands where the stream does.
+	if t.epoch == "" && hist.Last != nil && len(t.subs) == 0 {
+		// The topic is new here: it stands where the stream does. Not
+		// while a subscription is live: one that found the stream empty
+		// waits for these events from the broker, and taking them as
+		// applied would drop them as duplicates when they arrive (a
+		// history read can be ahead of this node's watch).
 		t.seq, t.epoch, t.last = r.Position.Seq, r.Position.Epoch, hist.Last
 	}
 	sub.next, sub.epoch = cursor+1, r.Position.Epoch

@@ -8,22 +8,20 @@ import (
 // writers write what the outboxes hold, for the whole hub. An outbox with
 // something to write joins one ready list, and a few writer goroutines (at
 // most GOMAXPROCS) take outboxes from it and write each one's batch with a
-// non-blocking writev, in the order they became ready.
-//
-// A fan-out (Hub.deliverLocked) writes the first outboxes it makes ready
-// itself, up to inlineWrites, as it queues to them, while what it just
-// touched of each connection is still in the CPU's cache: a private
-// message (one subscriber) costs no wake-up of another goroutine at all,
-// and a publish to a topic of a thousand subscribers answers after a few
-// dozen writes, not a thousand. With GOMAXPROCS > 1 it hands the first
-// share of a large fan-out to the writers first, so the other cores write
-// while it writes its own. An outbox whose
+// non-blocking writev, in the order they became ready. An outbox whose
 // socket would block is handed to a flusher goroutine of its own, which
 // waits for the socket (Outbox.flush); everything else costs no goroutine
 // start and no wake-up per connection: a fan-out to a thousand connections
-// is one writer woken, not a thousand flushers started (nats-server's
-// flushClients writes the same way, from the goroutine that read the
-// messages).
+// is one writer woken, not a thousand flushers started.
+//
+// A fan-out (Hub.deliverLocked) writes the first outboxes it makes ready
+// itself, up to inlineWrites, each as soon as it has queued to it
+// (nats-server's flushClients writes from the goroutine that read the
+// messages too): a private message (one subscriber) costs no wake-up of
+// another goroutine at all, and a publish to a topic of a thousand
+// subscribers still answers after a few dozen writes, not a thousand. With
+// GOMAXPROCS > 1 it hands the first share of a large fan-out to the
+// writers first, so the other cores write while it writes its own.
 //
 // The ready list also holds writes while the hub is busy, as TCP
 // autocorking holds a segment while earlier ones are in flight: an outbox

@@ -161,7 +161,7 @@ func (o *Outbox) enqueue(sub *Subscription, b []byte, mode Mode, ev *Event, batc
 	o.appendLocked(e)
 	o.deferKick = false
 	if batch == nil {
-		return o.kickLiveLocked(now)
+		return o.readyLocked(false, now)
 	}
 	// Part of a batch: queued now, written when the batch ends, with the
 	// rest of what the batch brings this connection.
@@ -516,50 +516,47 @@ func (o *Outbox) writableLocked() bool {
 	return o.pushed > 0 || len(o.catchup) > 0
 }
 
-// kickLocked hands the outbox to the hub's writers (writers) unless one
-// has it already and something may be written. It writes at once unless frames are arriving faster than the flush delay
-// (this connection was written to less than the delay ago) and this one is
-// a live event: then it holds the flush until the hub's delay timer, so the
-// frames that follow share its write, as TCP autocorking does. A connection
-// that gets a message now and then never waits; a busy one writes several
-// frames per writev. Answers, snapshots, replays and control frames
-// (urgent) never wait, and release a held flush. o.mu is held on entry.
+// kickLocked hands the outbox to the hub's writers (writers) when it is
+// ready to write (readyLocked). o.mu is held on entry.
 func (o *Outbox) kickLocked(urgent bool) {
+	if o.readyLocked(urgent, time.Time{}) {
+		o.hub.writers.add(o)
+	}
+}
+
+// readyLocked reports whether the outbox is ready to write now: something
+// may be written and no writer has it; flushing is then set, and the
+// caller hands it to the writers (kickLocked) or, a fan-out, writes it
+// itself (Hub.deliverLocked). It is ready at once unless frames are
+// arriving faster than the flush delay (this connection was written to
+// less than the delay before now; a zero now reads the clock) and this one
+// is a live event: then it holds the flush until the hub's delay timer, so
+// the frames that follow share its write, as TCP autocorking does. A
+// connection that gets a message now and then never waits; a busy one
+// writes several frames per writev. Answers, snapshots, replays and
+// control frames (urgent) never wait, and release a held flush. o.mu is
+// held on entry.
+func (o *Outbox) readyLocked(urgent bool, now time.Time) bool {
 	if !o.writableLocked() {
-		return
+		return false
 	}
 	if o.flushing {
 		if o.held && urgent {
 			o.held = false // the delay timer will find it released
-			o.hub.writers.add(o)
+			return true
 		}
-		return
-	}
-	o.flushing = true
-	if d := o.hub.delayed.delay; d > 0 && !urgent {
-		if now := time.Now(); now.Sub(o.lastWrite) < d {
-			o.held = true
-			o.hub.delayed.add(o, now)
-			return
-		}
-	}
-	o.hub.writers.add(o)
-}
-
-// kickLiveLocked is kickLocked for a live event a fan-out queued at now,
-// except that an outbox ready to write is not handed to the writers but
-// reported (ready): the fan-out writes it itself, while what it just
-// touched is still in the CPU's cache, or hands it on. o.mu is held on
-// entry.
-func (o *Outbox) kickLiveLocked(now time.Time) (ready bool) {
-	if o.flushing || !o.writableLocked() {
 		return false // what was queued joins the batch of the write to come
 	}
 	o.flushing = true
-	if d := o.hub.delayed.delay; d > 0 && now.Sub(o.lastWrite) < d {
-		o.held = true
-		o.hub.delayed.add(o, now)
-		return false
+	if d := o.hub.delayed.delay; d > 0 && !urgent {
+		if now.IsZero() {
+			now = time.Now()
+		}
+		if now.Sub(o.lastWrite) < d {
+			o.held = true
+			o.hub.delayed.add(o, now)
+			return false
+		}
 	}
 	return true
 }

@@ -64,3 +64,46 @@ func TestFastHistogramCountsEveryObservation(t *testing.T) {
 		t.Errorf("sum %v (%v), want 10565", sum, err)
 	}
 }
+
+// TestTallyAddsWhatItGathered: observations gathered in Tallies by several
+// goroutines and added in pieces end up in the histogram exactly as if each
+// had been an Update, and an added Tally starts empty again.
+func TestTallyAddsWhatItGathered(t *testing.T) {
+	s := metrics.NewSet()
+	direct := metric.NewFastHistogram(s, "test_direct_frames", "Updated one by one", metric.CountBuckets)
+	tallied := metric.NewFastHistogram(s, "test_tallied_frames", "Gathered in Tallies", metric.CountBuckets)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var tally metric.Tally
+			for i := range 5000 {
+				v := float64((i*7 + g) % 3000)
+				direct.Update(v)
+				tallied.Observe(&tally, v)
+				if i%64 == 63 {
+					tallied.Add(&tally)
+				}
+			}
+			tallied.Add(&tally)
+			tallied.Add(&tally) // empty now: adds nothing
+		}()
+	}
+	wg.Wait()
+	var b bytes.Buffer
+	metric.WritePrometheus(&b, s)
+	series := func(name string) string {
+		var lines []string
+		for l := range strings.Lines(b.String()) {
+			if strings.HasPrefix(l, name) {
+				lines = append(lines, strings.TrimPrefix(l, name))
+			}
+		}
+		return strings.Join(lines, "")
+	}
+	d, tl := series("test_direct_frames"), series("test_tallied_frames")
+	if d != tl || !strings.Contains(d, "_count 20000\n") {
+		t.Fatalf("tallied series differ from direct ones or miss observations:\n%s\nagainst\n%s", tl, d)
+	}
+}

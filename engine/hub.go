@@ -102,7 +102,7 @@ func NewHub(cfg Config, broker Broker) *Hub {
 		now:     time.Now,
 	}
 	h.delayed.delay = cfg.FlushDelay
-	h.writers.init()
+	h.writers.init(h.metrics)
 	h.intervals.init(func() time.Time { return h.now() })
 	for i := range h.shards {
 		h.shards[i].topics = make(map[string]*topic)

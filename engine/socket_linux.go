@@ -17,8 +17,9 @@ import (
 // blocking: the flusher itself decides when to wait, so it can keep what the
 // kernel holds unsent under the limit, and time a wait from the last byte
 // the kernel accepted (see write.go).
+//
+// It fills two cache lines exactly (see tcpOutbox): a write reads all of it.
 type socket struct {
-	conn  net.Conn // for the write deadline
 	raw   syscall.RawConn
 	limit int // the unsent limit; 0: the kernel's default (none)
 
@@ -38,6 +39,7 @@ type socket struct {
 	// measure): sendable bytes go out at once, room bytes may wait unsent.
 	sendable, room int
 	sys            *sockScratch // held during a write only
+	_              [8]byte      // to 128 bytes: the outbox after it starts on a line
 }
 
 // sockScratch is what a write's system calls read and write. A socket
@@ -70,40 +72,43 @@ const maxWrite = 64 << 10
 // iovMax is how many buffers one writev takes (IOV_MAX).
 const iovMax = 1024
 
-// newSocket returns the socket of c when c is a TCP connection, capping
-// what its kernel may hold unsent at limit bytes (TCP_NOTSENT_LOWAT): past
-// it the kernel reports the socket not writable, so the backlog of a reader
-// slower than its feed waits in the outbox, where a newer tick replaces an
-// older one. For a connection wrapping TCP (TLS) it caps the TCP connection
-// beneath and returns nil: the outbox then writes through c.
-func newSocket(c net.Conn, limit int) *socket {
-	tcp, ok := c.(*net.TCPConn)
-	if !ok {
-		for inner := c; ; {
-			u, ok := inner.(interface{ NetConn() net.Conn })
-			if !ok {
-				break
-			}
-			inner = u.NetConn()
-			if t, ok := inner.(*net.TCPConn); ok && limit > 0 {
-				if raw, err := t.SyscallConn(); err == nil {
-					_ = setUnsentLimit(raw, limit)
-				}
-				break
-			}
-		}
-		return nil
-	}
-	raw, err := tcp.SyscallConn()
+// open makes s the socket of c, capping what its kernel may hold unsent at
+// limit bytes (TCP_NOTSENT_LOWAT): past it the kernel reports the socket
+// not writable, so the backlog of a reader slower than its feed waits in
+// the outbox, where a newer tick replaces an older one. It reports false
+// when c has no descriptor to write to (the outbox then writes through c).
+func (s *socket) open(c *net.TCPConn, limit int) bool {
+	raw, err := c.SyscallConn()
 	if err != nil {
-		return nil
+		return false
 	}
-	s := &socket{conn: c, raw: raw, limit: limit}
+	*s = socket{raw: raw, limit: limit}
 	s.stepFn = s.step
 	if limit > 0 && setUnsentLimit(raw, limit) != nil {
 		s.limit = 0 // the kernel cannot keep the bound: write without it
 	}
-	return s
+	return true
+}
+
+// capUnsent caps what the kernel may hold unsent for a connection wrapping
+// TCP (TLS): on the TCP connection beneath, as open does.
+func capUnsent(c net.Conn, limit int) {
+	if limit <= 0 {
+		return
+	}
+	for inner := c; ; {
+		u, ok := inner.(interface{ NetConn() net.Conn })
+		if !ok {
+			return
+		}
+		inner = u.NetConn()
+		if t, ok := inner.(*net.TCPConn); ok {
+			if raw, err := t.SyscallConn(); err == nil {
+				_ = setUnsentLimit(raw, limit)
+			}
+			return
+		}
+	}
 }
 
 func setUnsentLimit(raw syscall.RawConn, limit int) error {
@@ -139,7 +144,7 @@ func (s *socket) write(o *Outbox, iov net.Buffers, partial, nowait bool) (net.Bu
 	}
 	err := s.raw.Write(s.stepFn)
 	if o.deadline {
-		_ = s.conn.SetWriteDeadline(time.Time{})
+		_ = o.conn.SetWriteDeadline(time.Time{})
 		o.deadline = false
 	}
 	if err == nil {
@@ -273,7 +278,7 @@ func (s *socket) block() bool {
 // without progress.
 func (s *socket) wait() bool {
 	if s.progressed {
-		_ = s.conn.SetWriteDeadline(time.Now().Add(s.o.hub.cfg.WriteTimeout))
+		_ = s.o.conn.SetWriteDeadline(time.Now().Add(s.o.hub.cfg.WriteTimeout))
 		s.o.deadline = true
 		s.progressed = false
 	}

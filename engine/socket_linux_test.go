@@ -278,3 +278,34 @@ func TestIdleOutboxLetsItsBuffersGo(t *testing.T) {
 	publish(t, h, order("1", 8))
 	readOrder(8)
 }
+
+// TestLagCountsWhatAStalledPeerIsOwed: a peer that reads nothing is owed
+// the frame its socket blocked in — taken from the queue, its write waiting
+// for the peer — and Lag says so, at least as old as the frame; once the
+// peer has read it, it is owed nothing.
+func TestLagCountsWhatAStalledPeerIsOwed(t *testing.T) {
+	h, _ := newHub(t, func(c *engine.Config, _ *engine.HistoryLimits) {
+		c.FlushDelay, c.MaxUnsentBytes, c.MaxPendingBytes, c.WriteTimeout = 0, 4096, 64<<20, time.Hour
+	})
+	server, client := tcpPair(t)
+	o := h.NewOutbox(server, false)
+	subscribe(t, h, o, "orders:1", engine.Reliable, engine.SubscribeOptions{})
+	// 4 MB: more than an unread loopback connection takes, so its write
+	// waits, and nothing is left in the queue.
+	publish(t, h, bigOrder(1, 4<<20))
+	published := time.Now()
+	testwait.For(t, "the frame to be taken from the queue", func() bool {
+		frames, _ := o.Pending()
+		return frames == 0
+	})
+	now := time.Now()
+	if lag := o.Lag(now); lag < now.Sub(published) {
+		t.Fatalf("Lag %v while the peer reads nothing; want at least %v (the frame being written)", lag, now.Sub(published))
+	}
+	r := &reader{t: t, br: bufio.NewReader(client)}
+	_ = client.SetReadDeadline(time.Now().Add(testwait.Deadline))
+	if _, _, err := r.next(); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, "Lag to fall to 0 once the frame is read", func() bool { return o.Lag(time.Now()) == 0 })
+}

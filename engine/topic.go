@@ -49,7 +49,9 @@ func (h *Hub) deliverLocked(t *topic, ev *Event, batch *Batch) {
 		// The outboxes of the first handOff subscribers go to the writers
 		// (on the other cores); this goroutine writes the rest itself.
 		handOff = len(t.subs) * (h.writers.max - 1) / h.writers.max
+		tally   writeTally // of the writes this goroutine makes
 	)
+	defer tally.add(h.metrics)
 	for i, sub := range t.subs {
 		if ev.env.Sequence < sub.next {
 			continue // already sent by this subscription's catch-up
@@ -74,7 +76,7 @@ func (h *Hub) deliverLocked(t *topic, ev *Event, batch *Batch) {
 			h.writers.add(sub.out)
 			continue
 		}
-		sub.out.writeReady()
+		sub.out.writeReady(&tally)
 		if ready++; ready%8 == 0 {
 			now = time.Now() // the writes take time; a stale clock would hold what is due
 		}

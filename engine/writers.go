@@ -38,8 +38,9 @@ type writers struct {
 	mu      sync.Mutex
 	ready   []*Outbox // ready[head:] wait, oldest first
 	head    int
-	running int    // writer goroutines
-	max     int    // GOMAXPROCS at the start
+	running int // writer goroutines
+	max     int // GOMAXPROCS at the start
+	metrics *hubMetrics
 	started uint64 // writer goroutines ever started (for tests)
 }
 
@@ -52,7 +53,7 @@ const writerTake = 64
 // writer start, while fewer than max run.
 const writerSpawn = 2 * writerTake
 
-func (w *writers) init() { w.max = max(1, runtime.GOMAXPROCS(0)) }
+func (w *writers) init(m *hubMetrics) { w.max, w.metrics = max(1, runtime.GOMAXPROCS(0)), m }
 
 // add makes o ready. o.flushing is set: o is the list's (then a
 // writer's) until a writer releases it. o.mu may be held.
@@ -72,7 +73,10 @@ func (w *writers) add(o *Outbox) {
 
 // run writes ready outboxes until the list is empty.
 func (w *writers) run() {
-	var mine [writerTake]*Outbox
+	var (
+		mine  [writerTake]*Outbox
+		tally writeTally // of the writes of one take
+	)
 	for {
 		w.mu.Lock()
 		n := copy(mine[:], w.ready[w.head:])
@@ -92,8 +96,9 @@ func (w *writers) run() {
 		}
 		w.mu.Unlock()
 		for i, o := range mine[:n] {
-			o.writeReady()
+			o.writeReady(&tally)
 			mine[i] = nil
 		}
+		tally.add(w.metrics)
 	}
 }

@@ -824,14 +824,13 @@ func (o *Outbox) send(nowait bool, t *writeTally) (blocked, ended bool) {
 		}
 		return true, false
 	}
-	if !nowait {
-		o.inflight.Store(0)
-	}
 	// A batch written at once (a writer's attempt that did not block)
-	// was written when it was taken, to the lag's resolution; only one
-	// that waited for the socket reads the clock again.
+	// was written when it was taken, to the lag's resolution, and was
+	// never in flight for Lag; only one that waited for the socket reads
+	// the clock again.
 	done := out.started
 	if !nowait {
+		o.inflight.Store(0)
 		done = time.Now()
 	}
 	t.record(m, out.batch, out.deliveries, out.size, out.conflated, done)

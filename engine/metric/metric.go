@@ -187,19 +187,12 @@ func NewFastHistogram(s *metrics.Set, name, help string, bounds []float64) *Fast
 	return h
 }
 
-// Update records one observation.
+// Update records one observation. Where many are recorded in a row, a
+// Tally (Observe, then Add) costs fewer atomic operations.
 func (h *FastHistogram) Update(v float64) {
-	i := 0
-	for i < len(h.bounds) && v > h.bounds[i] {
-		i++
-	}
-	h.buckets[i].Add(1)
-	for {
-		old := h.sum.Load()
-		if h.sum.CompareAndSwap(old, math.Float64bits(math.Float64frombits(old)+v)) {
-			return
-		}
-	}
+	var t Tally
+	h.Observe(&t, v)
+	h.Add(&t)
 }
 
 // MaxTallyBounds is how many bucket bounds a FastHistogram may have: a
